@@ -1,0 +1,54 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/worker"
+)
+
+// BucketOptions shape the contract's buckets.
+type BucketOptions struct {
+	Replicas int
+	// WorkerLease is how long a worker's entry lives without a beat.
+	WorkerLease time.Duration
+	// Memory keeps the buckets in memory; benchmarks compare it with files.
+	Memory bool
+}
+
+// Buckets creates (or updates) the four buckets of the contract and returns
+// the worker's stores over them.
+func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logger) (worker.Stores, error) {
+	storage := jetstream.FileStorage
+	if opts.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	kvs := map[string]jetstream.KeyValue{}
+	for _, cfg := range []jetstream.KeyValueConfig{
+		{Bucket: schemas.BucketState, Description: "current presence event of each agent"},
+		{Bucket: schemas.BucketInterest, Description: "interest of each UCC in each agent"},
+		{Bucket: schemas.BucketClaims, Description: "the one worker that holds each agent's upstream subscription"},
+		// A bucket-wide TTL, renewed by plain puts: per-key TTLs are lost on update.
+		{Bucket: schemas.BucketWorkers, Description: "liveness of workers", TTL: opts.WorkerLease},
+	} {
+		cfg.History = 1
+		cfg.Replicas = opts.Replicas
+		cfg.Storage = storage
+		kv, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		if err != nil {
+			return worker.Stores{}, fmt.Errorf("bus: bucket %s: %w", cfg.Bucket, err)
+		}
+		kvs[cfg.Bucket] = kv
+	}
+	return worker.Stores{
+		State:    &States{kv: kvs[schemas.BucketState], conn: c, log: log},
+		Interest: &Interests{kv: kvs[schemas.BucketInterest], conn: c, log: log},
+		Claims:   &Claims{kv: kvs[schemas.BucketClaims], log: log},
+		Workers:  &Workers{kv: kvs[schemas.BucketWorkers]},
+	}, nil
+}

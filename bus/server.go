@@ -1,0 +1,70 @@
+// Package bus is the only code that touches NATS: the embedded server, the
+// connection, the contract's KV buckets and subjects, and the presence micro
+// service.
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+)
+
+// MaxPayload is the embedded server's largest message: a subscribe of
+// 10,000 agents with Teams UPNs is over NATS's default of 1 MiB.
+const MaxPayload = 8 << 20
+
+// EmbeddedOptions configure the embedded server.
+type EmbeddedOptions struct {
+	// Listen is the client address, host:port; port 0 picks a free one.
+	Listen  string
+	DataDir string
+}
+
+// StartEmbedded starts a NATS server with JetStream inside this process.
+func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*server.Server, error) {
+	host, portText, err := net.SplitHostPort(opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("bus: listen address %q: %w", opts.Listen, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("bus: listen port %q: %w", portText, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "presence-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   opts.DataDir,
+		MaxPayload: MaxPayload,
+		NoSigs:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded server: %w", err)
+	}
+	ns.SetLoggerV2(serverLog{log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("bus: embedded server not ready within 30s")
+	}
+	return ns, nil
+}
+
+// serverLog hands the server's log lines to zerolog.
+type serverLog struct{ log zerolog.Logger }
+
+func (l serverLog) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l serverLog) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l serverLog) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l serverLog) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l serverLog) Debugf(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+func (l serverLog) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }

@@ -1,0 +1,192 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/schemas"
+)
+
+// Limits on what the service reads.
+const (
+	// MaxRequestBytes fits 10,000 agents with long URIs and Teams UPNs.
+	MaxRequestBytes = 4 << 20
+	MaxInputBytes   = 16 << 10
+	requestTimeout  = 60 * time.Second
+	// inputQueue makes each input reach exactly one worker.
+	inputQueue = "presence-workers"
+)
+
+// Handler answers the presence service's requests and inputs; the worker
+// implements it.
+type Handler interface {
+	Subscribe(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error)
+	Unsubscribe(ctx context.Context, req schemas.UnsubscribeRequest) (schemas.AgentsReply, error)
+	Sync(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error)
+	Get(ctx context.Context, req schemas.GetRequest) (schemas.AgentsReply, error)
+	Status(ctx context.Context) (schemas.Status, error)
+	Input(ctx context.Context, source, key string, body []byte) (schemas.InputReply, error)
+}
+
+// Service is the running presence micro service and input subscription.
+type Service struct {
+	svc    micro.Service
+	inputs *nats.Subscription
+	log    zerolog.Logger
+}
+
+// Serve starts the presence micro service on presence.api.* and takes inputs
+// on presence.in.>, both in queue groups shared by every worker.
+func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog.Logger) (*Service, error) {
+	svc, err := micro.AddService(c.NC, micro.Config{
+		Name:        schemas.ServiceName,
+		Version:     version,
+		Description: "one upstream presence subscription per agent for all UCCs",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: presence service: %w", err)
+	}
+	s := &Service{svc: svc, log: log}
+	endpoints := map[string]micro.HandlerFunc{
+		schemas.SubjectSubscribe: endpoint(ctx, s, h.Subscribe),
+		schemas.SubjectUnsub:     endpoint(ctx, s, h.Unsubscribe),
+		schemas.SubjectSync:      endpoint(ctx, s, h.Sync),
+		schemas.SubjectGet:       endpoint(ctx, s, h.Get),
+		schemas.SubjectStatus: endpoint(ctx, s, func(ctx context.Context, _ struct{}) (schemas.Status, error) {
+			return h.Status(ctx)
+		}),
+	}
+	for subject, handler := range endpoints {
+		name := strings.TrimPrefix(subject, schemas.APISubjectPrefix)
+		if err := svc.AddEndpoint(name, handler, micro.WithEndpointSubject(subject)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("bus: endpoint %s: %w", subject, err)
+		}
+	}
+	s.inputs, err = c.NC.QueueSubscribe("presence.in.>", inputQueue, func(m *nats.Msg) { s.input(ctx, h, m) })
+	if err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("bus: inputs: %w", err)
+	}
+	return s, nil
+}
+
+// Stop stops taking requests and inputs; those in hand are finished first.
+func (s *Service) Stop() error {
+	return errors.Join(s.inputs.Drain(), s.svc.Stop())
+}
+
+// endpoint decodes a request, calls the handler and answers: bad input with
+// the micro error headers and a bad_request body, a failure with 500.
+func endpoint[Req, Rep any](ctx context.Context, s *Service, handle func(context.Context, Req) (Rep, error)) micro.HandlerFunc {
+	return func(r micro.Request) {
+		defer s.recoverPanic(r.Subject(), func(msg string) { respondError(r, s.log, internalError(msg)) })
+		data := r.Data()
+		if len(data) > MaxRequestBytes {
+			respondError(r, s.log, &schemas.Error{Code: schemas.CodeBadRequest,
+				Message: fmt.Sprintf("request of %d bytes; at most %d", len(data), MaxRequestBytes)})
+			return
+		}
+		var req Req
+		if len(data) > 0 || !isEmptyStruct(req) {
+			if err := json.Unmarshal(data, &req); err != nil {
+				respondError(r, s.log, &schemas.Error{Code: schemas.CodeBadRequest, Message: "request is not JSON of the contract: " + err.Error()})
+				return
+			}
+		}
+		callCtx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		rep, err := handle(callCtx, req)
+		if err != nil {
+			respondError(r, s.log, toContractError(err))
+			return
+		}
+		if err := r.RespondJSON(rep); err != nil {
+			s.log.Error().Err(err).Str("subject", r.Subject()).Msg("could not answer request")
+		}
+	}
+}
+
+func isEmptyStruct(v any) bool {
+	_, ok := v.(struct{})
+	return ok
+}
+
+func internalError(msg string) *schemas.Error {
+	return &schemas.Error{Code: schemas.CodeInternal, Message: msg}
+}
+
+func toContractError(err error) *schemas.Error {
+	var e *schemas.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return internalError(err.Error())
+}
+
+// statusOf is the micro error code: a caller's mistake is 400, ours 500.
+func statusOf(e *schemas.Error) int {
+	if e.Code == schemas.CodeInternal {
+		return 500
+	}
+	return 400
+}
+
+func respondError(r micro.Request, log zerolog.Logger, e *schemas.Error) {
+	body, _ := json.Marshal(schemas.ErrorReply{Error: e})
+	if err := r.Error(strconv.Itoa(statusOf(e)), e.Message, body); err != nil {
+		log.Error().Err(err).Str("subject", r.Subject()).Msg("could not answer request")
+	}
+}
+
+// input handles presence.in.<source>.<key>, answering when asked.
+func (s *Service) input(ctx context.Context, h Handler, m *nats.Msg) {
+	reply := func(rep schemas.InputReply) {
+		if m.Reply == "" {
+			return
+		}
+		data, _ := json.Marshal(rep)
+		if err := m.Respond(data); err != nil {
+			s.log.Warn().Err(err).Str("subject", m.Subject).Msg("could not answer input")
+		}
+	}
+	fail := func(e *schemas.Error) {
+		s.log.Warn().Str("subject", m.Subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
+		reply(schemas.InputReply{Error: e})
+	}
+	defer s.recoverPanic(m.Subject, func(msg string) { fail(internalError(msg)) })
+	tokens := strings.Split(m.Subject, ".")
+	if len(tokens) != 4 {
+		fail(&schemas.Error{Code: schemas.CodeBadRequest, Message: "input subject is not presence.in.<source>.<key>"})
+		return
+	}
+	if len(m.Data) > MaxInputBytes {
+		fail(&schemas.Error{Code: schemas.CodeBadRequest, Message: fmt.Sprintf("input of %d bytes; at most %d", len(m.Data), MaxInputBytes)})
+		return
+	}
+	callCtx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	rep, err := h.Input(callCtx, tokens[2], tokens[3], m.Data)
+	if err != nil {
+		fail(toContractError(err))
+		return
+	}
+	reply(rep)
+}
+
+// recoverPanic answers a request whose handler panicked and keeps the worker up.
+func (s *Service) recoverPanic(subject string, answer func(string)) {
+	if r := recover(); r != nil {
+		s.log.Error().Str("subject", subject).Interface("panic", r).Stack().Msg("recovered from panic in handler")
+		answer(fmt.Sprintf("handler failed: %v", r))
+	}
+}

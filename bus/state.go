@@ -1,0 +1,73 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/schemas"
+)
+
+// States is the presence_state bucket and the presence.<key> events.
+type States struct {
+	kv   jetstream.KeyValue
+	conn *Conn
+	log  zerolog.Logger
+}
+
+func decodeEvent(data []byte, rev uint64) (schemas.Event, error) {
+	var ev schemas.Event
+	err := json.Unmarshal(data, &ev)
+	ev.Seq = rev
+	return ev, err
+}
+
+// Load returns the agent's current event with Seq set to its revision.
+func (s *States) Load(ctx context.Context, key string) (schemas.Event, bool, error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return schemas.Event{}, false, nil
+	}
+	if err != nil {
+		return schemas.Event{}, false, err
+	}
+	ev, err := decodeEvent(e.Value(), e.Revision())
+	return ev, err == nil, err
+}
+
+// Swap stores ev if the entry is still at revision; the stored event carries
+// no seq, since its revision is only known once it is stored.
+func (s *States) Swap(ctx context.Context, ev schemas.Event, revision uint64) (uint64, bool, error) {
+	ev.Seq = 0
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return 0, false, err
+	}
+	var rev uint64
+	if revision == 0 {
+		rev, err = s.kv.Create(ctx, ev.Key, data)
+	} else {
+		rev, err = s.kv.Update(ctx, ev.Key, data, revision)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, false, nil
+	}
+	return rev, err == nil, err
+}
+
+// Publish sends the event to presence.<key>.
+func (s *States) Publish(ev schemas.Event) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	return s.conn.NC.Publish(schemas.EventSubject(ev.Key), data)
+}
+
+// Watch streams the bucket's events, Seq set.
+func (s *States) Watch(ctx context.Context) (<-chan schemas.Change[schemas.Event], error) {
+	return watch(ctx, s.kv, s.log, decodeEvent)
+}

@@ -1,0 +1,137 @@
+// Command presenced is the Presence Provider daemon: one upstream presence
+// subscription per agent for every UCC of the service.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/config"
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+	"github.com/contactcenter/presence-provider/sources/attendant"
+	"github.com/contactcenter/presence-provider/sources/pstn"
+	"github.com/contactcenter/presence-provider/worker"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "1.0.0"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "presenced:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	proc, err := config.LoadProcess()
+	if err != nil {
+		return err
+	}
+	level, _ := zerolog.ParseLevel(proc.LogLevel)
+	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
+
+	provider := config.Default()
+	if proc.ConfigFile != "" {
+		if provider, err = config.Load(proc.ConfigFile); err != nil {
+			return err
+		}
+	}
+	log.Info().Object("config", provider).Str("file", proc.ConfigFile).Msg("PresenceProviderConfiguration")
+	log.Info().Object("process", proc).Msg("process configuration")
+
+	var ns *server.Server
+	if proc.NATSURL == "" {
+		if ns, err = bus.StartEmbedded(bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir}, log); err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+	}
+	conn, err := bus.Connect(proc.NATSURL, ns, "presenced "+proc.WorkerID, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: proc.KVReplicas, WorkerLease: proc.WorkerLease}, log)
+	if err != nil {
+		return err
+	}
+	clock := clockwork.NewRealClock()
+	w := worker.New(workerConfig(proc, provider), stores, clock, log)
+	addSources(w, provider, clock, log)
+
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	svc, err := conn.Serve(ctx, w, version, log)
+	if err != nil {
+		w.Stop()
+		return err
+	}
+	ready := log.Info().Str("worker", proc.WorkerID).Str("version", version)
+	if ns != nil {
+		ready = ready.Str("embedded_nats", ns.ClientURL()).Str("data_dir", proc.DataDir)
+	} else {
+		ready = ready.Str("nats", conn.NC.ConnectedUrlRedacted())
+	}
+	ready.Msg("presence provider ready")
+
+	<-ctx.Done()
+	log.Info().Msg("shutting down: no new requests, ending upstream subscriptions, releasing claims")
+	if err := svc.Stop(); err != nil {
+		log.Warn().Err(err).Msg("presence service stop")
+	}
+	w.Stop()
+	if err := conn.NC.FlushTimeout(5 * time.Second); err != nil {
+		log.Warn().Err(err).Msg("flush")
+	}
+	return nil
+}
+
+func workerConfig(proc config.Process, p config.Provider) worker.Config {
+	routes := sources.Routes{PSTN: p.PSTN.Enabled, SIP: p.SIP.Enabled, Graph: p.Graph.Enabled}
+	if p.Attendant.Enabled {
+		routes.AttendantPatterns = p.Attendant.Patterns
+	}
+	return worker.Config{
+		ID:                     proc.WorkerID,
+		SubscriptionsPerSecond: p.MaxSubscriptionsPerSecond,
+		FirstRetry:             p.FailedResubscribeDelay,
+		MaxRetry:               p.MaxFailedResubscribeDelay,
+		MaxFailures:            p.MaxFailuresPerURI,
+		Linger:                 proc.UnsubscribeLinger,
+		WorkerLease:            proc.WorkerLease,
+		Routes:                 routes,
+	}
+}
+
+func addSources(w *worker.Worker, p config.Provider, clock clockwork.Clock, log zerolog.Logger) {
+	if p.Attendant.Enabled {
+		w.AddSource(schemas.SourceAttendant, attendant.New(clock))
+	}
+	if p.PSTN.Enabled {
+		w.AddSource(schemas.SourcePSTN, pstn.New(p.PSTN.MaxCallDuration, clock, w))
+	}
+	if p.SIP.Enabled {
+		log.Warn().Msg("UcmaPresenceSource is enabled but the SIP source is not in this build; its agents are answered as source none")
+	}
+	if p.Graph.Enabled {
+		log.Warn().Msg("MsGraphPresenceSource is enabled but the Graph source is not in this build; its agents are answered as source none")
+	}
+}

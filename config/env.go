@@ -1,0 +1,86 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+)
+
+// Secret is a value that must never reach a log, an error or a status reply.
+type Secret string
+
+func (Secret) String() string { return "[redacted]" }
+
+// MarshalText keeps the value out of JSON and zerolog output too.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Process holds the process settings of the contract's section 7.
+type Process struct {
+	NATSURL            string        `envconfig:"NATS_URL"`
+	EmbeddedListen     string        `envconfig:"EMBEDDED_LISTEN" default:"127.0.0.1:4222"`
+	DataDir            string        `envconfig:"DATA_DIR" default:"./presence-data"`
+	ConfigFile         string        `envconfig:"CONFIG"`
+	WorkerID           string        `envconfig:"WORKER_ID"`
+	LogLevel           string        `envconfig:"LOG_LEVEL" default:"info"`
+	SIPAppPassword     Secret        `envconfig:"SIP_APP_PASSWORD"`
+	SIPUserPassword    Secret        `envconfig:"SIP_USER_PASSWORD"`
+	GraphBaseURL       string        `envconfig:"GRAPH_BASE_URL" default:"https://graph.microsoft.com/v1.0"`
+	GraphAuthorityHost string        `envconfig:"GRAPH_AUTHORITY_HOST" default:"https://login.microsoftonline.com/"`
+	KVReplicas         int           `envconfig:"KV_REPLICAS" default:"1"`
+	UnsubscribeLinger  time.Duration `envconfig:"UNSUBSCRIBE_LINGER" default:"10s"`
+	WorkerLease        time.Duration `envconfig:"WORKER_LEASE" default:"10s"`
+}
+
+// MarshalZerologObject logs the settings; the secrets show only whether they are set.
+func (p Process) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("nats_url", p.NATSURL).Str("embedded_listen", p.EmbeddedListen).Str("data_dir", p.DataDir).
+		Str("config", p.ConfigFile).Str("worker_id", p.WorkerID).Str("log_level", p.LogLevel).
+		Bool("sip_app_password_set", p.SIPAppPassword != "").Bool("sip_user_password_set", p.SIPUserPassword != "").
+		Str("graph_base_url", p.GraphBaseURL).Str("graph_authority_host", p.GraphAuthorityHost).
+		Int("kv_replicas", p.KVReplicas).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease)
+}
+
+// EnvPrefix is the prefix of every process variable.
+const EnvPrefix = "PRESENCE"
+
+// LoadProcess reads the process settings from the environment.
+func LoadProcess() (Process, error) {
+	var p Process
+	if err := envconfig.Process(EnvPrefix, &p); err != nil {
+		return Process{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if _, err := zerolog.ParseLevel(p.LogLevel); err != nil {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_LOG_LEVEL %q is not a zerolog level", p.LogLevel)
+	}
+	if p.KVReplicas < 1 || p.KVReplicas > 5 {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_KV_REPLICAS %d is out of range 1 to 5", p.KVReplicas)
+	}
+	if p.WorkerID == "" {
+		host, _ := os.Hostname()
+		p.WorkerID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if !validWorkerID(p.WorkerID) {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_WORKER_ID %q may hold only A-Z a-z 0-9 - _ = and inner dots (it is a KV key)", p.WorkerID)
+	}
+	if p.WorkerLease < 3*time.Second {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_WORKER_LEASE %s is under 3s", p.WorkerLease)
+	}
+	return p, nil
+}
+
+func validWorkerID(id string) bool {
+	if id == "" || id[0] == '.' || id[len(id)-1] == '.' || strings.Contains(id, "..") {
+		return false
+	}
+	for _, c := range id {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_=.", c)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,21 @@
+package schemas
+
+// Error codes of the contract, as they appear in replies.
+const (
+	CodeBadRequest        = "bad_request"
+	CodeInvalidURI        = "invalid_uri"
+	CodeInvalidUPN        = "invalid_teams_upn"
+	CodeNotAttendantAgent = "not_attendant_agent"
+	CodeNotPSTNAgent      = "not_pstn_agent"
+	CodeInvalidInput      = "invalid_input"
+	CodeInternal          = "internal"
+)
+
+// Error is an error a caller can act on: a stable code and a message that
+// names what was wrong.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }

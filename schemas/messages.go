@@ -1,0 +1,157 @@
+package schemas
+
+import "time"
+
+// MaxAgentsPerRequest bounds one subscribe, sync, unsubscribe or get request.
+const MaxAgentsPerRequest = 10000
+
+// Source names, as they appear in replies, claims and presence.
+const (
+	SourceGraph     = "graph"
+	SourceAttendant = "attendant"
+	SourcePSTN      = "pstn"
+	SourceSIP       = "sip"
+	SourceNone      = "none"
+)
+
+// State is where an agent's upstream subscription stands.
+type State string
+
+const (
+	// StatePending: queued by the throttle or waiting for an owner.
+	StatePending State = "pending"
+	StateActive  State = "active"
+	// StateRetrying: in back-off after a failure.
+	StateRetrying State = "retrying"
+	// StateFailed: the per-URI failure limit was reached; only a new
+	// subscribe from a UCC tries again.
+	StateFailed      State = "failed"
+	StateUnsupported State = "unsupported"
+)
+
+// AgentRef names an agent in a subscribe or sync request.
+type AgentRef struct {
+	URI      string `json:"uri"`
+	TeamsUPN string `json:"teams_upn,omitempty"`
+}
+
+// SubscribeRequest is the body of presence.api.subscribe and presence.api.sync.
+type SubscribeRequest struct {
+	UCC    string     `json:"ucc"`
+	Agents []AgentRef `json:"agents"`
+	// LeaseS is 0 for "until unsubscribed"; otherwise the interest ends
+	// unless the UCC subscribes again within this many seconds.
+	LeaseS int `json:"lease_s"`
+}
+
+// UnsubscribeRequest is the body of presence.api.unsubscribe.
+type UnsubscribeRequest struct {
+	UCC  string   `json:"ucc"`
+	URIs []string `json:"uris"`
+}
+
+// GetRequest is the body of presence.api.get.
+type GetRequest struct {
+	URIs []string `json:"uris"`
+}
+
+// AgentResult is one agent of a reply, in request order.
+type AgentResult struct {
+	URI      string    `json:"uri"`
+	Key      string    `json:"key,omitempty"`
+	Subject  string    `json:"subject,omitempty"`
+	Source   string    `json:"source,omitempty"`
+	State    State     `json:"state,omitempty"`
+	Presence *Presence `json:"presence"`
+	Error    *Error    `json:"error,omitempty"`
+}
+
+// AgentsReply answers subscribe, sync, unsubscribe and get.
+type AgentsReply struct {
+	Agents []AgentResult `json:"agents"`
+}
+
+// ErrorReply answers a request that could not be read at all.
+type ErrorReply struct {
+	Error *Error `json:"error"`
+}
+
+// AttendantInput is the body of presence.in.attendant.<key>.
+type AttendantInput struct {
+	Availability string `json:"availability"`
+	// AvailabilityValue is optional; 0 takes the availability's default.
+	AvailabilityValue int    `json:"availability_value,omitempty"`
+	Activity          string `json:"activity,omitempty"`
+	Device            string `json:"device,omitempty"`
+}
+
+// Call states a UCC reports for a PSTN agent.
+const (
+	CallConnected = "connected"
+	CallEnded     = "ended"
+)
+
+// PSTNInput is the body of presence.in.pstn.<key>.
+type PSTNInput struct {
+	UCC    string `json:"ucc"`
+	CallID string `json:"call_id"`
+	State  string `json:"state"`
+}
+
+// InputReply answers an input that carried a reply subject.
+type InputReply struct {
+	OK    bool   `json:"ok,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
+	Error *Error `json:"error,omitempty"`
+}
+
+// Interest is the value of presence_interest <key>.<ucc key>: one UCC's
+// interest in one agent.
+type Interest struct {
+	UCC      string    `json:"ucc"`
+	URI      string    `json:"uri"`
+	TeamsUPN string    `json:"teams_upn,omitempty"`
+	LeaseS   int       `json:"lease_s"`
+	At       time.Time `json:"at"`
+	// PSTN keeps what normalising the URI dropped (sip:+E164@host;user=phone).
+	PSTN bool `json:"pstn,omitempty"`
+}
+
+// Claim is the value of presence_claims <key>: the one worker that holds the
+// agent's upstream subscription, and how that subscription stands.
+type Claim struct {
+	Worker   string    `json:"worker"`
+	Source   string    `json:"source"`
+	Endpoint string    `json:"endpoint,omitempty"`
+	Since    time.Time `json:"since"`
+	State    State     `json:"state"`
+	Failures int       `json:"failures,omitempty"`
+	// Reason is the last failure, for operators.
+	Reason string `json:"reason,omitempty"`
+}
+
+// WorkerInfo is the value of presence_workers <worker id>.
+type WorkerInfo struct {
+	ID      string    `json:"id"`
+	Started time.Time `json:"started"`
+}
+
+// Status answers presence.api.status.
+type Status struct {
+	Worker    string                  `json:"worker"`
+	Workers   []WorkerInfo            `json:"workers"`
+	Agents    int                     `json:"agents"`
+	Interests int                     `json:"interests"`
+	Queued    int                     `json:"queued"`
+	Sources   map[string]SourceStatus `json:"sources"`
+}
+
+// SourceStatus is one source's share of the status.
+type SourceStatus struct {
+	Enabled bool          `json:"enabled"`
+	Healthy bool          `json:"healthy"`
+	Detail  string        `json:"detail,omitempty"`
+	States  map[State]int `json:"states"`
+	// Stats are figures particular to the source (budget in use, cycle length...).
+	Stats map[string]any `json:"stats,omitempty"`
+}

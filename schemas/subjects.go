@@ -1,0 +1,44 @@
+package schemas
+
+// Subjects of the contract's section 2.
+const (
+	// EventSubjectPrefix + key is where an agent's presence changes go.
+	EventSubjectPrefix = "presence."
+	// EventWildcard matches exactly the presence events.
+	EventWildcard = "presence.*"
+
+	ServiceName       = "presence"
+	APISubjectPrefix  = "presence.api."
+	SubjectSubscribe  = "presence.api.subscribe"
+	SubjectUnsub      = "presence.api.unsubscribe"
+	SubjectSync       = "presence.api.sync"
+	SubjectGet        = "presence.api.get"
+	SubjectStatus     = "presence.api.status"
+	AttendantPrefix   = "presence.in.attendant."
+	PSTNPrefix        = "presence.in.pstn."
+	AttendantWildcard = "presence.in.attendant.*"
+	PSTNWildcard      = "presence.in.pstn.*"
+)
+
+// EventSubject is the subject of one agent's presence events.
+func EventSubject(key string) string { return EventSubjectPrefix + key }
+
+// KV buckets of the contract's section 6.
+const (
+	BucketState    = "presence_state"
+	BucketInterest = "presence_interest"
+	BucketClaims   = "presence_claims"
+	BucketWorkers  = "presence_workers"
+)
+
+// InterestKey is the presence_interest key of one UCC's interest in one agent.
+func InterestKey(agentKey, uccKey string) string { return agentKey + "." + uccKey }
+
+// Change is a KV entry as a watcher sees it: a new value, or the key's
+// deletion (Deleted, with Value zero).
+type Change[T any] struct {
+	Key      string
+	Value    T
+	Revision uint64
+	Deleted  bool
+}

@@ -1,0 +1,75 @@
+// Package attendant is the AttendantService source: presence pushed by
+// third-party clients (Snapper-like) for agents that a Match pattern covers.
+// It holds no upstream subscription; inputs become presence as they arrive,
+// even for agents no UCC subscribes yet.
+package attendant
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+)
+
+// MaxFieldBytes bounds the free-text fields of an input.
+const MaxFieldBytes = 256
+
+// Source turns attendant inputs into presence.
+type Source struct{ clock clockwork.Clock }
+
+// New returns the attendant source.
+func New(clock clockwork.Clock) *Source { return &Source{clock: clock} }
+
+// Subscribe has nothing to do upstream: presence arrives as inputs.
+func (*Source) Subscribe(context.Context, sources.Agent) error { return nil }
+
+// Unsubscribe has nothing to end upstream.
+func (*Source) Unsubscribe(context.Context, sources.Agent) error { return nil }
+
+// Health is always good: the source depends on nothing.
+func (*Source) Health() sources.Health { return sources.Health{Healthy: true} }
+
+// Input validates an input and returns the presence it describes.
+func (s *Source) Input(_ sources.Agent, body []byte) (schemas.Presence, error) {
+	var in schemas.AttendantInput
+	if err := json.Unmarshal(body, &in); err != nil {
+		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeBadRequest, Message: "attendant input is not JSON of the contract: " + err.Error()}
+	}
+	availability, ok := schemas.ParseAvailability(in.Availability)
+	if !ok {
+		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput,
+			Message: fmt.Sprintf("availability %q is not one of Available, AvailableIdle, Busy, BusyIdle, DoNotDisturb, BeRightBack, Away, Offline, Unknown", in.Availability)}
+	}
+	value := in.AvailabilityValue
+	switch {
+	case value == 0:
+		value = availability.Value()
+	case schemas.AvailabilityOf(value) != availability:
+		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput,
+			Message: fmt.Sprintf("availability_value %d is %s, not %s", value, schemas.AvailabilityOf(value), availability)}
+	}
+	if len(in.Activity) > MaxFieldBytes || len(in.Device) > MaxFieldBytes {
+		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput,
+			Message: fmt.Sprintf("activity and device are at most %d bytes", MaxFieldBytes)}
+	}
+	return schemas.Presence{
+		Availability:      availability,
+		AvailabilityValue: value,
+		Activity:          in.Activity,
+		Device:            in.Device,
+		Modalities:        modalitiesOf(availability),
+		Source:            schemas.SourceAttendant,
+		ObservedAt:        s.clock.Now().UTC(),
+	}, nil
+}
+
+// modalitiesOf says an agent who is signed in can take every modality; the
+// AttendantService reports no finer detail.
+func modalitiesOf(a schemas.Availability) schemas.Modalities {
+	on := a != schemas.Offline && a != schemas.Unknown
+	return schemas.Modalities{Audio: on, Video: on, Text: on}
+}

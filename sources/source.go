@@ -1,0 +1,86 @@
+// Package sources defines what a presence source is, and which source serves
+// an agent. Each source lives in its own folder and knows nothing of NATS.
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/contactcenter/presence-provider/schemas"
+)
+
+// Agent is what a source knows of an agent.
+type Agent struct {
+	URI      string
+	Key      string
+	TeamsUPN string
+}
+
+// Sink receives what sources observe. The worker implements it; a source may
+// call it from any goroutine.
+type Sink interface {
+	// Observe reports the agent's presence as the source sees it now.
+	Observe(a Agent, p schemas.Presence)
+	// Lost reports that an upstream subscription ended without the worker
+	// asking. A nil or ErrTerminated error asks for a new subscription at
+	// once; any other error is a failure for the back-off.
+	Lost(a Agent, err error)
+}
+
+// Source keeps upstream subscriptions to one presence system.
+type Source interface {
+	// Subscribe returns once the agent's upstream subscription is up, or
+	// with the reason it could not be made.
+	Subscribe(ctx context.Context, a Agent) error
+	// Unsubscribe ends the agent's upstream subscription.
+	Unsubscribe(ctx context.Context, a Agent) error
+	Health() Health
+}
+
+// Runner is a source with work of its own (timers, connections, polling);
+// the worker runs it until ctx ends.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// Fed is a source fed by inputs on presence.in.<name>.<key> (AttendantService,
+// PSTN) rather than by upstream subscriptions: it needs neither a claim nor
+// the throttle. Input turns one input body into the agent's presence; a
+// rejected input is a *schemas.Error.
+type Fed interface {
+	Source
+	Input(a Agent, body []byte) (schemas.Presence, error)
+}
+
+// Health is how a source stands, for presence.api.status.
+type Health struct {
+	Healthy bool
+	Detail  string
+	Stats   map[string]any
+}
+
+// ErrTerminated is an upstream subscription ended by the server in a way that
+// asks for a new one at once (a timeout, a deactivated subscription).
+var ErrTerminated = errors.New("subscription terminated upstream")
+
+// RetryAfterError is a failure whose server said when to try again.
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.Err, e.After)
+}
+
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// PermanentError is a failure that retrying cannot mend (an unknown user):
+// the agent is failed at once.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+
+func (e *PermanentError) Unwrap() error { return e.Err }

@@ -1,0 +1,320 @@
+package worker
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+)
+
+// Limits on what a request may carry.
+const (
+	MaxUCCBytes      = 256
+	MaxTeamsUPNBytes = 256
+	MaxLeaseSeconds  = 7 * 86400
+)
+
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
+
+func badRequest(format string, args ...any) *schemas.Error {
+	return &schemas.Error{Code: schemas.CodeBadRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+func checkUCC(ucc string) error {
+	switch {
+	case ucc == "":
+		return badRequest("ucc is mandatory")
+	case len(ucc) > MaxUCCBytes:
+		return badRequest("ucc is longer than %d bytes", MaxUCCBytes)
+	case strings.IndexFunc(ucc, unicode.IsControl) >= 0:
+		return badRequest("ucc contains a control character")
+	}
+	return nil
+}
+
+func checkCount(n int) error {
+	if n > schemas.MaxAgentsPerRequest {
+		return badRequest("%d agents in one request; at most %d", n, schemas.MaxAgentsPerRequest)
+	}
+	return nil
+}
+
+func checkTeamsUPN(upn string) error {
+	if upn == "" {
+		return nil
+	}
+	user, domain, ok := strings.Cut(upn, "@")
+	if !ok || user == "" || domain == "" || len(upn) > MaxTeamsUPNBytes || strings.ContainsFunc(upn, unicode.IsSpace) {
+		return &schemas.Error{Code: schemas.CodeInvalidUPN,
+			Message: fmt.Sprintf("teams_upn %q is not user@domain of at most %d bytes", upn, MaxTeamsUPNBytes)}
+	}
+	return nil
+}
+
+// asError makes any error a contract error, keeping the code of one that is.
+func asError(err error) *schemas.Error {
+	var e *schemas.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &schemas.Error{Code: schemas.CodeInternal, Message: err.Error()}
+}
+
+// Subscribe adds a UCC's interest in agents. Each agent is answered on its
+// own: a bad entry fails alone.
+func (w *Worker) Subscribe(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error) {
+	if err := checkUCC(req.UCC); err != nil {
+		return schemas.AgentsReply{}, err
+	}
+	if err := checkCount(len(req.Agents)); err != nil {
+		return schemas.AgentsReply{}, err
+	}
+	if req.LeaseS < 0 || req.LeaseS > MaxLeaseSeconds {
+		return schemas.AgentsReply{}, badRequest("lease_s %d is out of range 0 to %d", req.LeaseS, MaxLeaseSeconds)
+	}
+	uccKey := schemas.Key(req.UCC)
+	now := w.clock.Now().UTC()
+	reply := schemas.AgentsReply{Agents: make([]schemas.AgentResult, len(req.Agents))}
+	var puts []schemas.Interest
+	var putAt []int // reply index of each put
+	written := map[string]bool{}
+
+	w.mu.Lock()
+	for i, ref := range req.Agents {
+		u, err := schemas.ParseURI(ref.URI)
+		if err == nil {
+			err = checkTeamsUPN(ref.TeamsUPN)
+		}
+		if err != nil {
+			reply.Agents[i] = schemas.AgentResult{URI: ref.URI, Error: asError(err)}
+			continue
+		}
+		reply.Agents[i] = w.result(u, ref.TeamsUPN, true)
+		key := u.Key()
+		in := schemas.Interest{UCC: req.UCC, URI: u.URI, TeamsUPN: ref.TeamsUPN, LeaseS: req.LeaseS, At: now, PSTN: u.PSTN}
+		if written[key] || w.hasInterest(key, uccKey, in) {
+			continue
+		}
+		written[key] = true
+		puts = append(puts, in)
+		putAt = append(putAt, i)
+	}
+	w.mu.Unlock()
+
+	for i, err := range w.stores.Interest.Put(ctx, puts) {
+		r := &reply.Agents[putAt[i]]
+		if err != nil {
+			r.Error = &schemas.Error{Code: schemas.CodeInternal, Message: "interest not stored: " + err.Error()}
+			continue
+		}
+		w.log.Info().Str("ucc", req.UCC).Str("uri", r.URI).Str("source", r.Source).Msg("subscribe")
+	}
+	return reply, nil
+}
+
+// hasInterest reports whether the same interest is stored already, so a UCC
+// that subscribes again without a lease costs no write. The caller holds w.mu.
+func (w *Worker) hasInterest(agentKey, uccKey string, in schemas.Interest) bool {
+	a := w.agents[agentKey]
+	if a == nil || in.LeaseS > 0 || a.phase == phaseFailed {
+		return false
+	}
+	u := a.uccs[uccKey]
+	return u != nil && u.UCC == in.UCC && u.URI == in.URI && u.TeamsUPN == in.TeamsUPN && u.LeaseS == 0 && u.PSTN == in.PSTN
+}
+
+// result describes an agent for a reply. subscribing says a UCC subscribes
+// it now, which retries an agent that had failed. The caller holds w.mu.
+func (w *Worker) result(u schemas.AgentURI, teamsUPN string, subscribing bool) schemas.AgentResult {
+	key := u.Key()
+	a := w.agents[key]
+	if a != nil {
+		u.PSTN = u.PSTN || a.pstn
+		if teamsUPN == "" {
+			teamsUPN = a.TeamsUPN
+		}
+	}
+	r := schemas.AgentResult{URI: u.URI, Key: key, Subject: schemas.EventSubject(key),
+		Source: w.cfg.Routes.Route(u, teamsUPN)}
+	if _, ok := w.sources[r.Source]; !ok {
+		r.Source = schemas.SourceNone
+	}
+	if ev, ok := w.presence.get(key); ok {
+		p := ev.Presence
+		r.Presence = &p
+	}
+	interested := subscribing || (a != nil && a.wanted())
+	claim, claimed := w.claims[key]
+	_, fed := w.fed(r.Source)
+	switch {
+	case r.Source == schemas.SourceNone:
+		r.State = schemas.StateUnsupported
+	case !interested && !claimed:
+		// Nobody subscribes the agent: there is no subscription to describe.
+	case fed:
+		r.State = schemas.StateActive
+	case a != nil && a.phase != phaseIdle && a.phase != phaseElsewhere:
+		r.State = a.state()
+	case claimed:
+		r.State = claim.State
+	default:
+		r.State = schemas.StatePending
+	}
+	if subscribing && r.State == schemas.StateFailed {
+		r.State = schemas.StatePending
+	}
+	return r
+}
+
+// Unsubscribe removes a UCC's interest in agents.
+func (w *Worker) Unsubscribe(ctx context.Context, req schemas.UnsubscribeRequest) (schemas.AgentsReply, error) {
+	if err := checkUCC(req.UCC); err != nil {
+		return schemas.AgentsReply{}, err
+	}
+	if err := checkCount(len(req.URIs)); err != nil {
+		return schemas.AgentsReply{}, err
+	}
+	uccKey := schemas.Key(req.UCC)
+	reply := schemas.AgentsReply{Agents: make([]schemas.AgentResult, len(req.URIs))}
+	for i, raw := range req.URIs {
+		u, err := schemas.ParseURI(raw)
+		if err != nil {
+			reply.Agents[i] = schemas.AgentResult{URI: raw, Error: asError(err)}
+			continue
+		}
+		key := u.Key()
+		reply.Agents[i] = schemas.AgentResult{URI: u.URI, Key: key, Subject: schemas.EventSubject(key)}
+		if err := w.stores.Interest.Delete(ctx, key, uccKey, 0); err != nil {
+			reply.Agents[i].Error = &schemas.Error{Code: schemas.CodeInternal, Message: "interest not removed: " + err.Error()}
+			continue
+		}
+		w.log.Info().Str("ucc", req.UCC).Str("uri", u.URI).Msg("unsubscribe")
+	}
+	return reply, nil
+}
+
+// Sync makes the UCC's interests exactly the agents of the request.
+func (w *Worker) Sync(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error) {
+	reply, err := w.Subscribe(ctx, req)
+	if err != nil {
+		return reply, err
+	}
+	keep := map[string]bool{}
+	for _, r := range reply.Agents {
+		if r.Error == nil {
+			keep[r.Key] = true
+		}
+	}
+	uccKey := schemas.Key(req.UCC)
+	held, err := w.stores.Interest.AgentsOf(ctx, uccKey)
+	if err != nil {
+		return schemas.AgentsReply{}, fmt.Errorf("list interests of %s: %w", req.UCC, err)
+	}
+	for _, key := range held {
+		if keep[key] {
+			continue
+		}
+		if err := w.stores.Interest.Delete(ctx, key, uccKey, 0); err != nil {
+			return schemas.AgentsReply{}, fmt.Errorf("remove interest of %s: %w", req.UCC, err)
+		}
+		w.log.Info().Str("ucc", req.UCC).Str("key", key).Msg("unsubscribe by sync")
+	}
+	return reply, nil
+}
+
+// Get answers the current presence of agents.
+func (w *Worker) Get(_ context.Context, req schemas.GetRequest) (schemas.AgentsReply, error) {
+	if err := checkCount(len(req.URIs)); err != nil {
+		return schemas.AgentsReply{}, err
+	}
+	reply := schemas.AgentsReply{Agents: make([]schemas.AgentResult, len(req.URIs))}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, raw := range req.URIs {
+		u, err := schemas.ParseURI(raw)
+		if err != nil {
+			reply.Agents[i] = schemas.AgentResult{URI: raw, Error: asError(err)}
+			continue
+		}
+		reply.Agents[i] = w.result(u, "", false)
+	}
+	return reply, nil
+}
+
+// Input applies one input of a fed source (presence.in.<source>.<key>).
+func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (schemas.InputReply, error) {
+	refused := map[string]string{schemas.SourceAttendant: schemas.CodeNotAttendantAgent, schemas.SourcePSTN: schemas.CodeNotPSTNAgent}
+	code, known := refused[source]
+	if !known {
+		return schemas.InputReply{}, badRequest("no source takes inputs named %q", source)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(key)
+	if err != nil {
+		return schemas.InputReply{}, &schemas.Error{Code: schemas.CodeInvalidURI, Message: fmt.Sprintf("key %q is not base64url", key)}
+	}
+	u, err := schemas.ParseURI(string(raw))
+	if err != nil {
+		return schemas.InputReply{}, err
+	}
+	if u.Key() != key {
+		return schemas.InputReply{}, &schemas.Error{Code: schemas.CodeInvalidURI,
+			Message: fmt.Sprintf("key %q is not the key of a normalised URI (%s is %s)", key, u.URI, u.Key())}
+	}
+	w.mu.Lock()
+	route := w.result(u, "", false).Source
+	w.mu.Unlock()
+	f, enabled := w.fed(source)
+	if !enabled || route != source {
+		return schemas.InputReply{}, &schemas.Error{Code: code, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
+	}
+	agent := sources.Agent{URI: u.URI, Key: key}
+	p, err := f.Input(agent, body)
+	if err != nil {
+		return schemas.InputReply{}, err
+	}
+	seq, _, err := w.writePresence(ctx, agent, p)
+	if err != nil {
+		return schemas.InputReply{}, err
+	}
+	return schemas.InputReply{OK: true, Seq: seq}, nil
+}
+
+// Status tells operators what this worker and the service hold.
+func (w *Worker) Status(ctx context.Context) (schemas.Status, error) {
+	workers, err := w.stores.Workers.List(ctx)
+	if err != nil {
+		return schemas.Status{}, fmt.Errorf("list workers: %w", err)
+	}
+	st := schemas.Status{Worker: w.cfg.ID, Workers: workers, Sources: map[string]schemas.SourceStatus{}}
+	for _, name := range []string{schemas.SourceGraph, schemas.SourceAttendant, schemas.SourcePSTN, schemas.SourceSIP, schemas.SourceNone} {
+		ss := schemas.SourceStatus{States: map[schemas.State]int{}}
+		if s, ok := w.sources[name]; ok {
+			h := s.Health()
+			ss.Enabled, ss.Healthy, ss.Detail, ss.Stats = true, h.Healthy, h.Detail, h.Stats
+		}
+		st.Sources[name] = ss
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.agents {
+		if !a.wanted() {
+			continue
+		}
+		st.Agents++
+		st.Interests += len(a.uccs)
+		r := w.result(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN, false)
+		if ss, ok := st.Sources[r.Source]; ok {
+			ss.States[r.State]++
+		}
+		if a.phase == phaseQueued {
+			st.Queued++
+		}
+	}
+	return st, nil
+}

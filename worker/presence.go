@@ -1,0 +1,111 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+)
+
+// presenceCache is the last event of every agent, as watched and as written
+// here: replies read it, and writes start their compare-and-set from it.
+type presenceCache struct {
+	mu     sync.RWMutex
+	events map[string]schemas.Event
+}
+
+func (c *presenceCache) get(key string) (schemas.Event, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ev, ok := c.events[key]
+	return ev, ok
+}
+
+// put keeps the newer of two events: the watcher may deliver a write of this
+// worker after the write itself was cached.
+func (c *presenceCache) put(ev schemas.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.events[ev.Key]; !ok || ev.Seq > cur.Seq {
+		c.events[ev.Key] = ev
+	}
+}
+
+func (c *presenceCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.events, key)
+}
+
+func (w *Worker) watchStates(changes <-chan schemas.Change[schemas.Event]) {
+	for ch := range changes {
+		if ch.Deleted {
+			w.presence.drop(ch.Key)
+			continue
+		}
+		w.presence.put(ch.Value)
+	}
+}
+
+// maxSwapAttempts bounds the compare-and-set loop: each lost round means
+// another writer stored a newer presence of the same agent.
+const maxSwapAttempts = 8
+
+// writePresence stores p as the agent's presence if it differs from what is
+// stored, and publishes the event. It returns the agent's seq after the write.
+func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p schemas.Presence) (uint64, bool, error) {
+	cur, found := w.presence.get(a.Key)
+	for attempt := 0; attempt < maxSwapAttempts; attempt++ {
+		if attempt > 0 || !found {
+			var err error
+			if cur, found, err = w.stores.State.Load(ctx, a.Key); err != nil {
+				return 0, false, fmt.Errorf("load presence of %s: %w", a.URI, err)
+			}
+		}
+		if found && cur.Presence.SameAs(p) {
+			return cur.Seq, false, nil
+		}
+		ev := schemas.Event{URI: a.URI, Key: a.Key, Presence: p}
+		if found {
+			prev := cur.Presence
+			ev.Previous = &prev
+		}
+		rev, swapped, err := w.stores.State.Swap(ctx, ev, cur.Seq)
+		if err != nil {
+			return 0, false, fmt.Errorf("store presence of %s: %w", a.URI, err)
+		}
+		if !swapped {
+			continue
+		}
+		ev.Seq = rev
+		w.presence.put(ev)
+		if err := w.stores.State.Publish(ev); err != nil {
+			return rev, true, fmt.Errorf("publish presence of %s: %w", a.URI, err)
+		}
+		w.log.Info().Str("uri", a.URI).Uint64("seq", rev).
+			Object("previous", presenceLog{ev.Previous}).Object("new", presenceLog{&ev.Presence}).
+			Msg("presence change")
+		return rev, true, nil
+	}
+	return 0, false, errors.New("presence of " + a.URI + " changed under every write attempt")
+}
+
+// presenceLog writes a presence the way operators read it in the spec's
+// log lines: availability, value, activity, device, network, modalities.
+type presenceLog struct{ p *schemas.Presence }
+
+func (l presenceLog) MarshalZerologObject(e *zerolog.Event) {
+	if l.p == nil {
+		return
+	}
+	p := l.p
+	e.Str("availability", string(p.Availability)).Int("value", p.AvailabilityValue).
+		Str("activity", p.Activity).Str("device", p.Device).Str("source_network", p.SourceNetwork).
+		Bool("audio", p.Modalities.Audio).Bool("video", p.Modalities.Video).Bool("text", p.Modalities.Text).
+		Str("source", p.Source)
+}

@@ -1,0 +1,51 @@
+package worker
+
+import (
+	"context"
+
+	"github.com/contactcenter/presence-provider/schemas"
+)
+
+// StateStore is the presence_state bucket and the events that go out with it.
+type StateStore interface {
+	// Load returns the agent's current event, its Seq set to the entry's revision.
+	Load(ctx context.Context, key string) (ev schemas.Event, found bool, err error)
+	// Swap writes ev if the agent's entry is still at revision (0: no entry
+	// yet). swapped is false when another writer came first.
+	Swap(ctx context.Context, ev schemas.Event, revision uint64) (newRevision uint64, swapped bool, err error)
+	Publish(ev schemas.Event) error
+	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Event], error)
+}
+
+// InterestStore is the presence_interest bucket.
+type InterestStore interface {
+	// Put writes interests; the error of each entry is at its index.
+	Put(ctx context.Context, interests []schemas.Interest) []error
+	// Delete removes one interest; revision 0 removes whatever is there,
+	// otherwise only that revision (a lease renewed meanwhile survives).
+	Delete(ctx context.Context, agentKey, uccKey string, revision uint64) error
+	// AgentsOf lists the agent keys of one UCC's interests.
+	AgentsOf(ctx context.Context, uccKey string) ([]string, error)
+	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Interest], error)
+}
+
+// ClaimStore is the presence_claims bucket.
+type ClaimStore interface {
+	// Create takes the claim if nobody holds it.
+	Create(ctx context.Context, key string, c schemas.Claim) (revision uint64, created bool, err error)
+	// Update rewrites a claim held at revision.
+	Update(ctx context.Context, key string, c schemas.Claim, revision uint64) (newRevision uint64, ok bool, err error)
+	Get(ctx context.Context, key string) (c schemas.Claim, revision uint64, found bool, err error)
+	// Delete gives the claim up if it is still at revision.
+	Delete(ctx context.Context, key string, revision uint64) error
+	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Claim], error)
+}
+
+// WorkerStore is the presence_workers bucket: who is alive.
+type WorkerStore interface {
+	// Beat records this worker as alive for one more lease.
+	Beat(ctx context.Context, w schemas.WorkerInfo) error
+	Alive(ctx context.Context, id string) (bool, error)
+	List(ctx context.Context) ([]schemas.WorkerInfo, error)
+	Leave(ctx context.Context, id string) error
+}

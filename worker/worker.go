@@ -1,0 +1,239 @@
+// Package worker owns the lifecycle of every agent's upstream subscription:
+// interest from UCCs, the per-agent claim, the throttle, the back-off, the
+// resubscribe after a source ends a subscription, and the presence state.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+)
+
+// Config is how a worker behaves.
+type Config struct {
+	ID string
+	// SubscriptionsPerSecond is the throttle on new upstream subscriptions.
+	SubscriptionsPerSecond int
+	// FirstRetry and MaxRetry bound the exponential back-off.
+	FirstRetry, MaxRetry time.Duration
+	// MaxFailures gives an agent up after this many consecutive failures; 0 never does.
+	MaxFailures int
+	// Linger keeps an upstream subscription after its last UCC left, so a
+	// UCC that restarts does not cost a new SUBSCRIBE.
+	Linger time.Duration
+	// WorkerLease is how long this worker counts as alive without a beat.
+	WorkerLease time.Duration
+	// SubscribeTimeout bounds one upstream subscribe attempt.
+	SubscribeTimeout time.Duration
+	Routes           sources.Routes
+}
+
+// Stores are the buckets a worker keeps its state in.
+type Stores struct {
+	State    StateStore
+	Interest InterestStore
+	Claims   ClaimStore
+	Workers  WorkerStore
+}
+
+// Worker runs the upstream subscriptions of the agents it claims.
+type Worker struct {
+	cfg     Config
+	stores  Stores
+	clock   clockwork.Clock
+	log     zerolog.Logger
+	retry   backoff
+	limiter *rate.Limiter
+	started time.Time
+	sources map[string]sources.Source
+
+	// ctx lives from Start to Stop; effects started by timers and handlers use it.
+	ctx                    context.Context
+	stopLoops, stopSources context.CancelFunc
+	loops, sourceLoops     sync.WaitGroup
+	effects                sync.WaitGroup
+
+	mu       sync.Mutex
+	agents   map[string]*agent
+	queue    queue
+	queued   chan struct{} // wakes the dispatcher; capacity 1
+	closing  bool
+	claims   map[string]schemas.Claim // every worker's claims, as watched
+	presence presenceCache
+}
+
+// New returns a worker; add its sources, then Start it.
+func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *Worker {
+	if cfg.SubscribeTimeout == 0 {
+		cfg.SubscribeTimeout = 45 * time.Second
+	}
+	if cfg.WorkerLease == 0 {
+		cfg.WorkerLease = 10 * time.Second
+	}
+	return &Worker{
+		cfg:      cfg,
+		stores:   stores,
+		clock:    clock,
+		log:      log.With().Str("worker", cfg.ID).Logger(),
+		retry:    backoff{first: cfg.FirstRetry, max: cfg.MaxRetry},
+		limiter:  rate.NewLimiter(rate.Limit(cfg.SubscriptionsPerSecond), 1),
+		sources:  map[string]sources.Source{},
+		agents:   map[string]*agent{},
+		queued:   make(chan struct{}, 1),
+		claims:   map[string]schemas.Claim{},
+		presence: presenceCache{events: map[string]schemas.Event{}},
+		ctx:      context.Background(),
+	}
+}
+
+// AddSource makes a source available under its contract name; call it before Start.
+func (w *Worker) AddSource(name string, s sources.Source) { w.sources[name] = s }
+
+// Start begins the work: it records the worker as alive, watches the
+// buckets, and runs the throttle and the sources until Stop.
+func (w *Worker) Start(ctx context.Context) error {
+	w.started = w.clock.Now()
+	if err := w.beat(ctx); err != nil {
+		return err
+	}
+	// Sources outlive the worker's own loops: shutdown still unsubscribes
+	// through them.
+	sourceCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	w.ctx, w.stopLoops, w.stopSources = loopCtx, stopLoops, stopSources
+	states, err := w.stores.State.Watch(loopCtx)
+	if err == nil {
+		var claims <-chan schemas.Change[schemas.Claim]
+		var interests <-chan schemas.Change[schemas.Interest]
+		if claims, err = w.stores.Claims.Watch(loopCtx); err == nil {
+			if interests, err = w.stores.Interest.Watch(loopCtx); err == nil {
+				w.run(&w.loops, "state watch", func() { w.watchStates(states) })
+				w.run(&w.loops, "claim watch", func() { w.watchClaims(claims) })
+				w.run(&w.loops, "interest watch", func() { w.watchInterests(interests) })
+			}
+		}
+	}
+	if err != nil {
+		stopLoops()
+		stopSources()
+		return fmt.Errorf("worker: watch buckets: %w", err)
+	}
+	w.run(&w.loops, "throttle", func() { w.dispatch(loopCtx) })
+	w.run(&w.loops, "heartbeat", func() { w.heartbeat(loopCtx) })
+	for name, s := range w.sources {
+		if r, ok := s.(sources.Runner); ok {
+			w.run(&w.sourceLoops, "source "+name, func() {
+				if err := r.Run(sourceCtx); err != nil && !errors.Is(err, context.Canceled) {
+					w.log.Error().Err(err).Str("source", name).Msg("source stopped")
+				}
+			})
+		}
+	}
+	w.log.Info().Int("sources", len(w.sources)).Msg("worker running")
+	return nil
+}
+
+func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
+	group.Add(1)
+	go func() {
+		defer group.Done()
+		defer w.recoverPanic(name)
+		f()
+	}()
+}
+
+// Stop ends every upstream subscription this worker holds before it gives
+// the claim up, so no other worker can hold the agent at the same time; then
+// it stops its sources and leaves.
+func (w *Worker) Stop() {
+	w.mu.Lock()
+	w.closing = true
+	for _, a := range w.agents {
+		a.stopTimers()
+	}
+	w.mu.Unlock()
+	w.stopLoops()
+	w.loops.Wait()
+	w.effects.Wait()
+
+	// No effect runs now, and none can start: the agents stand still.
+	var held []*agent
+	w.mu.Lock()
+	for _, a := range w.agents {
+		if _, fed := w.fed(a.source); a.claimRev != 0 || (a.phase == phaseActive && !fed) {
+			held = append(held, a)
+		}
+	}
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, a := range held {
+		w.endUpstream(ctx, a.Agent, a.source, a.claimRev)
+	}
+	w.stopSources()
+	w.sourceLoops.Wait()
+	if err := w.stores.Workers.Leave(ctx, w.cfg.ID); err != nil {
+		w.log.Warn().Err(err).Msg("could not leave presence_workers")
+	}
+	w.log.Info().Int("released", len(held)).Msg("worker stopped")
+}
+
+// goEffect runs f on its own goroutine unless the worker is closing; the
+// caller holds w.mu. Shutdown waits for every effect.
+func (w *Worker) goEffect(name string, f func(ctx context.Context)) {
+	if w.closing {
+		return
+	}
+	w.effects.Add(1)
+	go func() {
+		defer w.effects.Done()
+		defer w.recoverPanic(name)
+		f(w.ctx)
+	}()
+}
+
+// after runs f on the clock after d, unless the worker is closing (then it
+// returns nil). The caller holds w.mu.
+func (w *Worker) after(d time.Duration, f func()) clockwork.Timer {
+	if w.closing {
+		return nil
+	}
+	return w.clock.AfterFunc(d, f)
+}
+
+// recoverPanic keeps a bug in one source or handler from killing the worker.
+func (w *Worker) recoverPanic(where string) {
+	if r := recover(); r != nil {
+		w.log.Error().Str("in", where).Interface("panic", r).Stack().Msg("recovered from panic")
+	}
+}
+
+func (w *Worker) heartbeat(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.clock.After(w.cfg.WorkerLease / 3):
+		}
+		if err := w.beat(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn().Err(err).Msg("worker heartbeat failed")
+		}
+	}
+}
+
+func (w *Worker) beat(ctx context.Context) error {
+	info := schemas.WorkerInfo{ID: w.cfg.ID, Started: w.started.UTC()}
+	if err := w.stores.Workers.Beat(ctx, info); err != nil {
+		return fmt.Errorf("worker: beat: %w", err)
+	}
+	return nil
+}
