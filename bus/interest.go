@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -64,13 +63,12 @@ func (s *Interests) AgentsOf(ctx context.Context, uccKey string) ([]string, erro
 	if err != nil {
 		return nil, fmt.Errorf("bus: list interests: %w", err)
 	}
+	// The lister stops its watcher itself once the keys are all listed, or
+	// when ctx ends.
 	var agents []string
 	for key := range lister.Keys() {
 		agent, _, _ := strings.Cut(key, ".")
 		agents = append(agents, agent)
-	}
-	if err := lister.Stop(); err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, fmt.Errorf("bus: list interests: %w", err)
 	}
 	return agents, ctx.Err()
 }

@@ -73,6 +73,10 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 		}
 	}
 	s.inputs, err = c.NC.QueueSubscribe("presence.in.>", inputQueue, func(m *nats.Msg) { s.input(ctx, h, m) })
+	if err == nil {
+		// Ready means the server routes requests here already.
+		err = c.NC.Flush()
+	}
 	if err != nil {
 		_ = svc.Stop()
 		return nil, fmt.Errorf("bus: inputs: %w", err)

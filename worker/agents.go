@@ -207,8 +207,27 @@ func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string
 	if claimRev == 0 {
 		return
 	}
-	if err := w.stores.Claims.Delete(ctx, a.Key, claimRev); err != nil {
+	if err := w.release(ctx, a.Key, claimRev); err != nil {
 		w.log.Warn().Err(err).Str("uri", a.URI).Msg("could not release claim")
+	}
+}
+
+// release gives up a claim this worker holds. A claim write whose answer was
+// lost (a cancelled request) leaves the revision unknown, so on a mismatch
+// the claim is read again and deleted if it is still this worker's.
+func (w *Worker) release(ctx context.Context, key string, rev uint64) error {
+	err := w.stores.Claims.Delete(ctx, key, rev)
+	if err == nil {
+		return nil
+	}
+	c, current, found, getErr := w.stores.Claims.Get(ctx, key)
+	switch {
+	case getErr != nil:
+		return errors.Join(err, getErr)
+	case !found || c.Worker != w.cfg.ID:
+		return nil
+	default:
+		return w.stores.Claims.Delete(ctx, key, current)
 	}
 }
 

@@ -1,0 +1,193 @@
+// Package provtest runs a whole provider for tests: a real embedded NATS
+// server with JetStream, the contract's buckets, the presence service and a
+// worker, on a clock the test controls.
+package provtest
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+	"github.com/contactcenter/presence-provider/worker"
+)
+
+// Env is a running provider.
+type Env struct {
+	Server     *server.Server
+	Conn       *bus.Conn
+	Stores     worker.Stores
+	Client     *bus.Client
+	Clock      *clockwork.FakeClock
+	Worker     *worker.Worker
+	Logs       *Logs
+	svc        *bus.Service
+	workerConn *bus.Conn
+	stopped    bool
+	t          testing.TB
+}
+
+// Config returns a worker configuration for tests: quick numbers a test can
+// reason about on the fake clock.
+func Config() worker.Config {
+	return worker.Config{
+		ID:                     "worker-a",
+		SubscriptionsPerSecond: 10,
+		FirstRetry:             10 * time.Second,
+		MaxRetry:               80 * time.Second,
+		MaxFailures:            3,
+		Linger:                 5 * time.Second,
+		WorkerLease:            time.Hour,
+		Routes:                 sources.Routes{SIP: true, PSTN: true},
+	}
+}
+
+// Server starts an embedded NATS server in a temporary folder.
+func Server(t testing.TB) *server.Server {
+	t.Helper()
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: t.TempDir()}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
+
+// Start runs a provider with the given worker configuration; add registers
+// its sources (the worker is their sink).
+func Start(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return StartOn(t, Server(t), cfg, clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)), add)
+}
+
+// StartOn runs a provider on a server the test already has (a second worker,
+// or a restart).
+func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock *clockwork.FakeClock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	logs := &Logs{}
+	log := zerolog.New(logs).With().Timestamp().Logger()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("provider logs:\n%s", logs.String())
+		}
+	})
+	conn, err := bus.Connect("", ns, cfg.ID, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: 10 * time.Second}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := worker.New(cfg, stores, clock, log)
+	if add != nil {
+		add(w, clock)
+	}
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The test looks on with a connection of its own, as a UCC would, so it
+	// can still look after the worker stopped.
+	observer, err := bus.Connect("", ns, "observer", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(observer.Close)
+	looking, err := observer.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: 10 * time.Second}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: bus.NewClient(observer.NC), Clock: clock, Worker: w, Logs: logs, workerConn: conn, t: t}
+	t.Cleanup(e.Stop)
+	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", log); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Stop shuts the provider down as SIGTERM would; a second call does nothing.
+func (e *Env) Stop() {
+	if e.stopped {
+		return
+	}
+	e.stopped = true
+	if e.svc != nil {
+		_ = e.svc.Stop()
+	}
+	e.Worker.Stop()
+	e.workerConn.Close()
+}
+
+// Ctx is a context for one request.
+func (e *Env) Ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	e.t.Cleanup(cancel)
+	return ctx
+}
+
+// Subscribe subscribes agents for a UCC and fails the test on a request error.
+func (e *Env) Subscribe(ucc string, uris ...string) schemas.AgentsReply {
+	e.t.Helper()
+	req := schemas.SubscribeRequest{UCC: ucc}
+	for _, u := range uris {
+		req.Agents = append(req.Agents, schemas.AgentRef{URI: u})
+	}
+	rep, err := e.Client.Subscribe(e.Ctx(), req)
+	if err != nil {
+		e.t.Fatalf("subscribe %s: %v", ucc, err)
+	}
+	return rep
+}
+
+// AdvanceUntil moves the fake clock on in small steps until cond holds, for
+// tests that need time to pass but do not measure it.
+func (e *Env) AdvanceUntil(what string, cond func() bool) {
+	e.t.Helper()
+	Eventually(e.t, what, func() bool {
+		e.Clock.Advance(10 * time.Millisecond)
+		return cond()
+	})
+}
+
+// Eventually polls cond in real time until it holds, or fails the test. It
+// waits for the provider's goroutines, never for the provider's clock.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Logs collects the provider's log lines.
+type Logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *Logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *Logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
