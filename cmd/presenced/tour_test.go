@@ -1,0 +1,202 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/contactcenter/presence-provider/schemas"
+)
+
+// build compiles the real binaries once for the test.
+func build(t *testing.T) (presenced, presencectl string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"presenced", "presencectl"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../"+name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("build %s: %v\n%s", name, err, out)
+		}
+	}
+	return filepath.Join(dir, "presenced"), filepath.Join(dir, "presencectl")
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type daemon struct {
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	done chan error
+}
+
+func startDaemon(t *testing.T, bin string, env []string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(bin), logs: &lockedBuffer{}, done: make(chan error, 1)}
+	d.cmd.Env = append(os.Environ(), env...)
+	d.cmd.Stderr = d.logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("presenced logs:\n%s", d.logs.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(d.logs.String(), "presence provider ready") {
+		if time.Now().After(deadline) {
+			t.Fatal("presenced did not log that it is ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return d
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("presenced exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("presenced did not stop within 30s of SIGTERM")
+	}
+}
+
+func TestReadmeTour(t *testing.T) {
+	presenced, presencectl := build(t)
+	dataDir := t.TempDir()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	env := []string{
+		"PRESENCE_CONFIG=../../examples/Config.xml",
+		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
+		"PRESENCE_DATA_DIR=" + dataDir,
+		"PRESENCE_SIP_APP_PASSWORD=s3cret-app",
+	}
+	d := startDaemon(t, presenced, env)
+	ctl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(presencectl, append([]string{"-nats", url}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("presencectl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	const agent = "sip:agent1@attendant.example"
+
+	// Two UCCs watch the agent, as two UCC processes would.
+	var watches []*lockedBuffer
+	for range 2 {
+		out := &lockedBuffer{}
+		w := exec.Command(presencectl, "-nats", url, "watch", agent)
+		w.Stdout = out
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Process.Kill(); _ = w.Wait() })
+		watches = append(watches, out)
+	}
+	time.Sleep(300 * time.Millisecond) // let the watchers subscribe before the change
+
+	var sub schemas.AgentsReply
+	for _, ucc := range []string{"ucc_app01", "ucc_app02"} {
+		if err := json.Unmarshal([]byte(ctl("subscribe", "-ucc", ucc, agent)), &sub); err != nil {
+			t.Fatal(err)
+		}
+		if r := sub.Agents[0]; r.Source != "attendant" || r.State != "active" || r.Subject != "presence."+schemas.Key(agent) {
+			t.Fatalf("subscribe answered %+v", r)
+		}
+	}
+	ctl("attendant", "-activity", "InACall", agent, "Busy")
+	for i, w := range watches {
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(w.String(), "-> Busy (6500)") {
+			if time.Now().After(deadline) {
+				t.Fatalf("watch %d never printed the change; it printed %q", i, w.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var st schemas.Status
+	if err := json.Unmarshal([]byte(ctl("status")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Agents != 1 || st.Interests != 2 || st.Sources["attendant"].States["active"] != 1 {
+		t.Fatalf("status: %d agents, %d interests, attendant %v; want one agent with two interested UCCs", st.Agents, st.Interests, st.Sources["attendant"].States)
+	}
+	d.stop(t)
+
+	logs := d.logs.String()
+	for _, want := range []string{
+		`"message":"PresenceProviderConfiguration"`, `"MaxPresenceSubscriptionsPerSecond":15`,
+		`"ApplicationEndpoints":[{"uri":"sip:ucc_presenceprovider01@sipdomain.com"`,
+		`"ucc":"ucc_app02","uri":"sip:agent1@attendant.example","source":"attendant"`, `"message":"subscribe"`,
+		`"previous":{}`, `"new":{"availability":"Busy","value":6500,"activity":"InACall"`,
+		`"message":"worker stopped"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+	if strings.Contains(logs, "s3cret-app") {
+		t.Error("a secret reached the logs")
+	}
+
+	// A restart on the same store keeps every interest and the last presence.
+	startDaemon(t, presenced, env)
+	var got schemas.AgentsReply
+	if err := json.Unmarshal([]byte(ctl("get", agent)), &got); err != nil {
+		t.Fatal(err)
+	}
+	if p := got.Agents[0].Presence; p == nil || p.Availability != schemas.Busy || got.Agents[0].State != "active" {
+		t.Fatalf("after restart get answered %+v", got.Agents[0])
+	}
+	if err := json.Unmarshal([]byte(ctl("status")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Interests != 2 {
+		t.Fatalf("after restart %d interests; want 2", st.Interests)
+	}
+}
