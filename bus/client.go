@@ -112,6 +112,11 @@ func (c *Client) Watch(keys []string, fn func(schemas.Event)) (stop func() error
 		}
 		subs = append(subs, s)
 	}
+	// Watching means the server sends the events already.
+	if err := c.nc.Flush(); err != nil {
+		_ = unsubscribe()
+		return nil, fmt.Errorf("bus: watch: %w", err)
+	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {

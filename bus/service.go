@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +26,9 @@ const (
 	requestTimeout  = 60 * time.Second
 	// inputQueue makes each input reach exactly one worker.
 	inputQueue = "presence-workers"
+	// inputShards lets inputs of different agents wait for their KV round
+	// trips side by side; one agent's inputs always share a shard, in order.
+	inputShards = 8
 )
 
 // Handler answers the presence service's requests and inputs; the worker
@@ -41,6 +46,8 @@ type Handler interface {
 type Service struct {
 	svc    micro.Service
 	inputs *nats.Subscription
+	shards []chan *nats.Msg
+	wg     sync.WaitGroup
 	log    zerolog.Logger
 }
 
@@ -72,13 +79,28 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 			return nil, fmt.Errorf("bus: endpoint %s: %w", subject, err)
 		}
 	}
-	s.inputs, err = c.NC.QueueSubscribe("presence.in.>", inputQueue, func(m *nats.Msg) { s.input(ctx, h, m) })
+	for range inputShards {
+		shard := make(chan *nats.Msg, 256)
+		s.shards = append(s.shards, shard)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for m := range shard {
+				s.input(ctx, h, m)
+			}
+		}()
+	}
+	s.inputs, err = c.NC.QueueSubscribe("presence.in.>", inputQueue, func(m *nats.Msg) {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(m.Subject))
+		s.shards[h.Sum32()%inputShards] <- m
+	})
 	if err == nil {
 		// Ready means the server routes requests here already.
 		err = c.NC.Flush()
 	}
 	if err != nil {
-		_ = svc.Stop()
+		_ = s.Stop()
 		return nil, fmt.Errorf("bus: inputs: %w", err)
 	}
 	return s, nil
@@ -86,7 +108,19 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 
 // Stop stops taking requests and inputs; those in hand are finished first.
 func (s *Service) Stop() error {
-	return errors.Join(s.inputs.Drain(), s.svc.Stop())
+	var err error
+	if s.inputs != nil {
+		err = s.inputs.Drain()
+		// Drain ends in the background; the shards close once no callback can feed them.
+		for deadline := time.Now().Add(10 * time.Second); s.inputs.IsValid() && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for _, shard := range s.shards {
+		close(shard)
+	}
+	s.wg.Wait()
+	return errors.Join(err, s.svc.Stop())
 }
 
 // endpoint decodes a request, calls the handler and answers: bad input with

@@ -42,7 +42,7 @@ func (s *Workers) List(ctx context.Context) ([]schemas.WorkerInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: list workers: %w", err)
 	}
-	var out []schemas.WorkerInfo
+	out := []schemas.WorkerInfo{}
 	for id := range lister.Keys() {
 		e, err := s.kv.Get(ctx, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {

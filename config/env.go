@@ -15,24 +15,30 @@ type Secret string
 
 func (Secret) String() string { return "[redacted]" }
 
+// GoString keeps the value out of %#v.
+func (Secret) GoString() string { return "[redacted]" }
+
+// Format keeps the value out of every other verb.
+func (Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("[redacted]")) }
+
 // MarshalText keeps the value out of JSON and zerolog output too.
 func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
 // Process holds the process settings of the contract's section 7.
 type Process struct {
-	NATSURL            string        `envconfig:"NATS_URL"`
-	EmbeddedListen     string        `envconfig:"EMBEDDED_LISTEN" default:"127.0.0.1:4222"`
-	DataDir            string        `envconfig:"DATA_DIR" default:"./presence-data"`
-	ConfigFile         string        `envconfig:"CONFIG"`
-	WorkerID           string        `envconfig:"WORKER_ID"`
-	LogLevel           string        `envconfig:"LOG_LEVEL" default:"info"`
-	SIPAppPassword     Secret        `envconfig:"SIP_APP_PASSWORD"`
-	SIPUserPassword    Secret        `envconfig:"SIP_USER_PASSWORD"`
-	GraphBaseURL       string        `envconfig:"GRAPH_BASE_URL" default:"https://graph.microsoft.com/v1.0"`
-	GraphAuthorityHost string        `envconfig:"GRAPH_AUTHORITY_HOST" default:"https://login.microsoftonline.com/"`
-	KVReplicas         int           `envconfig:"KV_REPLICAS" default:"1"`
-	UnsubscribeLinger  time.Duration `envconfig:"UNSUBSCRIBE_LINGER" default:"10s"`
-	WorkerLease        time.Duration `envconfig:"WORKER_LEASE" default:"10s"`
+	NATSURL            string        `envconfig:"PRESENCE_NATS_URL"`
+	EmbeddedListen     string        `envconfig:"PRESENCE_EMBEDDED_LISTEN" default:"127.0.0.1:4222"`
+	DataDir            string        `envconfig:"PRESENCE_DATA_DIR" default:"./presence-data"`
+	ConfigFile         string        `envconfig:"PRESENCE_CONFIG"`
+	WorkerID           string        `envconfig:"PRESENCE_WORKER_ID"`
+	LogLevel           string        `envconfig:"PRESENCE_LOG_LEVEL" default:"info"`
+	SIPAppPassword     Secret        `envconfig:"PRESENCE_SIP_APP_PASSWORD"`
+	SIPUserPassword    Secret        `envconfig:"PRESENCE_SIP_USER_PASSWORD"`
+	GraphBaseURL       string        `envconfig:"PRESENCE_GRAPH_BASE_URL" default:"https://graph.microsoft.com/v1.0"`
+	GraphAuthorityHost string        `envconfig:"PRESENCE_GRAPH_AUTHORITY_HOST" default:"https://login.microsoftonline.com/"`
+	KVReplicas         int           `envconfig:"PRESENCE_KV_REPLICAS" default:"1"`
+	UnsubscribeLinger  time.Duration `envconfig:"PRESENCE_UNSUBSCRIBE_LINGER" default:"10s"`
+	WorkerLease        time.Duration `envconfig:"PRESENCE_WORKER_LEASE" default:"10s"`
 }
 
 // MarshalZerologObject logs the settings; the secrets show only whether they are set.
@@ -44,13 +50,12 @@ func (p Process) MarshalZerologObject(e *zerolog.Event) {
 		Int("kv_replicas", p.KVReplicas).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease)
 }
 
-// EnvPrefix is the prefix of every process variable.
-const EnvPrefix = "PRESENCE"
-
 // LoadProcess reads the process settings from the environment.
 func LoadProcess() (Process, error) {
 	var p Process
-	if err := envconfig.Process(EnvPrefix, &p); err != nil {
+	// The tags name whole variables: with a prefix, envconfig would fall back
+	// to the unprefixed names (CONFIG, NATS_URL...) that other programs set.
+	if err := envconfig.Process("", &p); err != nil {
 		return Process{}, fmt.Errorf("config: environment: %w", err)
 	}
 	if _, err := zerolog.ParseLevel(p.LogLevel); err != nil {

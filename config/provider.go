@@ -146,6 +146,11 @@ func Parse(data []byte) (Provider, error) {
 	p.FailedResubscribeDelay = r.seconds(pp, "failedPresenceSubscriptionsResubscribeDelay", p.FailedResubscribeDelay, 1, 7*86400)
 	p.MaxFailedResubscribeDelay = r.seconds(pp, "MaxFailedPresenceSubscriptionsResubscribeDelay", p.MaxFailedResubscribeDelay, 1, 7*86400)
 	p.MaxFailuresPerURI = r.int(pp, "maxFailedPresenceSubscriptionsPerUri", p.MaxFailuresPerURI, 0, 1000)
+	if _, given := pp.attr("MaxFailedPresenceSubscriptionsResubscribeDelay"); !given {
+		// A first delay above the default cap raises the cap rather than
+		// faulting an attribute the file does not have.
+		p.MaxFailedResubscribeDelay = max(p.MaxFailedResubscribeDelay, p.FailedResubscribeDelay)
+	}
 	if r.err == nil && p.MaxFailedResubscribeDelay < p.FailedResubscribeDelay {
 		r.fail(pp, "MaxFailedPresenceSubscriptionsResubscribeDelay", "must not be less than failedPresenceSubscriptionsResubscribeDelay")
 	}
@@ -254,14 +259,15 @@ func (r *reader) hostPort(n *node, attr string, portRequired bool) string {
 		return ""
 	}
 	host, port, err := net.SplitHostPort(s)
-	if err != nil {
+	bare := err != nil // no port given; an IPv6 address then needs brackets
+	if bare {
 		host, port = s, ""
 	}
-	portOK := port == "" && !portRequired
+	portOK := bare && !portRequired
 	if p, err := strconv.Atoi(port); err == nil && p >= 0 && p <= 65535 {
 		portOK = true
 	}
-	if !portOK || (host == "" && !portRequired) || strings.ContainsAny(host, ":/ ") {
+	if !portOK || (host == "" && !portRequired) || strings.ContainsAny(host, "/ ") || (bare && strings.Contains(host, ":")) {
 		form := "host or host:port"
 		if portRequired {
 			form = "host:port"

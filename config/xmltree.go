@@ -35,9 +35,6 @@ func readTree(r io.Reader) (*node, error) {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			n := &node{name: t.Name.Local, attrs: make(map[string]string, len(t.Attr))}
-			for _, a := range t.Attr {
-				n.attrs[strings.ToLower(a.Name.Local)] = strings.TrimSpace(a.Value)
-			}
 			if len(stack) == 0 {
 				if root != nil {
 					return nil, errors.New("config: more than one root element")
@@ -47,6 +44,14 @@ func readTree(r io.Reader) (*node, error) {
 				parent := stack[len(stack)-1]
 				n.path = parent.path + "/" + n.name
 				parent.children = append(parent.children, n)
+			}
+			for _, a := range t.Attr {
+				name := strings.ToLower(a.Name.Local)
+				if _, dup := n.attrs[name]; dup {
+					// Names differ only in case here, so which one wins would be a guess.
+					return nil, &RuleError{Element: n.path, Attribute: a.Name.Local, Rule: "is given more than once"}
+				}
+				n.attrs[name] = strings.TrimSpace(a.Value)
 			}
 			stack = append(stack, n)
 		case xml.EndElement:

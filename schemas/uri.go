@@ -41,15 +41,22 @@ func ParseURI(raw string) (AgentURI, error) {
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return AgentURI{}, invalidURI(raw, "it contains a control character")
 	}
-	scheme, rest := splitScheme(s)
-	switch scheme {
+	var u AgentURI
+	var err error
+	switch scheme, rest := splitScheme(s); scheme {
 	case "sip", "sips":
-		return parseSIP(raw, rest)
+		u, err = parseSIP(raw, rest)
 	case "tel":
-		return parseTel(raw, rest)
+		u, err = parseTel(raw, rest)
 	default:
 		return AgentURI{}, invalidURI(raw, fmt.Sprintf("scheme %q is not sip, sips or tel", scheme))
 	}
+	// Lower-casing can lengthen text and "sip:" is added to bare forms: the
+	// limit holds for what is stored, not only for what was given.
+	if err == nil && len(u.URI) > MaxURIBytes {
+		return AgentURI{}, invalidURI(raw, fmt.Sprintf("normalised it is longer than %d bytes", MaxURIBytes))
+	}
+	return u, err
 }
 
 // splitScheme finds the scheme; bare "user@host" is sip and bare "+digits" is tel.
@@ -71,16 +78,16 @@ func splitScheme(s string) (scheme, rest string) {
 }
 
 func parseSIP(raw, rest string) (AgentURI, error) {
+	// Headers (?...) come after parameters (;...): a ";" inside them is no parameter.
+	rest, _, _ = strings.Cut(rest, "?")
 	addr, params, _ := strings.Cut(rest, ";")
-	addr, _, _ = strings.Cut(addr, "?")
-	params, _, _ = strings.Cut(params, "?")
 	user, host, ok := strings.Cut(addr, "@")
 	switch {
 	case !ok || host == "":
 		return AgentURI{}, invalidURI(raw, "it has no host")
 	case user == "":
 		return AgentURI{}, invalidURI(raw, "it has no user")
-	case strings.ContainsAny(addr, " \t<>\""):
+	case strings.ContainsFunc(addr, unicode.IsSpace) || strings.ContainsAny(addr, "<>\""):
 		return AgentURI{}, invalidURI(raw, "it contains white space or <>\"")
 	}
 	uri := "sip:" + strings.ToLower(addr)

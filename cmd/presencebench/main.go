@@ -1,0 +1,267 @@
+// Command presencebench measures the provider in one process on the embedded
+// NATS server, the way BENCHMARKS.md reports it: subscribe throughput and
+// peak memory, attendant input throughput against raw KV puts, and the
+// latency from an input to the event at a subscriber.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+	"github.com/contactcenter/presence-provider/sources/attendant"
+	"github.com/contactcenter/presence-provider/worker"
+)
+
+func main() {
+	agents := flag.Int("agents", 100000, "unique agents")
+	uccs := flag.Int("uccs", 10, "UCCs subscribing every agent")
+	batch := flag.Int("batch", 1000, "agents per subscribe request")
+	inputs := flag.Int("inputs", 20000, "attendant inputs for the change throughput")
+	samples := flag.Int("samples", 2000, "inputs timed one by one for the latency")
+	flag.Parse()
+	if err := run(*agents, *uccs, *batch, *inputs, *samples); err != nil {
+		fmt.Fprintln(os.Stderr, "presencebench:", err)
+		os.Exit(1)
+	}
+}
+
+type provider struct {
+	conn   *bus.Conn
+	client *bus.Client
+	stores worker.Stores
+	w      *worker.Worker
+	stop   func()
+}
+
+// start runs a provider as presenced does, with every agent of the bench
+// domain on the attendant source, and logs at info level into nothing so
+// their cost is counted.
+func start(dir string) (*provider, error) {
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: dir}, zerolog.Nop())
+	if err != nil {
+		return nil, err
+	}
+	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
+	conn, err := bus.Connect("", ns, "presencebench", log)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: 10 * time.Second}, log)
+	if err != nil {
+		return nil, err
+	}
+	clock := clockwork.NewRealClock()
+	w := worker.New(worker.Config{
+		ID: "bench", SubscriptionsPerSecond: 15, FirstRetry: 900 * time.Second, MaxRetry: 8 * time.Hour,
+		MaxFailures: 3, Linger: 10 * time.Second,
+		Routes: sources.Routes{AttendantPatterns: []*regexp.Regexp{regexp.MustCompile(`@bench\.example$`)}},
+	}, stores, clock, log)
+	w.AddSource(schemas.SourceAttendant, attendant.New(clock))
+	if err := w.Start(ctx); err != nil {
+		return nil, err
+	}
+	svc, err := conn.Serve(ctx, w, "0.0.0-bench", log)
+	if err != nil {
+		return nil, err
+	}
+	// The UCC side has a connection of its own, as it would.
+	ucc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return nil, err
+	}
+	return &provider{conn: conn, client: bus.NewClient(ucc), stores: stores, w: w, stop: func() {
+		ucc.Close()
+		_ = svc.Stop()
+		w.Stop()
+		conn.Close()
+		ns.Shutdown()
+	}}, nil
+}
+
+func run(agents, uccs, batch, inputs, samples int) error {
+	dir, err := os.MkdirTemp("", "presencebench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	p, err := start(dir)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	fmt.Printf("machine: %d cores, %s; store: file (JetStream, embedded)\n", runtime.NumCPU(), runtime.Version())
+	if err := subscribeThroughput(p, agents, uccs, batch); err != nil {
+		return err
+	}
+	if err := changeThroughput(p, inputs); err != nil {
+		return err
+	}
+	return latency(p, samples)
+}
+
+func agentURI(i int) string { return fmt.Sprintf("sip:agent%06d@bench.example", i) }
+
+func subscribeThroughput(p *provider, agents, uccs, batch int) error {
+	ctx := context.Background()
+	start := time.Now()
+	for u := 0; u < uccs; u++ {
+		ucc := fmt.Sprintf("ucc_app%02d", u)
+		for first := 0; first < agents; first += batch {
+			req := schemas.SubscribeRequest{UCC: ucc}
+			for i := first; i < min(first+batch, agents); i++ {
+				req.Agents = append(req.Agents, schemas.AgentRef{URI: agentURI(i)})
+			}
+			rep, err := p.client.Subscribe(ctx, req)
+			if err != nil {
+				return fmt.Errorf("subscribe: %w", err)
+			}
+			for _, r := range rep.Agents {
+				if r.Error != nil {
+					return fmt.Errorf("subscribe %s: %v", r.URI, r.Error)
+				}
+			}
+		}
+	}
+	answered := time.Since(start)
+	total := agents * uccs
+	for {
+		st, err := p.client.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Interests == total {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	applied := time.Since(start)
+	runtime.GC()
+	fmt.Printf("subscribe: %d agents x %d UCCs = %d agent-subscriptions in requests of %d\n", agents, uccs, total, batch)
+	fmt.Printf("  all answered in %s: %.0f agent-subscriptions/s\n", answered.Round(time.Millisecond), float64(total)/answered.Seconds())
+	fmt.Printf("  all applied by the worker in %s: %.0f agent-subscriptions/s\n", applied.Round(time.Millisecond), float64(total)/applied.Seconds())
+	fmt.Printf("  peak RSS of the process: %s\n", rss("VmHWM"))
+	fmt.Printf("  RSS now: %s\n", rss("VmRSS"))
+	return nil
+}
+
+// changeThroughput sends attendant inputs without waiting for answers and
+// counts the events, against the same count of synchronous KV puts from one
+// client: the worker writes each change with one compare-and-set.
+func changeThroughput(p *provider, n int) error {
+	ctx := context.Background()
+	const distinct = 1000
+	var got atomic.Int64
+	done := make(chan struct{})
+	sub, err := p.client.Watch(nil, func(schemas.Event) {
+		if got.Add(1) == int64(n) {
+			close(done)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	nc := p.conn.NC
+	availability := []string{"Busy", "Available"}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		key := schemas.Key(agentURI(i % distinct))
+		body := fmt.Sprintf(`{"availability":%q}`, availability[(i/distinct)%2])
+		if err := nc.Publish(schemas.AttendantPrefix+key, []byte(body)); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		return fmt.Errorf("only %d of %d events arrived", got.Load(), n)
+	}
+	inputs := time.Since(start)
+	if err := sub(); err != nil {
+		return err
+	}
+
+	kv, err := p.conn.JS.KeyValue(ctx, schemas.BucketState)
+	if err != nil {
+		return err
+	}
+	value := []byte(`{"uri":"sip:raw@bench.example","key":"x","presence":{"availability":"Busy","availability_value":6500}}`)
+	start = time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := kv.Put(ctx, fmt.Sprintf("raw%d", i%distinct), value); err != nil {
+			return err
+		}
+	}
+	raw := time.Since(start)
+	inRate, rawRate := float64(n)/inputs.Seconds(), float64(n)/raw.Seconds()
+	fmt.Printf("change throughput: %d attendant inputs over %d agents -> %d events in %s: %.0f events/s\n", n, distinct, n, inputs.Round(time.Millisecond), inRate)
+	fmt.Printf("  raw KV put, one synchronous client, same store, %d puts: %.0f puts/s\n", n, rawRate)
+	fmt.Printf("  ratio: %.2f\n", inRate/rawRate)
+	return nil
+}
+
+// latency times inputs one at a time, from the publish to the event at a
+// subscriber.
+func latency(p *provider, samples int) error {
+	events := make(chan schemas.Event, 1)
+	const uri = "sip:latency@bench.example"
+	key := schemas.Key(uri)
+	sub, err := p.client.Watch([]string{key}, func(ev schemas.Event) { events <- ev })
+	if err != nil {
+		return err
+	}
+	defer sub()
+	var took []time.Duration
+	availability := []string{"Busy", "Away"}
+	for i := 0; i < samples; i++ {
+		body := fmt.Sprintf(`{"availability":%q}`, availability[i%2])
+		start := time.Now()
+		if err := p.conn.NC.Publish(schemas.AttendantPrefix+key, []byte(body)); err != nil {
+			return err
+		}
+		select {
+		case <-events:
+			took = append(took, time.Since(start))
+		case <-time.After(10 * time.Second):
+			return errors.New("an input produced no event")
+		}
+	}
+	slices.Sort(took)
+	pct := func(q float64) time.Duration { return took[int(q*float64(len(took)-1))] }
+	fmt.Printf("latency input -> event at a subscriber, %d samples: p50 %s, p99 %s, max %s\n",
+		samples, pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), took[len(took)-1].Round(time.Microsecond))
+	return nil
+}
+
+// rss reads a memory figure of this process from /proc.
+func rss(field string) string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			var kb int
+			fmt.Sscan(strings.TrimSpace(v), &kb)
+			return fmt.Sprintf("%d MiB", kb/1024)
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,229 @@
+package config_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/config"
+)
+
+// processVars are the variables of Process, without the PRESENCE_ prefix.
+var processVars = []string{
+	"NATS_URL", "EMBEDDED_LISTEN", "DATA_DIR", "CONFIG", "WORKER_ID", "LOG_LEVEL",
+	"SIP_APP_PASSWORD", "SIP_USER_PASSWORD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
+	"KV_REPLICAS", "UNSUBSCRIBE_LINGER", "WORKER_LEASE",
+}
+
+// clearEnv unsets every process variable, with and without the prefix, for
+// the test's duration.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, v := range processVars {
+		for _, name := range []string{"PRESENCE_" + v, v} {
+			t.Setenv(name, "") // restores the old value after the test
+			os.Unsetenv(name)
+		}
+	}
+}
+
+func TestLoadProcessDefaults(t *testing.T) {
+	clearEnv(t)
+	p, err := config.LoadProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	wantID := fmt.Sprintf("%s-%d", host, os.Getpid())
+	want := config.Process{
+		NATSURL:            "",
+		EmbeddedListen:     "127.0.0.1:4222",
+		DataDir:            "./presence-data",
+		ConfigFile:         "",
+		WorkerID:           wantID,
+		LogLevel:           "info",
+		GraphBaseURL:       "https://graph.microsoft.com/v1.0",
+		GraphAuthorityHost: "https://login.microsoftonline.com/",
+		KVReplicas:         1,
+		UnsubscribeLinger:  10 * time.Second,
+		WorkerLease:        10 * time.Second,
+	}
+	equal(t, "Process", p, want)
+}
+
+func TestLoadProcessReadsEnvironment(t *testing.T) {
+	clearEnv(t)
+	set := map[string]string{
+		"PRESENCE_NATS_URL":             "nats://a:4222,nats://b:4222",
+		"PRESENCE_EMBEDDED_LISTEN":      "0.0.0.0:14222",
+		"PRESENCE_DATA_DIR":             "/var/lib/presence",
+		"PRESENCE_CONFIG":               "/etc/ucc/Config.xml",
+		"PRESENCE_WORKER_ID":            "node-1.example_A=",
+		"PRESENCE_LOG_LEVEL":            "debug",
+		"PRESENCE_SIP_APP_PASSWORD":     "app-pw",
+		"PRESENCE_SIP_USER_PASSWORD":    "user-pw",
+		"PRESENCE_GRAPH_BASE_URL":       "http://127.0.0.1:9999/v1.0",
+		"PRESENCE_GRAPH_AUTHORITY_HOST": "http://127.0.0.1:9998/",
+		"PRESENCE_KV_REPLICAS":          "3",
+		"PRESENCE_UNSUBSCRIBE_LINGER":   "1m",
+		"PRESENCE_WORKER_LEASE":         "30s",
+	}
+	for k, v := range set {
+		t.Setenv(k, v)
+	}
+	p, err := config.LoadProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "Process", p, config.Process{
+		NATSURL:            "nats://a:4222,nats://b:4222",
+		EmbeddedListen:     "0.0.0.0:14222",
+		DataDir:            "/var/lib/presence",
+		ConfigFile:         "/etc/ucc/Config.xml",
+		WorkerID:           "node-1.example_A=",
+		LogLevel:           "debug",
+		SIPAppPassword:     "app-pw",
+		SIPUserPassword:    "user-pw",
+		GraphBaseURL:       "http://127.0.0.1:9999/v1.0",
+		GraphAuthorityHost: "http://127.0.0.1:9998/",
+		KVReplicas:         3,
+		UnsubscribeLinger:  time.Minute,
+		WorkerLease:        30 * time.Second,
+	})
+}
+
+func TestLoadProcessRejects(t *testing.T) {
+	tests := []struct {
+		name, variable, value, message string
+	}{
+		{"unknown log level", "PRESENCE_LOG_LEVEL", "loud", "PRESENCE_LOG_LEVEL"},
+		{"log level with spaces", "PRESENCE_LOG_LEVEL", "de bug", "PRESENCE_LOG_LEVEL"},
+		{"worker id with a space", "PRESENCE_WORKER_ID", "worker 1", "PRESENCE_WORKER_ID"},
+		{"worker id with a slash", "PRESENCE_WORKER_ID", "a/b", "PRESENCE_WORKER_ID"},
+		{"worker id with a wildcard", "PRESENCE_WORKER_ID", "a*", "PRESENCE_WORKER_ID"},
+		{"worker id with >", "PRESENCE_WORKER_ID", "a>", "PRESENCE_WORKER_ID"},
+		{"worker id with a colon", "PRESENCE_WORKER_ID", "host:1", "PRESENCE_WORKER_ID"},
+		{"worker id with two dots", "PRESENCE_WORKER_ID", "a..b", "PRESENCE_WORKER_ID"},
+		{"worker id with a leading dot", "PRESENCE_WORKER_ID", ".a", "PRESENCE_WORKER_ID"},
+		{"worker id with a trailing dot", "PRESENCE_WORKER_ID", "a.", "PRESENCE_WORKER_ID"},
+		{"worker id not ASCII", "PRESENCE_WORKER_ID", "wörker", "PRESENCE_WORKER_ID"},
+		{"kv replicas 0", "PRESENCE_KV_REPLICAS", "0", "PRESENCE_KV_REPLICAS"},
+		{"kv replicas 6", "PRESENCE_KV_REPLICAS", "6", "PRESENCE_KV_REPLICAS"},
+		{"kv replicas not a number", "PRESENCE_KV_REPLICAS", "three", "KV_REPLICAS"},
+		{"worker lease under 3s", "PRESENCE_WORKER_LEASE", "2s", "PRESENCE_WORKER_LEASE"},
+		{"worker lease not a duration", "PRESENCE_WORKER_LEASE", "ten", "WORKER_LEASE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv(tt.variable, tt.value)
+			p, err := config.LoadProcess()
+			if err == nil {
+				t.Fatalf("%s=%q accepted: %+v", tt.variable, tt.value, p)
+			}
+			if !strings.Contains(err.Error(), tt.message) || !strings.HasPrefix(err.Error(), "config: environment: ") {
+				t.Errorf("error %q does not name %s", err, tt.message)
+			}
+			equal(t, "Process on error", p, config.Process{})
+		})
+	}
+}
+
+// The contract's variables all have the PRESENCE_ prefix; an unrelated
+// variable of the same name without it must not be read.
+func TestLoadProcessIgnoresUnprefixed(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("CONFIG", "/etc/other-program.xml")
+	t.Setenv("NATS_URL", "nats://someone-else:4222")
+	p, err := config.LoadProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ConfigFile != "" || p.NATSURL != "" {
+		t.Fatalf("env.go LoadProcess: envconfig falls back to the variable named by the envconfig tag without the prefix: "+
+			"with PRESENCE_CONFIG and PRESENCE_NATS_URL unset, CONFIG and NATS_URL are read (ConfigFile %q, NATSURL %q)",
+			p.ConfigFile, p.NATSURL)
+	}
+}
+
+const appPassword, userPassword = "s3cr3t-app-pw", "s3cr3t-user-pw"
+
+func processWithSecrets(t *testing.T) config.Process {
+	t.Helper()
+	clearEnv(t)
+	t.Setenv("PRESENCE_SIP_APP_PASSWORD", appPassword)
+	t.Setenv("PRESENCE_SIP_USER_PASSWORD", userPassword)
+	p, err := config.LoadProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p.SIPAppPassword) != appPassword || string(p.SIPUserPassword) != userPassword {
+		t.Fatalf("passwords not read: %q %q", string(p.SIPAppPassword), string(p.SIPUserPassword))
+	}
+	return p
+}
+
+func assertNoSecret(t *testing.T, how, out string) {
+	t.Helper()
+	if strings.Contains(out, appPassword) || strings.Contains(out, userPassword) {
+		t.Errorf("%s shows a password: %s", how, out)
+	}
+}
+
+func TestSecretNeverPrinted(t *testing.T) {
+	p := processWithSecrets(t)
+	for _, verb := range []string{"%v", "%+v", "%s", "%q", "%x", "%X", "%10s"} {
+		assertNoSecret(t, "fmt "+verb+" of Process", fmt.Sprintf(verb, p))
+		assertNoSecret(t, "fmt "+verb+" of *Process", fmt.Sprintf(verb, &p))
+		assertNoSecret(t, "fmt "+verb+" of Secret", fmt.Sprintf(verb, p.SIPAppPassword))
+	}
+	if got := fmt.Sprint(p.SIPAppPassword); got != "[redacted]" {
+		t.Errorf("Secret prints as %q", got)
+	}
+	assertNoSecret(t, "fmt of an error wrapping Process", fmt.Errorf("start with %v: %w", p, os.ErrClosed).Error())
+
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoSecret(t, "json.Marshal", string(data))
+	if !strings.Contains(string(data), `"SIPAppPassword":"[redacted]"`) {
+		t.Errorf("json.Marshal: %s", data)
+	}
+
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	log.Info().Object("process", p).Msg("object")
+	log.Info().Interface("process", p).Msg("interface")
+	log.Info().Any("process", &p).Msg("any")
+	log.Info().Stringer("password", p.SIPAppPassword).Msg("stringer")
+	log.Info().Interface("password", p.SIPUserPassword).Msg("secret")
+	log.Info().Msgf("process %v", p)
+	log.Info().Fields(map[string]any{"password": p.SIPAppPassword}).Msg("fields")
+	out := buf.String()
+	assertNoSecret(t, "zerolog", out)
+	if !strings.Contains(out, `"sip_app_password_set":true`) || !strings.Contains(out, `"sip_user_password_set":true`) {
+		t.Errorf("the Process object does not say the passwords are set:\n%s", out)
+	}
+	if strings.Count(out, "\n") != 7 {
+		t.Errorf("zerolog wrote %d lines, want 7:\n%s", strings.Count(out, "\n"), out)
+	}
+}
+
+// fmt calls String() only for %v %s %q %x %X: %#v (Go syntax) and a wrong
+// verb such as %d print the underlying string. Secret needs a Format method
+// to stay hidden there too.
+func TestSecretOtherVerbs(t *testing.T) {
+	p := processWithSecrets(t)
+	for _, verb := range []string{"%#v", "%d"} {
+		if out := fmt.Sprintf(verb, p); strings.Contains(out, appPassword) {
+			t.Fatalf("env.go Secret implements String but not fmt.Formatter (or GoStringer): fmt %s of Process shows the password: %s", verb, out)
+		}
+	}
+}

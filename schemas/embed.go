@@ -1,0 +1,12 @@
+package schemas
+
+import "embed"
+
+// JSONSchemas holds the JSON Schema (draft 2020-12) of every message of the
+// contract, one json/<name>.schema.json file each, with $id
+// https://contactcenter.example/presence/v1/<name>.schema.json. They are
+// embedded so that tests and tools validate the messages the provider really
+// sends and stores against the contract, not against the Go types alone.
+//
+//go:embed json/*.schema.json
+var JSONSchemas embed.FS
