@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"unique"
 
 	"github.com/jonboulle/clockwork"
 
@@ -28,8 +29,8 @@ const (
 type agent struct {
 	sources.Agent
 	pstn     bool
-	uccs     map[string]*uccInterest // by UCC key
-	source   string                  // the source of the upstream subscription
+	uccs     []uccInterest // few per agent: a slice costs less than a map
+	source   string        // the source of the upstream subscription
 	phase    phase
 	restore  bool // queued to restore a subscription the server ended
 	failures int
@@ -38,21 +39,44 @@ type agent struct {
 	timer    clockwork.Timer // back-off or linger
 }
 
+// uccInterest is one UCC's interest, kept small: a service holds millions.
+// UCC keys and Teams UPNs are interned; a lease lives in Worker.leases.
 type uccInterest struct {
-	schemas.Interest
-	revision uint64
-	lease    clockwork.Timer
+	ucc      unique.Handle[string]
+	teamsUPN unique.Handle[string] // zero when the UCC gave none
+	pstn     bool
+	leased   bool
 }
 
-func (a *agent) stopTimers() {
+// leaseKey names one leased interest.
+type leaseKey struct {
+	agent string
+	ucc   unique.Handle[string]
+}
+
+var noUPN unique.Handle[string]
+
+func (u uccInterest) upn() string {
+	if u.teamsUPN == noUPN {
+		return ""
+	}
+	return u.teamsUPN.Value()
+}
+
+// find returns the index of a UCC's interest, or -1.
+func (a *agent) find(ucc unique.Handle[string]) int {
+	for i := range a.uccs {
+		if a.uccs[i].ucc == ucc {
+			return i
+		}
+	}
+	return -1
+}
+
+func (a *agent) stopTimer() {
 	if a.timer != nil {
 		a.timer.Stop()
 		a.timer = nil
-	}
-	for _, u := range a.uccs {
-		if u.lease != nil {
-			u.lease.Stop()
-		}
 	}
 }
 

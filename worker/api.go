@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unique"
 
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
@@ -125,8 +126,8 @@ func (w *Worker) hasInterest(agentKey, uccKey string, in schemas.Interest) bool 
 	if a == nil || in.LeaseS > 0 || a.phase == phaseFailed {
 		return false
 	}
-	u := a.uccs[uccKey]
-	return u != nil && u.UCC == in.UCC && u.URI == in.URI && u.TeamsUPN == in.TeamsUPN && u.LeaseS == 0 && u.PSTN == in.PSTN
+	i := a.find(unique.Make(uccKey))
+	return i >= 0 && a.uccs[i].upn() == in.TeamsUPN && !a.uccs[i].leased && a.uccs[i].pstn == in.PSTN
 }
 
 // result describes an agent for a reply. subscribing says a UCC subscribes

@@ -2,7 +2,12 @@ package worker
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
+	"time"
+	"unique"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
@@ -29,20 +34,29 @@ func (w *Worker) watchInterests(changes <-chan schemas.Change[schemas.Interest])
 func (w *Worker) addInterest(agentKey, uccKey string, in schemas.Interest, rev uint64) {
 	a := w.agents[agentKey]
 	if a == nil {
-		a = &agent{Agent: sources.Agent{URI: in.URI, Key: agentKey}, uccs: map[string]*uccInterest{}}
+		// The key is cut from a message subject: a copy lets the message go.
+		agentKey = strings.Clone(agentKey)
+		a = &agent{Agent: sources.Agent{URI: in.URI, Key: agentKey}}
 		w.agents[agentKey] = a
 	}
-	u := a.uccs[uccKey]
-	if u == nil {
-		u = &uccInterest{}
-		a.uccs[uccKey] = u
-	} else if u.lease != nil {
-		u.lease.Stop()
-		u.lease = nil
+	u := uccInterest{ucc: unique.Make(uccKey), pstn: in.PSTN, leased: in.LeaseS > 0}
+	if in.TeamsUPN != "" {
+		u.teamsUPN = unique.Make(in.TeamsUPN)
 	}
-	u.Interest, u.revision = in, rev
-	if in.LeaseS > 0 {
-		w.expireLease(u, agentKey, uccKey)
+	if i := a.find(u.ucc); i < 0 {
+		a.uccs = append(a.uccs, u)
+	} else {
+		a.uccs[i] = u
+	}
+	lk := leaseKey{agent: a.Key, ucc: u.ucc}
+	if old, ok := w.leases[lk]; ok {
+		old.Stop()
+		delete(w.leases, lk)
+	}
+	if u.leased {
+		if t := w.expireLease(in.At.Add(seconds(in.LeaseS)), a.Key, uccKey, rev); t != nil {
+			w.leases[lk] = t
+		}
 	}
 	w.mergeRouteHints(a)
 	if a.phase == phaseFailed {
@@ -58,10 +72,20 @@ func (w *Worker) dropInterest(agentKey, uccKey string) {
 	if a == nil {
 		return
 	}
-	if u := a.uccs[uccKey]; u != nil && u.lease != nil {
-		u.lease.Stop()
+	ucc := unique.Make(uccKey)
+	i := a.find(ucc)
+	if i < 0 {
+		return
 	}
-	delete(a.uccs, uccKey)
+	lk := leaseKey{agent: a.Key, ucc: ucc}
+	if lease, ok := w.leases[lk]; ok {
+		lease.Stop()
+		delete(w.leases, lk)
+	}
+	last := len(a.uccs) - 1
+	a.uccs[i] = a.uccs[last]
+	a.uccs[last] = uccInterest{}
+	a.uccs = a.uccs[:last]
 	w.mergeRouteHints(a)
 	w.reconcile(a)
 }
@@ -72,28 +96,35 @@ func (w *Worker) mergeRouteHints(a *agent) {
 	a.TeamsUPN, a.pstn = "", false
 	for _, u := range a.uccs {
 		if a.TeamsUPN == "" {
-			a.TeamsUPN = u.TeamsUPN
+			a.TeamsUPN = u.upn()
 		}
-		a.pstn = a.pstn || u.PSTN
+		a.pstn = a.pstn || u.pstn
 	}
 }
 
 // expireLease ends an interest whose UCC did not subscribe again in time. The
 // delete names the revision, so a renewal that raced it survives.
-func (w *Worker) expireLease(u *uccInterest, agentKey, uccKey string) {
-	due := u.At.Add(seconds(u.LeaseS))
-	rev, ucc := u.revision, u.UCC
-	u.lease = w.after(due.Sub(w.clock.Now()), func() {
+func (w *Worker) expireLease(due time.Time, agentKey, uccKey string, rev uint64) clockwork.Timer {
+	return w.after(due.Sub(w.clock.Now()), func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.goEffect("lease expiry", func(ctx context.Context) {
 			if err := w.stores.Interest.Delete(ctx, agentKey, uccKey, rev); err != nil {
-				w.log.Debug().Err(err).Str("ucc", ucc).Msg("lease expiry lost to a renewal")
+				w.log.Debug().Err(err).Str("ucc", uccName(uccKey)).Msg("lease expiry lost to a renewal")
 				return
 			}
-			w.log.Info().Str("ucc", ucc).Str("key", agentKey).Msg("interest lease expired")
+			w.log.Info().Str("ucc", uccName(uccKey)).Str("key", agentKey).Msg("interest lease expired")
 		})
 	})
+}
+
+// uccName turns a UCC key back into the UCC's id, for logs.
+func uccName(uccKey string) string {
+	name, err := base64.RawURLEncoding.DecodeString(uccKey)
+	if err != nil {
+		return uccKey
+	}
+	return string(name)
 }
 
 func (w *Worker) watchClaims(changes <-chan schemas.Change[schemas.Claim]) {

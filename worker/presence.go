@@ -53,8 +53,9 @@ func (w *Worker) watchStates(changes <-chan schemas.Change[schemas.Event]) {
 }
 
 // maxSwapAttempts bounds the compare-and-set loop: each lost round means
-// another writer stored a newer presence of the same agent.
-const maxSwapAttempts = 8
+// another writer stored a newer presence of the same agent, so the bound is
+// only met by a writer starved by others for the same agent.
+const maxSwapAttempts = 64
 
 // writePresence stores p as the agent's presence if it differs from what is
 // stored, and publishes the event. It returns the agent's seq after the write.

@@ -64,6 +64,7 @@ type Worker struct {
 
 	mu       sync.Mutex
 	agents   map[string]*agent
+	leases   map[leaseKey]clockwork.Timer
 	queue    queue
 	queued   chan struct{} // wakes the dispatcher; capacity 1
 	closing  bool
@@ -88,6 +89,7 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		limiter:  rate.NewLimiter(rate.Limit(cfg.SubscriptionsPerSecond), 1),
 		sources:  map[string]sources.Source{},
 		agents:   map[string]*agent{},
+		leases:   map[leaseKey]clockwork.Timer{},
 		queued:   make(chan struct{}, 1),
 		claims:   map[string]schemas.Claim{},
 		presence: presenceCache{events: map[string]schemas.Event{}},
@@ -158,7 +160,10 @@ func (w *Worker) Stop() {
 	w.mu.Lock()
 	w.closing = true
 	for _, a := range w.agents {
-		a.stopTimers()
+		a.stopTimer()
+	}
+	for _, lease := range w.leases {
+		lease.Stop()
 	}
 	w.mu.Unlock()
 	w.stopLoops()

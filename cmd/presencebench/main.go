@@ -13,6 +13,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -29,12 +30,15 @@ import (
 	"github.com/contactcenter/presence-provider/worker"
 )
 
+var heapProfile string
+
 func main() {
 	agents := flag.Int("agents", 100000, "unique agents")
 	uccs := flag.Int("uccs", 10, "UCCs subscribing every agent")
 	batch := flag.Int("batch", 1000, "agents per subscribe request")
 	inputs := flag.Int("inputs", 20000, "attendant inputs for the change throughput")
 	samples := flag.Int("samples", 2000, "inputs timed one by one for the latency")
+	flag.StringVar(&heapProfile, "heapprofile", "", "write a heap profile after the subscribe phase to this file")
 	flag.Parse()
 	if err := run(*agents, *uccs, *batch, *inputs, *samples); err != nil {
 		fmt.Fprintln(os.Stderr, "presencebench:", err)
@@ -154,6 +158,16 @@ func subscribeThroughput(p *provider, agents, uccs, batch int) error {
 	}
 	applied := time.Since(start)
 	runtime.GC()
+	if heapProfile != "" {
+		f, err := os.Create(heapProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("subscribe: %d agents x %d UCCs = %d agent-subscriptions in requests of %d\n", agents, uccs, total, batch)
 	fmt.Printf("  all answered in %s: %.0f agent-subscriptions/s\n", answered.Round(time.Millisecond), float64(total)/answered.Seconds())
 	fmt.Printf("  all applied by the worker in %s: %.0f agent-subscriptions/s\n", applied.Round(time.Millisecond), float64(total)/applied.Seconds())
