@@ -37,6 +37,9 @@ type agent struct {
 	reason   string
 	claimRev uint64
 	timer    clockwork.Timer // back-off or linger
+	// lost records a Lost that came while an attempt was under way.
+	lost    bool
+	lostErr error
 }
 
 // uccInterest is one UCC's interest, kept small: a service holds millions.
@@ -257,6 +260,11 @@ func (w *Worker) release(ctx context.Context, key string, rev uint64) error {
 
 // subscribe is one attempt, started by the dispatcher: claim, then subscribe.
 func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, claimRev uint64) {
+	w.mu.Lock()
+	if cur := w.agents[a.Key]; cur != nil {
+		cur.lost, cur.lostErr = false, nil
+	}
+	w.mu.Unlock()
 	rev, mine, err := w.claim(ctx, a, source, claimRev)
 	if err == nil && !mine {
 		w.mu.Lock()
@@ -281,12 +289,18 @@ func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, 
 	}
 	cur.claimRev = rev
 	if err != nil {
+		cur.lost = false
 		w.fail(cur, err)
 		return
 	}
 	cur.phase, cur.failures, cur.reason = phaseActive, 0, ""
 	w.log.Info().Str("uri", a.URI).Str("source", source).Msg("upstream subscribed")
 	w.writeClaim(cur)
+	if cur.lost {
+		cur.lost = false
+		w.lose(cur, cur.lostErr)
+		return
+	}
 	w.reconcile(cur)
 }
 
@@ -408,19 +422,29 @@ func (w *Worker) Observe(a sources.Agent, p schemas.Presence) {
 }
 
 // Lost handles an upstream subscription that ended without being asked to.
+// Terminated (or nil) asks for a new subscription at once: it also cuts a
+// back-off short, as when a source's endpoint came back.
 func (w *Worker) Lost(sa sources.Agent, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	a := w.agents[sa.Key]
-	if a == nil || a.phase != phaseActive {
-		return
+	if a := w.agents[sa.Key]; a != nil {
+		w.lose(a, err)
 	}
-	if err == nil || errors.Is(err, sources.ErrTerminated) {
+}
+
+// lose is Lost with w.mu held.
+func (w *Worker) lose(a *agent, err error) {
+	again := err == nil || errors.Is(err, sources.ErrTerminated)
+	switch {
+	case a.phase == phaseSubscribing:
+		// The attempt has not reported yet; its result applies this after.
+		a.lost, a.lostErr = true, err
+	case a.phase == phaseActive && again, a.phase == phaseBackoff && again:
 		w.log.Info().Str("uri", a.URI).Str("source", a.source).AnErr("reason", err).Msg("upstream subscription ended; subscribing again")
 		w.enqueue(a, true)
-		return
+	case a.phase == phaseActive:
+		w.fail(a, err)
 	}
-	w.fail(a, err)
 }
 
 var _ sources.Sink = (*Worker)(nil)

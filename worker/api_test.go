@@ -170,46 +170,11 @@ func keyOf(uri string) string {
 	return u.Key()
 }
 
-// events collects every event on presence.<key> as it arrives, unfiltered.
-type events struct {
-	mu  sync.Mutex
-	got []schemas.Event
-}
-
-func collect(t *testing.T, env *provtest.Env, key string) *events {
-	t.Helper()
-	e := &events{}
-	sub, err := env.Conn.NC.Subscribe(schemas.EventSubject(key), func(m *nats.Msg) {
-		var ev schemas.Event
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
-			t.Errorf("event is not JSON: %s", m.Data)
-			return
-		}
-		e.mu.Lock()
-		e.got = append(e.got, ev)
-		e.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Conn.NC.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return e
-}
-
-func (e *events) list() []schemas.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]schemas.Event(nil), e.got...)
-}
-
 func TestAttendantInputs(t *testing.T) {
 	env := startAll(t, provtest.Config())
 	const uri = "sip:agent@workstreampeople.com"
 	key := keyOf(uri)
-	evs := collect(t, env, key)
+	evs := env.Collect(key)
 
 	// Before any UCC subscribes, the input becomes the agent's state.
 	rep, err := env.Client.Attendant(env.Ctx(), key, schemas.AttendantInput{Availability: "away", Activity: "OutOfOffice", Device: "Computer"})
@@ -230,8 +195,8 @@ func TestAttendantInputs(t *testing.T) {
 	if err != nil || busy.Seq <= rep.Seq {
 		t.Fatalf("change: %+v, %v; want a higher seq", busy, err)
 	}
-	provtest.Eventually(t, "two events", func() bool { return len(evs.list()) == 2 })
-	got := evs.list()
+	provtest.Eventually(t, "two events", func() bool { return len(evs.List()) == 2 })
+	got := evs.List()
 	if got[0].Previous != nil || got[1].Previous == nil || got[1].Previous.Availability != schemas.Away ||
 		got[1].Presence.AvailabilityValue != 6700 || got[1].Seq != busy.Seq {
 		t.Fatalf("events %+v; want none→Away then Away→Busy(6700) with seq %d", got, busy.Seq)
@@ -259,16 +224,16 @@ func TestAttendantInputs(t *testing.T) {
 	if err := env.Conn.NC.Publish(schemas.AttendantPrefix+key, []byte(`{"availability": "Available"}`)); err != nil {
 		t.Fatal(err)
 	}
-	provtest.Eventually(t, "fire-and-forget input applied", func() bool { return len(evs.list()) == 3 })
+	provtest.Eventually(t, "fire-and-forget input applied", func() bool { return len(evs.List()) == 3 })
 }
 
 func TestPSTNAgentIsBusyWhileAnyUCCHasACall(t *testing.T) {
 	env := startAll(t, provtest.Config())
 	const uri = "tel:+31612345678"
 	key := keyOf(uri)
-	evs := collect(t, env, key)
+	evs := env.Collect(key)
 	env.Subscribe("ucc_app01", uri)
-	provtest.Eventually(t, "Available on subscribe", func() bool { return len(evs.list()) == 1 })
+	provtest.Eventually(t, "Available on subscribe", func() bool { return len(evs.List()) == 1 })
 
 	call := func(ucc, id, state string) {
 		t.Helper()
@@ -281,9 +246,9 @@ func TestPSTNAgentIsBusyWhileAnyUCCHasACall(t *testing.T) {
 	call("ucc_app02", "c-2", schemas.CallConnected)
 	call("ucc_app01", "c-1", schemas.CallEnded)
 	call("ucc_app02", "c-2", schemas.CallEnded)
-	provtest.Eventually(t, "Busy then Available", func() bool { return len(evs.list()) == 3 })
+	provtest.Eventually(t, "Busy then Available", func() bool { return len(evs.List()) == 3 })
 	var seen []string
-	for _, ev := range evs.list() {
+	for _, ev := range evs.List() {
 		seen = append(seen, fmt.Sprintf("%s/%d", ev.Presence.Availability, ev.Presence.AvailabilityValue))
 	}
 	if fmt.Sprint(seen) != "[Available/3500 Busy/6500 Available/3500]" {
@@ -292,15 +257,15 @@ func TestPSTNAgentIsBusyWhileAnyUCCHasACall(t *testing.T) {
 
 	// A call that never reports "ended" clears at the safety limit.
 	call("ucc_app01", "c-3", schemas.CallConnected)
-	provtest.Eventually(t, "Busy", func() bool { return len(evs.list()) == 4 })
+	provtest.Eventually(t, "Busy", func() bool { return len(evs.List()) == 4 })
 	waitForTimers(t, env, baseTimers+1)
 	env.Clock.Advance(4*time.Hour - time.Second)
-	if len(evs.list()) != 4 {
+	if len(evs.List()) != 4 {
 		t.Fatal("call cleared before the safety limit")
 	}
 	env.Clock.Advance(time.Second)
 	provtest.Eventually(t, "Available after the safety limit", func() bool {
-		l := evs.list()
+		l := evs.List()
 		return len(l) == 5 && l[4].Presence.Availability == schemas.Available
 	})
 
@@ -325,7 +290,7 @@ func TestSeqGrowsStrictlyWithSeveralWriters(t *testing.T) {
 		w.AddSource(schemas.SourceAttendant, attendant.New(clock))
 	})
 	key := keyOf("sip:agent@workstreampeople.com")
-	evs := collect(t, a, key)
+	evs := a.Collect(key)
 
 	var wg sync.WaitGroup
 	const writes = 40
@@ -343,8 +308,8 @@ func TestSeqGrowsStrictlyWithSeveralWriters(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	provtest.Eventually(t, "every write published", func() bool { return len(evs.list()) == 2*writes })
-	got := evs.list()
+	provtest.Eventually(t, "every write published", func() bool { return len(evs.List()) == 2*writes })
+	got := evs.List()
 	sort.Slice(got, func(i, j int) bool { return got[i].Seq < got[j].Seq })
 	for i := 1; i < len(got); i++ {
 		if got[i].Seq == got[i-1].Seq {

@@ -20,6 +20,7 @@ import (
 	"github.com/contactcenter/presence-provider/sources"
 	"github.com/contactcenter/presence-provider/sources/attendant"
 	"github.com/contactcenter/presence-provider/sources/pstn"
+	"github.com/contactcenter/presence-provider/sources/sip"
 	"github.com/contactcenter/presence-provider/worker"
 )
 
@@ -74,7 +75,9 @@ func run(ctx context.Context) error {
 	}
 	clock := clockwork.NewRealClock()
 	w := worker.New(workerConfig(proc, provider), stores, clock, log)
-	addSources(w, provider, clock, log)
+	if err := addSources(w, proc, provider, clock, log); err != nil {
+		return err
+	}
 
 	if err := w.Start(ctx); err != nil {
 		return err
@@ -121,7 +124,7 @@ func workerConfig(proc config.Process, p config.Provider) worker.Config {
 	}
 }
 
-func addSources(w *worker.Worker, p config.Provider, clock clockwork.Clock, log zerolog.Logger) {
+func addSources(w *worker.Worker, proc config.Process, p config.Provider, clock clockwork.Clock, log zerolog.Logger) error {
 	if p.Attendant.Enabled {
 		w.AddSource(schemas.SourceAttendant, attendant.New(clock))
 	}
@@ -129,9 +132,33 @@ func addSources(w *worker.Worker, p config.Provider, clock clockwork.Clock, log 
 		w.AddSource(schemas.SourcePSTN, pstn.New(p.PSTN.MaxCallDuration, clock, w))
 	}
 	if p.SIP.Enabled {
-		log.Warn().Msg("UcmaPresenceSource is enabled but the SIP source is not in this build; its agents are answered as source none")
+		src, err := sip.New(sipConfig(proc, p.SIP), clock, w, log)
+		if err != nil {
+			return err
+		}
+		w.AddSource(schemas.SourceSIP, src)
 	}
 	if p.Graph.Enabled {
 		log.Warn().Msg("MsGraphPresenceSource is enabled but the Graph source is not in this build; its agents are answered as source none")
 	}
+	return nil
+}
+
+// defaultSIPListen is the SIP stack's address when Config.xml names none.
+const defaultSIPListen = "127.0.0.1:5070"
+
+func sipConfig(proc config.Process, c config.SIPSource) sip.Config {
+	endpoint := func(name string, ep config.Endpoint, password config.Secret) sip.Endpoint {
+		return sip.Endpoint{Name: name, URI: ep.URI, Pool: ep.PoolFQDN, Register: ep.Register, Password: string(password)}
+	}
+	cfg := sip.Config{Transport: c.Transport, Listen: c.Listen,
+		Application: endpoint("application", c.Application, proc.SIPAppPassword)}
+	if cfg.Listen == "" {
+		cfg.Listen = defaultSIPListen
+	}
+	if c.User != nil {
+		user := endpoint("user", *c.User, proc.SIPUserPassword)
+		cfg.User = &user
+	}
+	return cfg
 }

@@ -6,12 +6,14 @@ package provtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
@@ -64,16 +66,23 @@ func Server(t testing.TB) *server.Server {
 	return ns
 }
 
-// Start runs a provider with the given worker configuration; add registers
-// its sources (the worker is their sink).
+// Start runs a provider on a fake clock with the given worker configuration;
+// add registers its sources (the worker is their sink).
 func Start(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
 	return StartOn(t, Server(t), cfg, clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)), add)
 }
 
+// StartReal runs a provider on the real clock, for tests against real
+// servers that keep real time.
+func StartReal(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return StartOn(t, Server(t), cfg, clockwork.NewRealClock(), add)
+}
+
 // StartOn runs a provider on a server the test already has (a second worker,
-// or a restart).
-func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock *clockwork.FakeClock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+// or a restart). Env.Clock is set when clock is a fake one.
+func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
@@ -109,7 +118,8 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock *clockwor
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: bus.NewClient(observer.NC), Clock: clock, Worker: w, Logs: logs, workerConn: conn, t: t}
+	fake, _ := clock.(*clockwork.FakeClock)
+	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: bus.NewClient(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
 	t.Cleanup(e.Stop)
 	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", log); err != nil {
 		t.Fatal(err)
@@ -190,4 +200,42 @@ func (l *Logs) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// Events collects every event published for one agent, unfiltered, as a
+// UCC subscribed to presence.<key> receives them.
+type Events struct {
+	mu  sync.Mutex
+	got []schemas.Event
+}
+
+// Collect starts collecting the events of the agent key.
+func (e *Env) Collect(key string) *Events {
+	e.t.Helper()
+	evs := &Events{}
+	sub, err := e.Conn.NC.Subscribe(schemas.EventSubject(key), func(m *nats.Msg) {
+		var ev schemas.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			e.t.Errorf("event is not JSON: %s", m.Data)
+			return
+		}
+		evs.mu.Lock()
+		evs.got = append(evs.got, ev)
+		evs.mu.Unlock()
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.Conn.NC.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return evs
+}
+
+// List is the events so far, in arrival order.
+func (evs *Events) List() []schemas.Event {
+	evs.mu.Lock()
+	defer evs.mu.Unlock()
+	return append([]schemas.Event(nil), evs.got...)
 }

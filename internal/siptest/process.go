@@ -1,0 +1,177 @@
+// Package siptest runs real SIP servers for tests: Kamailio as a presence
+// server (SUBSCRIBE/NOTIFY/PUBLISH, REGISTER with digest auth) and sipp as a
+// scripted, misbehaving presence server for fault tests.
+//
+// Both are external programs (Debian packages kamailio,
+// kamailio-presence-modules and sip-tester). When one is missing the test is
+// skipped, except with CI=true where a missing server is a failure: CI must
+// not go green by skipping the tests that matter.
+//
+// The package uses the standard library only, so that it adds no dependency
+// to the module. Helpers that take a testing.TB call t.Fatal and must run on
+// the test goroutine.
+package siptest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// requireBinary returns the path of name or ends the test (see unavailable).
+func requireBinary(t testing.TB, name, aptPackages string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		unavailable(t, fmt.Sprintf("%s not found in PATH; install it with: apt-get install %s", name, aptPackages))
+	}
+	return path
+}
+
+// unavailable ends a test that cannot get its server: skipped normally,
+// failed under CI=true.
+func unavailable(t testing.TB, msg string) {
+	t.Helper()
+	msg = "siptest: " + msg
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " (CI=true: the SIP server tests must run, not skip)")
+	}
+	t.Skip(msg)
+}
+
+// syncBuffer collects a child's output; it is written by os/exec's copying
+// goroutine and read by the test, hence the lock.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// process is a started server. It runs in its own process group so that
+// forked workers (Kamailio forks about ten) can all be killed if the main
+// process does not stop them.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // exit status; read only after done is closed
+}
+
+func startProcess(cmd *exec.Cmd, out *syncBuffer) (*process, error) {
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// exited reports whether the process has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits up to timeout for the process to end by itself and returns its
+// exit code (-1 when it was killed by a signal).
+func (p *process) wait(timeout time.Duration) (int, error) {
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("still running after %v", timeout)
+	}
+	var ee *exec.ExitError
+	if p.err != nil && !errors.As(p.err, &ee) {
+		return 0, p.err
+	}
+	return p.cmd.ProcessState.ExitCode(), nil
+}
+
+// stop sends sig to the main process (which lets it shut down cleanly), then
+// kills the whole process group if it is not gone within a few seconds.
+func (p *process) stop(sig syscall.Signal) {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	// Workers left behind by a crashed main process share its group.
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+}
+
+// freePort returns a port number that is free on 127.0.0.1 for both UDP and
+// TCP at the time of the call. Another process may take it before the server
+// binds it; callers retry the start on a bind failure.
+func freePort() (int, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no port free for both UDP and TCP on 127.0.0.1")
+}
+
+// portBound reports whether some process has bound 127.0.0.1:port (UDP) or
+// listens on it (TCP), by reading /proc/net. It lets a test wait for sipp,
+// which answers nothing that could serve as a probe. ok is false when
+// /proc/net cannot be read.
+func portBound(proto string, port int) (bound, ok bool) {
+	data, err := os.ReadFile("/proc/net/" + proto)
+	if err != nil {
+		return false, false
+	}
+	want := fmt.Sprintf("0100007F:%04X", port) // 127.0.0.1 in host (little-endian) order
+	wildcard := fmt.Sprintf("00000000:%04X", port)
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || (f[1] != want && f[1] != wildcard) {
+			continue
+		}
+		if proto == "udp" || f[3] == "0A" { // 0A: TCP_LISTEN
+			return true, true
+		}
+	}
+	return false, true
+}

@@ -1,0 +1,163 @@
+package siptest
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The scenarios below make sipp a presence server that misbehaves once: the
+// FIRST SUBSCRIBE sipp receives (counted across all calls) gets the fault;
+// every other SUBSCRIBE, a new subscription or a refresh within a dialog, is
+// served normally: 200 echoing Expires, then a NOTIFY
+// "active;expires=N" carrying an open PIDF for the request's To URI; an
+// Expires of 0 is answered with NOTIFY "terminated;reason=timeout", as
+// Kamailio does. A test thus sees both the fault and how the client recovers
+// from it, and Sipp.Received("SUBSCRIBE") tells whether it retried.
+//
+// sipp matches messages to calls by Call-ID, so a retry with a new Call-ID
+// is a new call; one with the same Call-ID continues the faulty call, which
+// serves it normally (except after a deactivation, rejection or silence,
+// which end the dialog: use a new Call-ID, as RFC 6665 says).
+//
+// Every SUBSCRIBE must carry Expires and a Contact in angle brackets.
+
+// ServeScenario serves every SUBSCRIBE normally (no fault).
+func ServeScenario() string {
+	return scenario("serve", `<nop next="serve"/>`)
+}
+
+// DeactivatedScenario accepts the first subscription, then after the pause
+// ends it with NOTIFY "terminated;reason=deactivated", after which RFC 6665
+// says the subscriber should subscribe again at once.
+func DeactivatedScenario(after time.Duration) string {
+	return scenario("deactivated", accept+
+		fmt.Sprintf(`<pause milliseconds="%d"/>`, after.Milliseconds())+"\n"+
+		notify("terminated;reason=deactivated", false)+
+		`<recv response="200" next="end"/>`)
+}
+
+// RetryAfterScenario answers the first SUBSCRIBE with 503 Service
+// Unavailable and Retry-After: seconds.
+func RetryAfterScenario(seconds int) string {
+	return scenario("retry-after", responseNext(503, "Service Unavailable", fmt.Sprintf("Retry-After: %d", seconds), "subscribe"))
+}
+
+// SilentScenario never answers the first SUBSCRIBE nor anything else in its
+// call (retransmissions included), so the client's transaction times out.
+func SilentScenario() string {
+	return scenario("silent", `<recv request="SUBSCRIBE" next="fault"/>`)
+}
+
+// RejectedScenario accepts the first SUBSCRIBE with 200, then ends it at once
+// with NOTIFY "terminated;reason=rejected": the subscriber must not retry.
+func RejectedScenario() string {
+	return scenario("rejected", response(200, "OK", "Expires: [$expires]")+
+		notify("terminated;reason=rejected", false)+
+		`<recv response="200" next="end"/>`)
+}
+
+// FailureScenario answers the first SUBSCRIBE with a final failure such as
+// 403 Forbidden or 404 Not Found.
+func FailureScenario(code int, reason string) string {
+	return scenario(fmt.Sprintf("failure %d", code), responseNext(code, reason, "", "subscribe"))
+}
+
+// scenario wraps the fault (XML commands run for the first SUBSCRIBE) in the
+// common frame. Labels: subscribe (wait for a SUBSCRIBE), serve, fault, end.
+//
+// sipp details that matter: CDATA lines are trimmed and sent with CRLF;
+// [len] is the body length; [cseq] increases with each request sent in a
+// call; a variable used only once is an error, hence each ereg feeds a
+// message.
+func scenario(name, fault string) string {
+	return `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="siptest presence server: ` + name + `">
+<Global variables="n"/>
+<label id="subscribe"/>
+<recv request="SUBSCRIBE">
+  <action>
+    <ereg regexp="sips?:[^&gt;;]*" search_in="hdr" header="To:" check_it="true" assign_to="entity"/>
+    <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="from"/>
+    <ereg regexp="sips?:[^&gt;]*" search_in="hdr" header="Contact:" check_it="true" assign_to="contact"/>
+    <ereg regexp="[0-9]+" search_in="hdr" header="Expires:" check_it="true" assign_to="expires"/>
+    <todouble assign_to="expiresn" variable="expires"/>
+    <test assign_to="ending" variable="expiresn" compare="equal" value="0"/>
+    <add assign_to="n" value="1"/>
+    <test assign_to="first" variable="n" compare="equal" value="1"/>
+  </action>
+</recv>
+<nop next="fault" test="first"/>
+<label id="serve"/>
+` + response(200, "OK", "Expires: [$expires]") + `<nop next="unsubscribed" test="ending"/>
+` + notify("active;expires=[$expires]", true) + `<recv response="200" next="subscribe"/>
+<label id="unsubscribed"/>
+` + notify("terminated;reason=timeout", false) + `<recv response="200" next="end"/>
+<label id="fault"/>
+` + fault + `
+<label id="end"/>
+<nop><action><log message="call ended"/></action></nop>
+</scenario>
+`
+}
+
+// accept answers a SUBSCRIBE with 200 and NOTIFY active, as serve does.
+var accept = response(200, "OK", "Expires: [$expires]") +
+	notify("active;expires=[$expires]", true) + `<recv response="200"/>` + "\n"
+
+// response answers the last SUBSCRIBE. The To tag is made from the call
+// number so that it stays the same in a dialog; the To header is rebuilt
+// from the URI because a refresh's To already carries the tag.
+func response(code int, reason, extra string) string {
+	return responseNext(code, reason, extra, "")
+}
+
+// responseNext is response followed by a jump to the label next.
+func responseNext(code int, reason, extra, next string) string {
+	lines := []string{
+		fmt.Sprintf("SIP/2.0 %d %s", code, reason),
+		"[last_Via:]",
+		"[last_From:]",
+		"To: <[$entity]>;tag=[pid]SIPpTag[call_number]",
+		"[last_Call-ID:]",
+		"[last_CSeq:]",
+		"Contact: <sip:[local_ip]:[local_port];transport=[transport]>",
+	}
+	if extra != "" {
+		lines = append(lines, extra)
+	}
+	lines = append(lines, "Content-Length: 0")
+	attr := ""
+	if next != "" {
+		attr = ` next="` + next + `"`
+	}
+	return "<send" + attr + "><![CDATA[\n" + strings.Join(lines, "\n") + "\n\n]]></send>\n"
+}
+
+// notify sends a NOTIFY in the dialog of the last SUBSCRIBE: to its Contact
+// (over UDP sipp sends it to the address the SUBSCRIBE came from, over TCP
+// on its connection), From/To swapped with both tags, with an open PIDF when
+// withBody is set.
+func notify(state string, withBody bool) string {
+	lines := []string{
+		"NOTIFY [$contact] SIP/2.0",
+		"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+		"From: <[$entity]>;tag=[pid]SIPpTag[call_number]",
+		"To: [$from]",
+		"Call-ID: [call_id]",
+		"CSeq: [cseq] NOTIFY",
+		"Contact: <sip:[local_ip]:[local_port];transport=[transport]>",
+		"Max-Forwards: 70",
+		"Event: presence",
+		"Subscription-State: " + state,
+	}
+	body := ""
+	if withBody {
+		lines = append(lines, "Content-Type: application/pidf+xml")
+		body = `<?xml version="1.0" encoding="UTF-8"?>` + "\n" +
+			`<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="[$entity]"><tuple id="sipp"><status><basic>open</basic></status></tuple></presence>`
+	}
+	lines = append(lines, "Content-Length: [len]", "", body)
+	return "<send><![CDATA[\n" + strings.Join(lines, "\n") + "\n]]></send>\n"
+}

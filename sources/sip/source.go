@@ -1,0 +1,353 @@
+// Package sip is the SIP presence source, in the role the UCMA source played:
+// SUBSCRIBE/NOTIFY for the presence event package, through an application
+// endpoint and an optional user endpoint, with fallback between them.
+// sipgo carries the transactions; the subscription dialogs are kept here.
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/sources"
+)
+
+// Config is the UcmaPresenceSource element, in the terms of a SIP stack.
+type Config struct {
+	// Transport is udp, tcp or tls.
+	Transport string
+	// Listen is host:port of this stack: where NOTIFYs come, the Contact.
+	// Port 0 takes a free port.
+	Listen      string
+	Application Endpoint
+	User        *Endpoint
+	// Expires is the subscription length asked for; the server may shorten it.
+	Expires time.Duration
+	// RegisterExpires is the registration length asked for.
+	RegisterExpires time.Duration
+	// KeepAlive is how often an endpoint's pool is asked OPTIONS to learn it
+	// still answers.
+	KeepAlive time.Duration
+	// RequestTimeout bounds one transaction (SIP's own Timer B is 32 s).
+	RequestTimeout time.Duration
+}
+
+// Endpoint is one SIP identity of the provider.
+type Endpoint struct {
+	// Name is "application" or "user", for logs and claims.
+	Name string
+	URI  string
+	// Pool is host or host:port where the endpoint registers and sends its
+	// SUBSCRIBEs; empty takes the host of URI.
+	Pool     string
+	Register bool
+	// Password answers digest challenges; never logged.
+	Password string
+}
+
+// Defaults for what Config leaves zero.
+const (
+	DefaultExpires         = 600 * time.Second
+	DefaultRegisterExpires = 600 * time.Second
+	DefaultKeepAlive       = 30 * time.Second
+	DefaultRequestTimeout  = 32 * time.Second
+)
+
+// Source keeps the SIP subscriptions of the agents the worker hands it.
+type Source struct {
+	cfg       Config
+	clock     clockwork.Clock
+	sink      sources.Sink
+	log       zerolog.Logger
+	ua        *sipgo.UserAgent
+	client    *sipgo.Client
+	server    *sipgo.Server
+	transport string // upper case, as sipgo wants it
+	contact   sip.Uri
+	udp       net.PacketConn
+	stream    net.Listener
+	endpoints []*endpoint
+
+	// ctx lives from Run to its end; refreshes started by timers use it.
+	ctx     context.Context
+	effects sync.WaitGroup
+
+	mu       sync.Mutex
+	closing  bool
+	byCallID map[string]*dialog
+	byAgent  map[string]*dialog
+	// waiting are agents that failed while no endpoint was up; they are
+	// subscribed again as soon as one is back.
+	waiting map[string]sources.Agent
+}
+
+// New binds the SIP stack's listener, so NOTIFYs can arrive as soon as the
+// first SUBSCRIBE leaves; Run serves it.
+func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logger) (*Source, error) {
+	if cfg.Expires == 0 {
+		cfg.Expires = DefaultExpires
+	}
+	if cfg.RegisterExpires == 0 {
+		cfg.RegisterExpires = DefaultRegisterExpires
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	s := &Source{cfg: cfg, clock: clock, sink: sink, log: log.With().Str("source", "sip").Logger(),
+		transport: strings.ToUpper(cfg.Transport), ctx: context.Background(),
+		byCallID: map[string]*dialog{}, byAgent: map[string]*dialog{}, waiting: map[string]sources.Agent{}}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	for _, ep := range append([]*Endpoint{&cfg.Application}, cfg.User) {
+		if ep == nil {
+			continue
+		}
+		e, err := newEndpoint(*ep, s.transport, s.contact)
+		if err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+		s.endpoints = append(s.endpoints, e)
+	}
+	return s, nil
+}
+
+func (s *Source) listen() error {
+	var addr net.Addr
+	var err error
+	switch s.transport {
+	case "UDP":
+		s.udp, err = net.ListenPacket("udp", s.cfg.Listen)
+		if err == nil {
+			addr = s.udp.LocalAddr()
+		}
+	case "TCP", "TLS":
+		// TLS needs certificates this stack is not given yet; TCP carries it meanwhile.
+		s.transport = "TCP"
+		s.stream, err = net.Listen("tcp", s.cfg.Listen)
+		if err == nil {
+			addr = s.stream.Addr()
+		}
+	default:
+		return fmt.Errorf("sip: transport %q is not udp, tcp or tls", s.cfg.Transport)
+	}
+	if err != nil {
+		return fmt.Errorf("sip: listen %s %s: %w", s.transport, s.cfg.Listen, err)
+	}
+	host, portText, _ := net.SplitHostPort(addr.String())
+	port, _ := strconv.Atoi(portText)
+	s.contact = sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sip.NewParams()}
+	s.contact.UriParams.Add("transport", strings.ToLower(s.transport))
+
+	quiet := slog.New(slog.DiscardHandler)
+	if s.ua, err = sipgo.NewUA(sipgo.WithUserAgent("presence-provider")); err != nil {
+		return err
+	}
+	opts := []sipgo.ClientOption{sipgo.WithClientLogger(quiet), sipgo.WithClientHostname(host)}
+	if s.transport == "UDP" {
+		// Requests leave from the listening socket, so answers and NOTIFYs come back to it.
+		opts = append(opts, sipgo.WithClientConnectionAddr(addr.String()))
+	}
+	if s.client, err = sipgo.NewClient(s.ua, opts...); err != nil {
+		return err
+	}
+	if s.server, err = sipgo.NewServer(s.ua, sipgo.WithServerLogger(quiet)); err != nil {
+		return err
+	}
+	s.server.OnNotify(s.onNotify)
+	s.server.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	return nil
+}
+
+// Addr is where this stack listens: its Contact address.
+func (s *Source) Addr() string { return net.JoinHostPort(s.contact.Host, strconv.Itoa(s.contact.Port)) }
+
+func (s *Source) closeListeners() {
+	if s.udp != nil {
+		_ = s.udp.Close()
+	}
+	if s.stream != nil {
+		_ = s.stream.Close()
+	}
+}
+
+// Run serves the SIP stack and keeps the endpoints registered and watched
+// until ctx ends.
+func (s *Source) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	var loops sync.WaitGroup
+	serve := func(f func() error) {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			if err := f(); err != nil && ctx.Err() == nil {
+				s.log.Error().Err(err).Msg("SIP listener stopped")
+			}
+		}()
+	}
+	if s.udp != nil {
+		serve(func() error { return s.server.ServeUDP(s.udp) })
+		// Requests leave from this socket: the endpoint checks must not
+		// start before sipgo has it.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if c, _ := s.ua.TransportLayer().GetConnection("udp", s.udp.LocalAddr().String()); c != nil {
+				break
+			}
+		}
+	}
+	if s.stream != nil {
+		serve(func() error { return s.server.ServeTCP(s.stream) })
+	}
+	for _, ep := range s.endpoints {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			s.watch(ctx, ep)
+		}()
+	}
+	s.log.Info().Str("contact", s.contact.String()).Int("endpoints", len(s.endpoints)).Msg("SIP stack listening")
+	<-ctx.Done()
+
+	s.mu.Lock()
+	s.closing = true
+	for _, d := range s.byCallID {
+		d.stopRefresh()
+	}
+	s.mu.Unlock()
+	s.effects.Wait()
+	unregister, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, ep := range s.endpoints {
+		if ep.cfg.Register {
+			s.register(unregister, ep, 0)
+		}
+	}
+	s.closeListeners()
+	loops.Wait()
+	return s.ua.Close()
+}
+
+// Subscribe subscribes on the first endpoint that is up, and tries the
+// other before it reports a failure.
+func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
+	var errs []error
+	tried := 0
+	for _, ep := range s.order() {
+		err := s.subscribeOn(ctx, ep, a)
+		if err == nil {
+			s.mu.Lock()
+			delete(s.waiting, a.Key)
+			s.mu.Unlock()
+			return nil
+		}
+		tried++
+		errs = append(errs, fmt.Errorf("%s endpoint: %w", ep.cfg.Name, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if tried == 0 {
+		s.mu.Lock()
+		s.waiting[a.Key] = a
+		s.mu.Unlock()
+		return errors.New("no SIP endpoint is up")
+	}
+	return errors.Join(errs...)
+}
+
+// order is the endpoints to try: those up first, in configured order; when
+// none is up, all of them, since health may be stale.
+func (s *Source) order() []*endpoint {
+	var up, down []*endpoint
+	for _, ep := range s.endpoints {
+		if ep.isUp() {
+			up = append(up, ep)
+		} else {
+			down = append(down, ep)
+		}
+	}
+	if len(up) == 0 {
+		return down
+	}
+	return up
+}
+
+// Unsubscribe ends the agent's subscription with an Expires: 0 SUBSCRIBE.
+func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
+	s.mu.Lock()
+	delete(s.waiting, a.Key)
+	d := s.byAgent[a.Key]
+	if d != nil {
+		s.forget(d)
+	}
+	s.mu.Unlock()
+	if d == nil || !d.established() {
+		return nil
+	}
+	res, err := s.send(ctx, d.ep, d.request(0))
+	if err != nil {
+		return fmt.Errorf("sip: unsubscribe %s: %w", a.URI, err)
+	}
+	if res.StatusCode >= 300 && res.StatusCode != 481 {
+		return fmt.Errorf("sip: unsubscribe %s: %d %s", a.URI, res.StatusCode, res.Reason)
+	}
+	return nil
+}
+
+// Health is up when any endpoint is.
+func (s *Source) Health() sources.Health {
+	s.mu.Lock()
+	dialogs := len(s.byAgent)
+	waiting := len(s.waiting)
+	perEndpoint := map[string]int{}
+	for _, d := range s.byAgent {
+		perEndpoint[d.ep.cfg.Name]++
+	}
+	s.mu.Unlock()
+	h := sources.Health{Stats: map[string]any{"dialogs": dialogs, "waiting_for_endpoint": waiting}}
+	var details []string
+	for _, ep := range s.endpoints {
+		up, detail := ep.status()
+		h.Healthy = h.Healthy || up
+		details = append(details, fmt.Sprintf("%s %s: %s", ep.cfg.Name, ep.uri.String(), detail))
+		h.Stats[ep.cfg.Name+"_dialogs"] = perEndpoint[ep.cfg.Name]
+	}
+	h.Detail = strings.Join(details, "; ")
+	return h
+}
+
+// send runs one transaction to the endpoint's pool, answering a digest
+// challenge when the endpoint has a password.
+func (s *Source) send(ctx context.Context, ep *endpoint, req *sip.Request) (*sip.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	req.SetDestination(ep.pool)
+	req.SetTransport(s.transport)
+	res, err := s.client.Do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if (res.StatusCode == 401 || res.StatusCode == 407) && ep.cfg.Password != "" {
+		return s.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: ep.uri.User, Password: ep.cfg.Password})
+	}
+	return res, nil
+}
