@@ -32,6 +32,22 @@ type KamailioOptions struct {
 	// digest credentials (401 with qop=auth, then 200). SUBSCRIBE and
 	// PUBLISH are never challenged. The password must not hold `"` or `\`.
 	AuthUser, AuthPassword string
+	// SharedMemoryMB is Kamailio's shared memory; its transactions live
+	// there, so a load of many NOTIFYs needs more. Default 32.
+	SharedMemoryMB int
+}
+
+func (o KamailioOptions) withDefaults() KamailioOptions {
+	if o.Domain == "" {
+		o.Domain = "example.com"
+	}
+	if o.MaxExpires == 0 {
+		o.MaxExpires = 3600
+	}
+	if o.SharedMemoryMB == 0 {
+		o.SharedMemoryMB = 32
+	}
+	return o
 }
 
 // Kamailio is a Kamailio presence server running for one test, listening on
@@ -56,12 +72,7 @@ type Kamailio struct {
 func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 	t.Helper()
 	bin := requireBinary(t, "kamailio", "kamailio kamailio-presence-modules")
-	if opts.Domain == "" {
-		opts.Domain = "example.com"
-	}
-	if opts.MaxExpires == 0 {
-		opts.MaxExpires = 3600
-	}
+	opts = opts.withDefaults()
 	if strings.ContainsAny(opts.AuthUser+opts.AuthPassword+opts.Domain, "\"\\\r\n") {
 		t.Fatal("siptest: Domain, AuthUser and AuthPassword must not contain quotes, backslashes or line breaks")
 	}
@@ -146,13 +157,16 @@ func (k *Kamailio) Restart(t testing.TB) {
 // dbTemplateDir holds the empty db_text tables shipped with Kamailio.
 const dbTemplateDir = "/usr/share/kamailio/dbtext/kamailio"
 
-func (k *Kamailio) setupDir() error {
-	db := filepath.Join(k.dir, "db")
+func (k *Kamailio) setupDir() error { return setupDir(k.dir) }
+
+// setupDir makes a Kamailio working folder: its db_text tables and runtime dir.
+func setupDir(dir string) error {
+	db := filepath.Join(dir, "db")
 	if err := os.MkdirAll(db, 0o755); err != nil {
 		return err
 	}
 	// The runtime dir (-Y) replaces /run/kamailio, which may not exist.
-	if err := os.MkdirAll(filepath.Join(k.dir, "run"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o755); err != nil {
 		return err
 	}
 	for _, table := range []string{"version", "presentity", "active_watchers", "watchers", "xcap"} {
@@ -163,9 +177,46 @@ func (k *Kamailio) setupDir() error {
 	return nil
 }
 
-// copyFile copies a db_text table. The presentity table's sender column is
-// made nullable: Kamailio stores PUBLISHes without Sender as null, writes
-// them out at shutdown, and then could not load them at the next start.
+// PrepareDir writes into dir the configuration and tables the tests run
+// Kamailio with, for a person to run it by hand (see devkamailio). It
+// returns the kamailio command line.
+func PrepareDir(dir string, port int, opts KamailioOptions) ([]string, error) {
+	opts = opts.withDefaults()
+	if err := setupDir(dir); err != nil {
+		return nil, err
+	}
+	cfg, err := writeConfig(dir, port, opts)
+	if err != nil {
+		return nil, err
+	}
+	return commandLine(cfg, dir, opts), nil
+}
+
+func writeConfig(dir string, port int, opts KamailioOptions) (string, error) {
+	cfg := filepath.Join(dir, "kamailio.cfg")
+	f, err := os.Create(cfg)
+	if err != nil {
+		return "", err
+	}
+	err = kamailioCfg.Execute(f, struct {
+		KamailioOptions
+		Port  int
+		DBURL string
+	}{opts, port, "text://" + filepath.Join(dir, "db")})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return cfg, err
+}
+
+// commandLine is kamailio's arguments. -DD: stay in the foreground (workers
+// are still forked); -E: log to stderr; -Y and -w: keep runtime files in
+// dir; small memory pools because a test may run several servers.
+func commandLine(cfg, dir string, opts KamailioOptions) []string {
+	return []string{"-DD", "-E", "-f", cfg, "-Y", filepath.Join(dir, "run"), "-w", dir,
+		"-m", strconv.Itoa(opts.SharedMemoryMB), "-M", "8"}
+}
+
 func copyFile(from, to string) error {
 	data, err := os.ReadFile(from)
 	if err != nil {
@@ -182,28 +233,11 @@ func (k *Kamailio) start() error {
 }
 
 func (k *Kamailio) startLocked() error {
-	cfg := filepath.Join(k.dir, "kamailio.cfg")
-	f, err := os.Create(cfg)
+	cfg, err := writeConfig(k.dir, k.port, k.opts)
 	if err != nil {
 		return err
 	}
-	err = kamailioCfg.Execute(f, struct {
-		KamailioOptions
-		Port  int
-		DBURL string
-	}{k.opts, k.port, "text://" + filepath.Join(k.dir, "db")})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-
-	// -DD: stay in the foreground (workers are still forked); -E: log to
-	// stderr; -Y and -w: keep runtime files in the test's directory; small
-	// memory pools because a test may run several servers.
-	cmd := exec.Command(k.kbin, "-DD", "-E", "-f", cfg,
-		"-Y", filepath.Join(k.dir, "run"), "-w", k.dir, "-m", "32", "-M", "8")
+	cmd := exec.Command(k.kbin, commandLine(cfg, k.dir, k.opts)...)
 	if k.proc, err = startProcess(cmd, k.log); err != nil {
 		return err
 	}
@@ -300,6 +334,17 @@ func (k *Kamailio) RefreshPublish(t testing.TB, presentity, etag string, expires
 
 func (k *Kamailio) publish(t testing.TB, presentity, etag, body string, expires int) string {
 	t.Helper()
+	tag, err := Publish(k.Addr(), presentity, etag, body, expires)
+	if err != nil {
+		t.Fatalf("siptest: %v", err)
+	}
+	return tag
+}
+
+// Publish sends one PUBLISH of presence (a PIDF body, or none to refresh the
+// publication etag names) to a presence server over UDP, and returns the
+// SIP-ETag of the 200.
+func Publish(server, presentity, etag, body string, expires int) (string, error) {
 	headers := []header{
 		{"Max-Forwards", "70"},
 		{"From", "<" + presentity + ">;tag=" + randomToken()},
@@ -315,14 +360,14 @@ func (k *Kamailio) publish(t testing.TB, presentity, etag, body string, expires 
 	if body != "" {
 		headers = append(headers, header{"Content-Type", "application/pidf+xml"})
 	}
-	resp, err := udpTransaction(k.Addr(), newRequest("PUBLISH", presentity, headers, body), 5*time.Second)
+	resp, err := udpTransaction(server, newRequest("PUBLISH", presentity, headers, body), 5*time.Second)
 	if err != nil {
-		t.Fatalf("siptest: PUBLISH %s: %v", presentity, err)
+		return "", fmt.Errorf("PUBLISH %s: %w", presentity, err)
 	}
 	if resp.status != 200 {
-		t.Fatalf("siptest: PUBLISH %s: got %d %s", presentity, resp.status, resp.reason)
+		return "", fmt.Errorf("PUBLISH %s: got %d %s", presentity, resp.status, resp.reason)
 	}
-	return resp.get("SIP-ETag")
+	return resp.get("SIP-ETag"), nil
 }
 
 // kamailioCfg is the generated kamailio.cfg. Notes on the choices:

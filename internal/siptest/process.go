@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -133,24 +134,58 @@ func (p *process) stop(sig syscall.Signal) {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 }
 
+// Ports handed out by freePort in this test binary, never handed out twice:
+// parallel tests must not get the same port.
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
 // freePort returns a port number that is free on 127.0.0.1 for both UDP and
-// TCP at the time of the call. Another process may take it before the server
-// binds it; callers retry the start on a bind failure.
+// TCP. It is drawn below the kernel's ephemeral range, so that no socket
+// bound to port 0 (a client, another test's probe) can take it before the
+// server binds it: servers bind with SO_REUSEADDR and could otherwise end
+// up sharing a UDP port with another socket, each receiving part of the
+// datagrams.
 func freePort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
+	lo := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
 		}
 	}
+	const base = 10000
+	if lo <= base+1000 {
+		return 0, fmt.Errorf("ephemeral port range starts at %d: no room below it", lo)
+	}
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		port := base + rand.IntN(lo-base)
+		if portsUsed[port] || !portFree(port) {
+			continue
+		}
+		portsUsed[port] = true
+		return port, nil
+	}
 	return 0, errors.New("no port free for both UDP and TCP on 127.0.0.1")
+}
+
+func portFree(port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	u.Close()
+	return true
 }
 
 // portBound reports whether some process has bound 127.0.0.1:port (UDP) or

@@ -33,6 +33,7 @@ type testUA struct {
 	conns    []net.Conn
 	wg       sync.WaitGroup
 	closed   chan struct{}
+	once     sync.Once
 }
 
 func newTestUA(t *testing.T, transport, server string) *testUA {
@@ -73,6 +74,10 @@ func (u *testUA) redial() {
 }
 
 func (u *testUA) close() {
+	u.once.Do(u.shutdown)
+}
+
+func (u *testUA) shutdown() {
 	close(u.closed)
 	if u.udp != nil {
 		u.udp.Close()

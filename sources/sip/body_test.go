@@ -83,23 +83,38 @@ func TestParseBodyRefusals(t *testing.T) {
 	}
 }
 
-func FuzzParseBody(f *testing.F) {
-	f.Add(contentPIDF, pidfDoc("open", "<rpid:activities><rpid:on-the-phone/></rpid:activities>"))
-	f.Add(contentPIDF, pidfDoc("closed", ""))
-	f.Add(contentCategories, categoriesDoc)
-	f.Add(contentCategories, `<categories><category name="state"><state><availability>-1</availability></state></category></categories>`)
-	f.Add(contentPIDF, "")
-	f.Fuzz(func(t *testing.T, contentType, body string) {
-		p, err := parseBody(contentType, []byte(body), now)
-		if err != nil {
-			return
-		}
-		if p.Source != schemas.SourceSIP || !p.ObservedAt.Equal(now) {
-			t.Fatalf("presence without source or time: %+v", p)
-		}
-		if p.AvailabilityValue < 0 || schemas.AvailabilityOf(p.AvailabilityValue) != p.Availability {
-			t.Fatalf("availability %s does not match value %d", p.Availability, p.AvailabilityValue)
-		}
+// checkParsed is what any body that parses must give.
+func checkParsed(t *testing.T, p schemas.Presence, err error) {
+	if err != nil {
+		return
+	}
+	if p.Source != schemas.SourceSIP || !p.ObservedAt.Equal(now) {
+		t.Fatalf("presence without source or time: %+v", p)
+	}
+	if p.AvailabilityValue < 0 || schemas.AvailabilityOf(p.AvailabilityValue) != p.Availability {
+		t.Fatalf("availability %s does not match value %d", p.Availability, p.AvailabilityValue)
+	}
+}
+
+func FuzzParsePIDF(f *testing.F) {
+	f.Add(pidfDoc("open", "<rpid:activities><rpid:on-the-phone/></rpid:activities>"))
+	f.Add(pidfDoc("closed", ""))
+	f.Add(pidfDoc("open", "<rpid:user-input>idle</rpid:user-input><rpid:activities><rpid:away/><rpid:vacation/></rpid:activities>"))
+	f.Add("")
+	f.Fuzz(func(t *testing.T, body string) {
+		p, err := parseBody(contentPIDF, []byte(body), now)
+		checkParsed(t, p, err)
+	})
+}
+
+func FuzzParseCategories(f *testing.F) {
+	f.Add(categoriesDoc)
+	f.Add(`<categories><category name="state"><state><availability>-1</availability></state></category></categories>`)
+	f.Add(`<categories><category name="state"><state><availability>99999999999999999999</availability></state></category></categories>`)
+	f.Add("")
+	f.Fuzz(func(t *testing.T, body string) {
+		p, err := parseBody(contentCategories, []byte(body), now)
+		checkParsed(t, p, err)
 	})
 }
 

@@ -20,7 +20,7 @@ import (
 const appURI = "sip:presenceprovider@example.com"
 
 // provider runs a whole provider on the real clock with the SIP source.
-func provider(t *testing.T, cfg sip.Config, tune func(*worker.Config)) (*provtest.Env, *sip.Source) {
+func provider(t testing.TB, cfg sip.Config, tune func(*worker.Config)) (*provtest.Env, *sip.Source) {
 	t.Helper()
 	wcfg := provtest.Config()
 	wcfg.Routes = sources.Routes{SIP: true}
@@ -51,7 +51,7 @@ func appEndpoint(pool string) sip.Endpoint {
 	return sip.Endpoint{Name: "application", URI: appURI, Pool: pool}
 }
 
-func stateOf(t *testing.T, env *provtest.Env, uri string) schemas.State {
+func stateOf(t testing.TB, env *provtest.Env, uri string) schemas.State {
 	t.Helper()
 	rep, err := env.Client.Get(env.Ctx(), schemas.GetRequest{URIs: []string{uri}})
 	if err != nil {
@@ -197,4 +197,29 @@ func TestRegisterWithDigest(t *testing.T) {
 	if strings.Contains(bad.Health().Detail, "not-it") {
 		t.Fatal("the password shows in the health detail")
 	}
+}
+
+// When the pool stops answering, the endpoint is down and its subscriptions
+// are ended; when it answers again they are restored at once, not after the
+// back-off.
+func TestLostEndpointIsRestoredWhenBack(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	env, src := provider(t, sip.Config{Transport: "udp", KeepAlive: 300 * time.Millisecond, RequestTimeout: time.Second,
+		Application: appEndpoint(k.Addr())},
+		func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+	const agent = "sip:agent1@example.com"
+	env.Subscribe("ucc_app01", agent)
+	provtest.Eventually(t, "active", func() bool { return stateOf(t, env, agent) == schemas.StateActive })
+
+	k.Stop()
+	provtest.Eventually(t, "endpoint down, agent retrying", func() bool {
+		return !src.Health().Healthy && stateOf(t, env, agent) == schemas.StateRetrying
+	})
+	k.Restart(t)
+	provtest.Eventually(t, "restored once the endpoint is back", func() bool {
+		return stateOf(t, env, agent) == schemas.StateActive && ours(t, k, agent) == 1
+	})
+	evs := env.Collect(schemas.Key(agent))
+	k.Publish(t, agent, siptest.PIDF(agent, "open", "busy", ""), 60)
+	waitEvent(t, evs, 1, schemas.Busy)
 }

@@ -247,11 +247,12 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 // Subscribe subscribes on the first endpoint that is up, and tries the
-// other before it reports a failure.
+// other before it reports a failure. An agent that failed while no endpoint
+// was up is subscribed again as soon as one is back.
 func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
+	endpoints, anyUp := s.order()
 	var errs []error
-	tried := 0
-	for _, ep := range s.order() {
+	for _, ep := range endpoints {
 		err := s.subscribeOn(ctx, ep, a)
 		if err == nil {
 			s.mu.Lock()
@@ -259,36 +260,35 @@ func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
 			s.mu.Unlock()
 			return nil
 		}
-		tried++
 		errs = append(errs, fmt.Errorf("%s endpoint: %w", ep.cfg.Name, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	if tried == 0 {
+	if !anyUp {
 		s.mu.Lock()
 		s.waiting[a.Key] = a
 		s.mu.Unlock()
-		return errors.New("no SIP endpoint is up")
+		errs = append(errs, errors.New("no SIP endpoint is up"))
 	}
 	return errors.Join(errs...)
 }
 
-// order is the endpoints to try: those up first, in configured order; when
-// none is up, all of them, since health may be stale.
-func (s *Source) order() []*endpoint {
-	var up, down []*endpoint
+// order is the endpoints to try: those up, in configured order; when none
+// is up, all of them, since health may be stale.
+func (s *Source) order() (endpoints []*endpoint, anyUp bool) {
+	var down []*endpoint
 	for _, ep := range s.endpoints {
 		if ep.isUp() {
-			up = append(up, ep)
+			endpoints = append(endpoints, ep)
 		} else {
 			down = append(down, ep)
 		}
 	}
-	if len(up) == 0 {
-		return down
+	if len(endpoints) == 0 {
+		return down, false
 	}
-	return up
+	return endpoints, true
 }
 
 // Unsubscribe ends the agent's subscription with an Expires: 0 SUBSCRIBE.
