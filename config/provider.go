@@ -78,6 +78,10 @@ type GraphAccount struct {
 	CertificateFile string
 }
 
+// Secret reads the account's client secret from the variable ClientSecretEnv
+// names; Config.xml never holds it.
+func (a GraphAccount) Secret() Secret { return Secret(os.Getenv(a.ClientSecretEnv)) }
+
 // Defaults of the spec and the contract.
 const (
 	DefaultMaxSubscriptionsPerSecond = 15

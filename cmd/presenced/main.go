@@ -19,6 +19,7 @@ import (
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
 	"github.com/contactcenter/presence-provider/sources/attendant"
+	"github.com/contactcenter/presence-provider/sources/graph"
 	"github.com/contactcenter/presence-provider/sources/pstn"
 	"github.com/contactcenter/presence-provider/sources/sip"
 	"github.com/contactcenter/presence-provider/worker"
@@ -139,9 +140,23 @@ func addSources(w *worker.Worker, proc config.Process, p config.Provider, clock 
 		w.AddSource(schemas.SourceSIP, src)
 	}
 	if p.Graph.Enabled {
-		log.Warn().Msg("MsGraphPresenceSource is enabled but the Graph source is not in this build; its agents are answered as source none")
+		src, err := graph.New(graphConfig(proc, p.Graph), clock, w, log)
+		if err != nil {
+			return err
+		}
+		w.AddSource(schemas.SourceGraph, src)
 	}
 	return nil
+}
+
+func graphConfig(proc config.Process, g config.GraphSource) graph.Config {
+	cfg := graph.Config{BaseURL: proc.GraphBaseURL, AuthorityHost: proc.GraphAuthorityHost,
+		RequestsPer30s: g.RequestsPer30s, MinCycle: g.MinCycle}
+	for _, a := range g.Accounts {
+		cfg.Accounts = append(cfg.Accounts, graph.Account{ID: a.ID, TenantID: a.TenantID, ClientID: a.ClientID,
+			Secret: string(a.Secret()), CertificateFile: a.CertificateFile})
+	}
+	return cfg
 }
 
 // defaultSIPListen is the SIP stack's address when Config.xml names none.
