@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -49,12 +50,16 @@ func (s *Interests) Put(ctx context.Context, interests []schemas.Interest) []err
 }
 
 // Delete removes one interest, only at revision unless revision is 0.
-func (s *Interests) Delete(ctx context.Context, agentKey, uccKey string, revision uint64) error {
+func (s *Interests) Delete(ctx context.Context, agentKey, uccKey string, revision uint64) (bool, error) {
 	var opts []jetstream.KVDeleteOpt
 	if revision != 0 {
 		opts = append(opts, jetstream.LastRevision(revision))
 	}
-	return s.kv.Delete(ctx, schemas.InterestKey(agentKey, uccKey), opts...)
+	err := s.kv.Delete(ctx, schemas.InterestKey(agentKey, uccKey), opts...)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // AgentsOf lists the agent keys one UCC has interest in.

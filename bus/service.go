@@ -47,6 +47,7 @@ type Service struct {
 	svc    micro.Service
 	inputs *nats.Subscription
 	shards []chan *nats.Msg
+	done   chan struct{} // closed when the shards stop
 	wg     sync.WaitGroup
 	log    zerolog.Logger
 }
@@ -62,7 +63,7 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 	if err != nil {
 		return nil, fmt.Errorf("bus: presence service: %w", err)
 	}
-	s := &Service{svc: svc, log: log}
+	s := &Service{svc: svc, log: log, done: make(chan struct{})}
 	endpoints := map[string]micro.HandlerFunc{
 		schemas.SubjectSubscribe: endpoint(ctx, s, h.Subscribe),
 		schemas.SubjectUnsub:     endpoint(ctx, s, h.Unsubscribe),
@@ -85,15 +86,23 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			for m := range shard {
-				s.input(ctx, h, m)
+			for {
+				select {
+				case m := <-shard:
+					s.input(ctx, h, m)
+				case <-s.done:
+					return
+				}
 			}
 		}()
 	}
 	s.inputs, err = c.NC.QueueSubscribe("presence.in.>", inputQueue, func(m *nats.Msg) {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(m.Subject))
-		s.shards[h.Sum32()%inputShards] <- m
+		select {
+		case s.shards[h.Sum32()%inputShards] <- m:
+		case <-s.done:
+		}
 	})
 	if err == nil {
 		// Ready means the server routes requests here already.
@@ -116,11 +125,21 @@ func (s *Service) Stop() error {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	for _, shard := range s.shards {
-		close(shard)
+	// Inputs still queued in the shards are handled before they stop.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && s.queued() > 0; {
+		time.Sleep(5 * time.Millisecond)
 	}
+	close(s.done)
 	s.wg.Wait()
 	return errors.Join(err, s.svc.Stop())
+}
+
+func (s *Service) queued() int {
+	n := 0
+	for _, shard := range s.shards {
+		n += len(shard)
+	}
+	return n
 }
 
 // endpoint decodes a request, calls the handler and answers: bad input with

@@ -65,6 +65,12 @@ type Health struct {
 // asks for a new one at once (a timeout, a deactivated subscription).
 var ErrTerminated = errors.New("subscription terminated upstream")
 
+// ErrSourceDown marks a failure of the source itself (no SIP endpoint up, a
+// Graph account that keeps failing): the agent backs off, but the failure
+// does not count toward giving the agent up, and the source calls the agent
+// back (Lost with ErrTerminated) once it is up again.
+var ErrSourceDown = errors.New("presence source down")
+
 // RetryAfterError is a failure whose server said when to try again.
 type RetryAfterError struct {
 	After time.Duration

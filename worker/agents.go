@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"time"
 	"unique"
 
 	"github.com/jonboulle/clockwork"
@@ -211,19 +212,29 @@ func (w *Worker) stop(a *agent) {
 	a.phase = phaseStopping
 	agentCopy, source, rev := a.Agent, a.source, a.claimRev
 	w.goEffect("unsubscribe", func(ctx context.Context) {
-		w.endUpstream(ctx, agentCopy, source, rev)
+		// Ending an upstream subscription must finish even while the worker
+		// stops: an unfinished one overlaps with the next holder.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+		defer cancel()
+		released := w.endUpstream(ctx, agentCopy, source, rev)
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if a := w.agents[agentCopy.Key]; a != nil && a.phase == phaseStopping {
-			a.phase, a.claimRev, a.failures = phaseIdle, 0, 0
+			a.phase, a.failures = phaseIdle, 0
+			if released {
+				a.claimRev = 0
+			}
 			w.reconcile(a)
 		}
 	})
 }
 
+// endTimeout bounds ending one upstream subscription and releasing its claim.
+const endTimeout = 15 * time.Second
+
 // endUpstream unsubscribes before it releases the claim: the next holder must
-// never overlap with this one upstream.
-func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string, claimRev uint64) {
+// never overlap with this one upstream. It reports whether the claim is gone.
+func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string, claimRev uint64) bool {
 	if s, ok := w.sources[source]; ok {
 		if err := s.Unsubscribe(ctx, a); err != nil {
 			w.log.Warn().Err(err).Str("uri", a.URI).Str("source", source).Msg("upstream unsubscribe failed")
@@ -232,11 +243,13 @@ func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string
 		}
 	}
 	if claimRev == 0 {
-		return
+		return true
 	}
 	if err := w.release(ctx, a.Key, claimRev); err != nil {
 		w.log.Warn().Err(err).Str("uri", a.URI).Msg("could not release claim")
+		return false
 	}
+	return true
 }
 
 // release gives up a claim this worker holds. A claim write whose answer was
@@ -270,7 +283,12 @@ func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, 
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if cur := w.agents[a.Key]; cur != nil && cur.phase == phaseSubscribing {
-			cur.phase = phaseElsewhere
+			if _, held := w.claims[a.Key]; held {
+				cur.phase = phaseElsewhere
+			} else {
+				// The holder let go after claim() looked: try again.
+				cur.phase = phaseIdle
+			}
 			w.reconcile(cur)
 		}
 		return
@@ -287,7 +305,10 @@ func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, 
 		// Nobody waits for this attempt any more (shutdown took over).
 		return
 	}
-	cur.claimRev = rev
+	if cur.claimRev == 0 {
+		// A claim write that finished meanwhile has the newer revision.
+		cur.claimRev = rev
+	}
 	if err != nil {
 		cur.lost = false
 		w.fail(cur, err)
@@ -358,10 +379,15 @@ func (w *Worker) claim(ctx context.Context, a sources.Agent, source string, rev 
 // fail counts a failed attempt: back off, or give up at the per-URI limit.
 // The caller holds w.mu.
 func (w *Worker) fail(a *agent, err error) {
-	a.failures++
+	// A source that is down itself (no endpoint, no account) is no fault of
+	// the agent's: it backs off but does not count toward giving up.
+	counted := !errors.Is(err, sources.ErrSourceDown)
+	if counted {
+		a.failures++
+	}
 	a.reason = err.Error()
 	var permanent *sources.PermanentError
-	if errors.As(err, &permanent) || (w.cfg.MaxFailures > 0 && a.failures >= w.cfg.MaxFailures) {
+	if errors.As(err, &permanent) || (counted && w.cfg.MaxFailures > 0 && a.failures >= w.cfg.MaxFailures) {
 		a.phase = phaseFailed
 		w.log.Error().Err(err).Str("uri", a.URI).Str("source", a.source).Int("failures", a.failures).
 			Msg("upstream subscribe gave up; retried when a UCC subscribes again")
@@ -369,7 +395,7 @@ func (w *Worker) fail(a *agent, err error) {
 		w.reconcile(a)
 		return
 	}
-	delay := w.retry.delay(a.failures)
+	delay := w.retry.delay(max(a.failures, 1))
 	var retryAfter *sources.RetryAfterError
 	if errors.As(err, &retryAfter) && retryAfter.After > delay {
 		delay = retryAfter.After
@@ -439,7 +465,7 @@ func (w *Worker) lose(a *agent, err error) {
 	case a.phase == phaseSubscribing:
 		// The attempt has not reported yet; its result applies this after.
 		a.lost, a.lostErr = true, err
-	case a.phase == phaseActive && again, a.phase == phaseBackoff && again:
+	case again && (a.phase == phaseActive || a.phase == phaseBackoff):
 		w.log.Info().Str("uri", a.URI).Str("source", a.source).AnErr("reason", err).Msg("upstream subscription ended; subscribing again")
 		w.enqueue(a, true)
 	case a.phase == phaseActive:

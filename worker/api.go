@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unique"
 
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
@@ -79,7 +78,6 @@ func (w *Worker) Subscribe(ctx context.Context, req schemas.SubscribeRequest) (s
 	if req.LeaseS < 0 || req.LeaseS > MaxLeaseSeconds {
 		return schemas.AgentsReply{}, badRequest("lease_s %d is out of range 0 to %d", req.LeaseS, MaxLeaseSeconds)
 	}
-	uccKey := schemas.Key(req.UCC)
 	now := w.clock.Now().UTC()
 	reply := schemas.AgentsReply{Agents: make([]schemas.AgentResult, len(req.Agents))}
 	var puts []schemas.Interest
@@ -99,7 +97,9 @@ func (w *Worker) Subscribe(ctx context.Context, req schemas.SubscribeRequest) (s
 		reply.Agents[i] = w.result(u, ref.TeamsUPN, true)
 		key := u.Key()
 		in := schemas.Interest{UCC: req.UCC, URI: u.URI, TeamsUPN: ref.TeamsUPN, LeaseS: req.LeaseS, At: now, PSTN: u.PSTN}
-		if written[key] || w.hasInterest(key, uccKey, in) {
+		// Always written, even when the watched index already has it: the
+		// index may lag a delete, and a write is what retries a failed agent.
+		if written[key] {
 			continue
 		}
 		written[key] = true
@@ -117,17 +117,6 @@ func (w *Worker) Subscribe(ctx context.Context, req schemas.SubscribeRequest) (s
 		w.log.Info().Str("ucc", req.UCC).Str("uri", r.URI).Str("source", r.Source).Msg("subscribe")
 	}
 	return reply, nil
-}
-
-// hasInterest reports whether the same interest is stored already, so a UCC
-// that subscribes again without a lease costs no write. The caller holds w.mu.
-func (w *Worker) hasInterest(agentKey, uccKey string, in schemas.Interest) bool {
-	a := w.agents[agentKey]
-	if a == nil || in.LeaseS > 0 || a.phase == phaseFailed {
-		return false
-	}
-	i := a.find(unique.Make(uccKey))
-	return i >= 0 && a.uccs[i].upn() == in.TeamsUPN && !a.uccs[i].leased && a.uccs[i].pstn == in.PSTN
 }
 
 // result describes an agent for a reply. subscribing says a UCC subscribes
@@ -191,7 +180,7 @@ func (w *Worker) Unsubscribe(ctx context.Context, req schemas.UnsubscribeRequest
 		}
 		key := u.Key()
 		reply.Agents[i] = schemas.AgentResult{URI: u.URI, Key: key, Subject: schemas.EventSubject(key)}
-		if err := w.stores.Interest.Delete(ctx, key, uccKey, 0); err != nil {
+		if _, err := w.stores.Interest.Delete(ctx, key, uccKey, 0); err != nil {
 			reply.Agents[i].Error = &schemas.Error{Code: schemas.CodeInternal, Message: "interest not removed: " + err.Error()}
 			continue
 		}
@@ -206,9 +195,11 @@ func (w *Worker) Sync(ctx context.Context, req schemas.SubscribeRequest) (schema
 	if err != nil {
 		return reply, err
 	}
+	// Every agent of the request stays, even one whose write failed now:
+	// only what could not be read is not the UCC's.
 	keep := map[string]bool{}
 	for _, r := range reply.Agents {
-		if r.Error == nil {
+		if r.Key != "" {
 			keep[r.Key] = true
 		}
 	}
@@ -221,7 +212,7 @@ func (w *Worker) Sync(ctx context.Context, req schemas.SubscribeRequest) (schema
 		if keep[key] {
 			continue
 		}
-		if err := w.stores.Interest.Delete(ctx, key, uccKey, 0); err != nil {
+		if _, err := w.stores.Interest.Delete(ctx, key, uccKey, 0); err != nil {
 			return schemas.AgentsReply{}, fmt.Errorf("remove interest of %s: %w", req.UCC, err)
 		}
 		w.log.Info().Str("ucc", req.UCC).Str("key", key).Msg("unsubscribe by sync")

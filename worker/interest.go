@@ -103,20 +103,32 @@ func (w *Worker) mergeRouteHints(a *agent) {
 }
 
 // expireLease ends an interest whose UCC did not subscribe again in time. The
-// delete names the revision, so a renewal that raced it survives.
+// delete names the revision, so a renewal that raced it survives; a delete
+// that failed is tried again.
 func (w *Worker) expireLease(due time.Time, agentKey, uccKey string, rev uint64) clockwork.Timer {
 	return w.after(due.Sub(w.clock.Now()), func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.goEffect("lease expiry", func(ctx context.Context) {
-			if err := w.stores.Interest.Delete(ctx, agentKey, uccKey, rev); err != nil {
-				w.log.Debug().Err(err).Str("ucc", uccName(uccKey)).Msg("lease expiry lost to a renewal")
-				return
+			deleted, err := w.stores.Interest.Delete(ctx, agentKey, uccKey, rev)
+			switch {
+			case err != nil:
+				w.log.Warn().Err(err).Str("ucc", uccName(uccKey)).Str("key", agentKey).Msg("interest lease expiry failed; trying again")
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				// Not kept in w.leases: a renewal meanwhile owns that slot, and
+				// this retry's delete names the old revision, so it cannot
+				// harm the renewal.
+				w.expireLease(w.clock.Now().Add(leaseRetry), agentKey, uccKey, rev)
+			case deleted:
+				w.log.Info().Str("ucc", uccName(uccKey)).Str("key", agentKey).Msg("interest lease expired")
 			}
-			w.log.Info().Str("ucc", uccName(uccKey)).Str("key", agentKey).Msg("interest lease expired")
 		})
 	})
 }
+
+// leaseRetry spaces the attempts to end an expired lease.
+const leaseRetry = 5 * time.Second
 
 // uccName turns a UCC key back into the UCC's id, for logs.
 func uccName(uccKey string) string {

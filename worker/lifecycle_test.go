@@ -394,3 +394,32 @@ func TestStopEndsUpstreamSubscriptionsBeforeReleasingClaims(t *testing.T) {
 		t.Fatalf("worker-a alive after stop: %v, %v", alive, err)
 	}
 }
+
+func TestAgentOfADeadHolderIsTakenOver(t *testing.T) {
+	cfg := provtest.Config()
+	cfg.WorkerLease = 30 * time.Second
+	env, src := startSIP(t, cfg)
+	ctx := env.Ctx()
+	const uri = "sip:orphan@domain.com"
+	u, _ := schemas.ParseURI(uri)
+	if err := env.Stores.Workers.Beat(ctx, schemas.WorkerInfo{ID: "worker-b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := env.Stores.Claims.Create(ctx, u.Key(), schemas.Claim{Worker: "worker-b", Source: "sip", State: schemas.StateActive}); err != nil {
+		t.Fatal(err)
+	}
+	env.Subscribe("ucc_app01", uri)
+	provtest.Eventually(t, "held elsewhere", func() bool {
+		st, _ := env.Client.Status(env.Ctx())
+		return st.Agents == 1 && src.count() == 0
+	})
+	// worker-b dies without releasing anything: its liveness entry is gone,
+	// its claim stays.
+	if err := env.Stores.Workers.Leave(ctx, "worker-b"); err != nil {
+		t.Fatal(err)
+	}
+	env.AdvanceUntil("taken over at a heartbeat", func() bool {
+		c, found := claimOf(t, env, uri)
+		return found && c.Worker == "worker-a" && c.State == schemas.StateActive && src.count() == 1
+	})
+}

@@ -22,8 +22,9 @@ type InterestStore interface {
 	// Put writes interests; the error of each entry is at its index.
 	Put(ctx context.Context, interests []schemas.Interest) []error
 	// Delete removes one interest; revision 0 removes whatever is there,
-	// otherwise only that revision (a lease renewed meanwhile survives).
-	Delete(ctx context.Context, agentKey, uccKey string, revision uint64) error
+	// otherwise only that revision: deleted is false when a renewal came
+	// first.
+	Delete(ctx context.Context, agentKey, uccKey string, revision uint64) (deleted bool, err error)
 	// AgentsOf lists the agent keys of one UCC's interests.
 	AgentsOf(ctx context.Context, uccKey string) ([]string, error)
 	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Interest], error)

@@ -179,18 +179,33 @@ func (w *Worker) Stop() {
 		}
 	}
 	w.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	// Side by side, each with its own time: one slow server must not leave
+	// the others' claims behind.
+	var ends sync.WaitGroup
+	slots := make(chan struct{}, stopParallelism)
 	for _, a := range held {
-		w.endUpstream(ctx, a.Agent, a.source, a.claimRev)
+		ends.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; ends.Done() }()
+			ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+			defer cancel()
+			w.endUpstream(ctx, a.Agent, a.source, a.claimRev)
+		}()
 	}
+	ends.Wait()
 	w.stopSources()
 	w.sourceLoops.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	if err := w.stores.Workers.Leave(ctx, w.cfg.ID); err != nil {
 		w.log.Warn().Err(err).Msg("could not leave presence_workers")
 	}
 	w.log.Info().Int("released", len(held)).Msg("worker stopped")
 }
+
+// stopParallelism bounds the upstream subscriptions Stop ends at once.
+const stopParallelism = 32
 
 // goEffect runs f on its own goroutine unless the worker is closing; the
 // caller holds w.mu. Shutdown waits for every effect.
@@ -231,6 +246,29 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		}
 		if err := w.beat(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn().Err(err).Msg("worker heartbeat failed")
+		}
+		w.sweepElsewhere(ctx)
+	}
+}
+
+// sweepElsewhere takes back agents whose holder is no longer alive: a
+// worker that died never deletes its claims.
+func (w *Worker) sweepElsewhere(ctx context.Context) {
+	workers, err := w.stores.Workers.List(ctx)
+	if err != nil {
+		return
+	}
+	alive := map[string]bool{}
+	for _, info := range workers {
+		alive[info.ID] = true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.agents {
+		if a.phase == phaseElsewhere && !alive[w.claims[a.Key].Worker] {
+			w.log.Info().Str("uri", a.URI).Str("holder", w.claims[a.Key].Worker).Msg("holder of the claim is gone; taking the agent")
+			a.phase = phaseIdle
+			w.reconcile(a)
 		}
 	}
 }

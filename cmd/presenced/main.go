@@ -80,10 +80,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	if err := w.Start(ctx); err != nil {
+	// The worker and the service outlive the signal: Stop ends them in order,
+	// and requests in hand finish rather than fail on a cancelled context.
+	running := context.WithoutCancel(ctx)
+	if err := w.Start(running); err != nil {
 		return err
 	}
-	svc, err := conn.Serve(ctx, w, version, log)
+	svc, err := conn.Serve(running, w, version, log)
 	if err != nil {
 		w.Stop()
 		return err

@@ -118,7 +118,7 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 		if err != nil {
 			// One account without credentials must not stop the provider:
 			// it stays down, and its agents retry with the reason.
-			acct.broken = fmt.Errorf("graph: account %s: %w", a.ID, err)
+			acct.broken = fmt.Errorf("graph: account %s: %w: %w", a.ID, sources.ErrSourceDown, err)
 			acct.failures, acct.lastError = cfg.FailingAfter, acct.broken.Error()
 			s.log.Error().Err(acct.broken).Msg("Graph account unusable")
 		}
@@ -179,7 +179,7 @@ func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
 	}
 	id, err := s.resolve(ctx, acct, a.TeamsUPN)
 	if err == nil && failing {
-		err = fmt.Errorf("graph: account %s keeps failing: %s", acct.cfg.ID, reason)
+		err = fmt.Errorf("graph: account %s keeps failing: %s: %w", acct.cfg.ID, reason, sources.ErrSourceDown)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -421,7 +421,7 @@ func (s *Source) loseAgents(acct *account, err error) {
 	s.mu.Unlock()
 	s.log.Error().Err(err).Str("account", acct.cfg.ID).Int("agents", len(lost)).Msg("Graph account keeps failing; its agents are retrying")
 	for _, a := range lost {
-		s.sink.Lost(a, fmt.Errorf("graph account %s keeps failing: %w", acct.cfg.ID, err))
+		s.sink.Lost(a, fmt.Errorf("graph account %s keeps failing: %w (%w)", acct.cfg.ID, sources.ErrSourceDown, err))
 	}
 }
 

@@ -31,7 +31,7 @@ const secret = "s3cret-value-never-logged"
 
 // provider runs a provider on the real clock with the Graph source polling
 // srv, and the attendant source for agents of attendant.example.
-func provider(t *testing.T, srv *graphtest.Server, tune func(*graph.Config)) (*provtest.Env, *graph.Source) {
+func provider(t testing.TB, srv *graphtest.Server, tune func(*graph.Config)) (*provtest.Env, *graph.Source) {
 	t.Helper()
 	cfg := graph.Config{BaseURL: srv.BaseURL(), AuthorityHost: srv.AuthorityHost(), HTTPClient: srv.Client(),
 		MinCycle: 100 * time.Millisecond, FailingAfter: 3,
@@ -58,7 +58,7 @@ func provider(t *testing.T, srv *graphtest.Server, tune func(*graph.Config)) (*p
 	return env, src
 }
 
-func subscribeTeams(t *testing.T, env *provtest.Env, ucc string, pairs ...string) schemas.AgentsReply {
+func subscribeTeams(t testing.TB, env *provtest.Env, ucc string, pairs ...string) schemas.AgentsReply {
 	t.Helper()
 	req := schemas.SubscribeRequest{UCC: ucc}
 	for i := 0; i < len(pairs); i += 2 {

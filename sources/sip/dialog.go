@@ -106,14 +106,16 @@ func (s *Source) subscribeOn(ctx context.Context, ep *endpoint, a sources.Agent)
 		return err
 	}
 	d.cseq = max(d.cseq, req.CSeq().SeqNo) // a digest retry took the next number
-	s.establish(d, res.To(), res.Contact(), res.GetHeaders("Record-Route"))
+	s.establish(d, res.To(), res.Contact(), res.GetHeaders("Record-Route"), true)
 	s.scheduleRefresh(d, expiresOf(res, s.cfg.Expires))
 	s.log.Info().Str("uri", a.URI).Str("endpoint", ep.cfg.Name).Str("call_id", d.callID).Msg("SIP subscription up")
 	return nil
 }
 
 // establish learns the dialog's remote side from a 2xx or the first NOTIFY.
-func (s *Source) establish(d *dialog, to *sip.ToHeader, contact *sip.ContactHeader, recordRoute []sip.Header) {
+// The route set is the Record-Route reversed when learnt from a response
+// (this side sent the request) and in order from a NOTIFY (RFC 3261 12.1).
+func (s *Source) establish(d *dialog, to *sip.ToHeader, contact *sip.ContactHeader, recordRoute []sip.Header, fromResponse bool) {
 	if d.remoteTag == "" && to != nil {
 		d.remoteTag, _ = to.Params.Get("tag")
 	}
@@ -121,11 +123,13 @@ func (s *Source) establish(d *dialog, to *sip.ToHeader, contact *sip.ContactHead
 		d.target = *contact.Address.Clone()
 	}
 	if len(recordRoute) > 0 && len(d.routeSet) == 0 {
-		// A UAC takes the Record-Route of the answer in reverse order.
-		for _, h := range slices.Backward(recordRoute) {
+		for _, h := range recordRoute {
 			if rr, ok := h.(*sip.RecordRouteHeader); ok {
 				d.routeSet = append(d.routeSet, *rr.Address.Clone())
 			}
+		}
+		if fromResponse {
+			slices.Reverse(d.routeSet)
 		}
 	}
 }
@@ -151,27 +155,36 @@ func (s *Source) scheduleRefresh(d *dialog, expires time.Duration) {
 	})
 }
 
+// refreshDialog renews a subscription. Whatever keeps the refresh from
+// succeeding (481 after a server restart, a timeout, a 5xx) ends the dialog
+// and asks for a new subscription at once: the new attempt is what counts
+// as a failure if the server really refuses.
 func (s *Source) refreshDialog(d *dialog) {
 	s.mu.Lock()
+	if s.byCallID[d.callID] != d {
+		s.mu.Unlock()
+		return // unsubscribed meanwhile
+	}
 	req := d.request(int(s.cfg.Expires / time.Second))
 	ctx := s.ctx
 	s.mu.Unlock()
 	res, err := s.send(ctx, d.ep, req)
-	switch {
-	case err == nil && res.StatusCode < 300:
+	if err == nil && res.StatusCode < 300 {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		d.cseq = max(d.cseq, req.CSeq().SeqNo)
 		if s.byCallID[d.callID] == d {
 			s.scheduleRefresh(d, expiresOf(res, s.cfg.Expires))
 		}
-	case err == nil && res.StatusCode == 481:
-		// The server lost the dialog (a restart): a new subscription mends it.
-		s.lose(d, fmt.Errorf("refresh answered 481: %w", sources.ErrTerminated))
-	case err == nil:
-		s.lose(d, fmt.Errorf("refresh: %w", statusError(res)))
-	default:
-		s.lose(d, fmt.Errorf("refresh: %w", err))
+		return
 	}
+	if err == nil {
+		err = statusError(res)
+	}
+	if ctx.Err() != nil {
+		return // stopping
+	}
+	s.lose(d, fmt.Errorf("refresh: %w: %w", err, sources.ErrTerminated))
 }
 
 // forget drops a dialog from the tables; the caller holds s.mu.
@@ -211,7 +224,7 @@ func (s *Source) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 	if d != nil && !d.established() {
-		s.establish(d, &sip.ToHeader{Params: req.From().Params}, req.Contact(), req.GetHeaders("Record-Route"))
+		s.establish(d, &sip.ToHeader{Params: req.From().Params}, req.Contact(), req.GetHeaders("Record-Route"), false)
 	}
 	s.mu.Unlock()
 

@@ -269,7 +269,7 @@ func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
 		s.mu.Lock()
 		s.waiting[a.Key] = a
 		s.mu.Unlock()
-		errs = append(errs, errors.New("no SIP endpoint is up"))
+		errs = append(errs, fmt.Errorf("no SIP endpoint is up: %w", sources.ErrSourceDown))
 	}
 	return errors.Join(errs...)
 }
@@ -296,14 +296,18 @@ func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
 	d := s.byAgent[a.Key]
+	var req *sip.Request
 	if d != nil {
 		s.forget(d)
+		if d.established() {
+			req = d.request(0)
+		}
 	}
 	s.mu.Unlock()
-	if d == nil || !d.established() {
+	if req == nil {
 		return nil
 	}
-	res, err := s.send(ctx, d.ep, d.request(0))
+	res, err := s.send(ctx, d.ep, req)
 	if err != nil {
 		return fmt.Errorf("sip: unsubscribe %s: %w", a.URI, err)
 	}
