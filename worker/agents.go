@@ -112,26 +112,32 @@ func (w *Worker) fed(source string) (sources.Fed, bool) {
 }
 
 // reconcile moves an agent toward what its interest asks for; every change to
-// an agent ends here. The caller holds w.mu.
+// an agent ends here. An agent is this worker's to subscribe when it is its
+// share of the live workers and the worker is not fenced; a fed source's
+// agents need no holder. The caller holds w.mu.
 func (w *Worker) reconcile(a *agent) {
 	route := w.routeOf(a)
 	if _, ok := w.sources[route]; !ok {
 		route = schemas.SourceNone
 	}
 	wanted := a.wanted() && route != schemas.SourceNone
+	_, fed := w.fed(route)
+	mine := fed || (w.owns(a.Key) && !w.fenced)
 	switch a.phase {
 	case phaseIdle:
 		switch {
-		case wanted:
+		case wanted && mine:
 			w.start(a, route)
+		case wanted:
+			a.phase = phaseElsewhere
 		case !a.wanted():
 			delete(w.agents, a.Key)
 		}
 	case phaseQueued:
 		switch {
-		case !wanted && a.claimRev != 0, route != a.source && a.claimRev != 0:
+		case a.claimRev != 0 && (!wanted || !mine || route != a.source):
 			w.stop(a)
-		case !wanted:
+		case !wanted || !mine:
 			// The dispatcher skips keys whose agent is no longer queued.
 			a.phase = phaseIdle
 			w.reconcile(a)
@@ -140,7 +146,7 @@ func (w *Worker) reconcile(a *agent) {
 		}
 	case phaseActive:
 		switch {
-		case route != a.source:
+		case route != a.source || !mine:
 			w.stop(a)
 		case !wanted && a.timer == nil:
 			w.linger(a)
@@ -149,7 +155,7 @@ func (w *Worker) reconcile(a *agent) {
 			a.timer = nil
 		}
 	case phaseBackoff, phaseFailed:
-		if !wanted || route != a.source {
+		if !wanted || route != a.source || !mine {
 			w.stop(a)
 		}
 	case phaseElsewhere:
@@ -165,6 +171,9 @@ func (w *Worker) start(a *agent, route string) {
 	a.source = route
 	if f, ok := w.fed(route); ok {
 		a.phase = phaseActive
+		if !w.owns(a.Key) {
+			return // the owner reports what the source knows at first
+		}
 		agentCopy := a.Agent
 		w.goEffect("subscribe "+route, func(ctx context.Context) {
 			if err := f.Subscribe(ctx, agentCopy); err != nil {

@@ -145,9 +145,16 @@ func (w *Worker) watchClaims(changes <-chan schemas.Change[schemas.Claim]) {
 		if ch.Deleted {
 			delete(w.claims, ch.Key)
 			if a := w.agents[ch.Key]; a != nil && a.phase == phaseElsewhere {
-				// The holder let go: this worker may take the agent.
+				// The holder let go: the agent's owner takes it. The holder
+				// may be leaving, which the live workers read now will show.
 				a.phase = phaseIdle
 				w.reconcile(a)
+				if a.phase == phaseElsewhere {
+					select {
+					case w.liveChanged <- struct{}{}:
+					default:
+					}
+				}
 			}
 		} else {
 			w.claims[ch.Key] = ch.Value

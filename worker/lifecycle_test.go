@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,15 +371,15 @@ func TestStopEndsUpstreamSubscriptionsBeforeReleasingClaims(t *testing.T) {
 	env.AdvanceUntil("both active", func() bool {
 		return stateOf(t, env, uris[0]) == schemas.StateActive && stateOf(t, env, uris[1]) == schemas.StateActive
 	})
-	claimedWhileUnsubscribing := 0
-	src.onEnd = func(a sources.Agent) {
+	var claimedWhileUnsubscribing atomic.Int32
+	src.whenEnded(func(a sources.Agent) {
 		if _, _, found, _ := env.Stores.Claims.Get(context.Background(), a.Key); found {
-			claimedWhileUnsubscribing++
+			claimedWhileUnsubscribing.Add(1)
 		}
-	}
+	})
 	env.Stop()
-	if ended := src.endedList(); len(ended) != 2 || claimedWhileUnsubscribing != 2 {
-		t.Fatalf("stop ended %v with the claim still held %d times; want both, claims released after", ended, claimedWhileUnsubscribing)
+	if ended := src.endedList(); len(ended) != 2 || claimedWhileUnsubscribing.Load() != 2 {
+		t.Fatalf("stop ended %v with the claim still held %d times; want both, claims released after", ended, claimedWhileUnsubscribing.Load())
 	}
 	for _, uri := range uris {
 		if _, found := claimOf(t, env, uri); found {

@@ -68,6 +68,13 @@ func (s *scripted) Unsubscribe(_ context.Context, a sources.Agent) error {
 
 func (s *scripted) Health() sources.Health { return sources.Health{Healthy: true} }
 
+// whenEnded runs f at each Unsubscribe, from the worker's goroutines.
+func (s *scripted) whenEnded(f func(a sources.Agent)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onEnd = f
+}
+
 func (s *scripted) script(uri string, results ...error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -70,6 +70,16 @@ type Worker struct {
 	closing  bool
 	claims   map[string]schemas.Claim // every worker's claims, as watched
 	presence presenceCache
+	// live is the sorted ids of the live workers, this one included: who
+	// owns which agent follows from it.
+	live []string
+	// fenced is set while this worker cannot reach NATS: it holds nothing
+	// upstream then, since its lease may run out.
+	fenced   bool
+	lastBeat time.Time
+	// liveChanged asks the heartbeat to read the live workers now (a claim
+	// was released by a worker that may be leaving); capacity 1.
+	liveChanged chan struct{}
 }
 
 // New returns a worker; add its sources, then Start it.
@@ -81,19 +91,21 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		cfg.WorkerLease = 10 * time.Second
 	}
 	return &Worker{
-		cfg:      cfg,
-		stores:   stores,
-		clock:    clock,
-		log:      log.With().Str("worker", cfg.ID).Logger(),
-		retry:    backoff{first: cfg.FirstRetry, max: cfg.MaxRetry},
-		limiter:  rate.NewLimiter(rate.Limit(cfg.SubscriptionsPerSecond), 1),
-		sources:  map[string]sources.Source{},
-		agents:   map[string]*agent{},
-		leases:   map[leaseKey]clockwork.Timer{},
-		queued:   make(chan struct{}, 1),
-		claims:   map[string]schemas.Claim{},
-		presence: presenceCache{events: map[string]schemas.Event{}},
-		ctx:      context.Background(),
+		cfg:         cfg,
+		stores:      stores,
+		clock:       clock,
+		log:         log.With().Str("worker", cfg.ID).Logger(),
+		retry:       backoff{first: cfg.FirstRetry, max: cfg.MaxRetry},
+		limiter:     rate.NewLimiter(rate.Limit(cfg.SubscriptionsPerSecond), 1),
+		sources:     map[string]sources.Source{},
+		agents:      map[string]*agent{},
+		leases:      map[leaseKey]clockwork.Timer{},
+		queued:      make(chan struct{}, 1),
+		claims:      map[string]schemas.Claim{},
+		live:        []string{cfg.ID},
+		liveChanged: make(chan struct{}, 1),
+		presence:    presenceCache{events: map[string]schemas.Event{}},
+		ctx:         context.Background(),
 	}
 }
 
@@ -107,6 +119,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.beat(ctx); err != nil {
 		return err
 	}
+	w.lastBeat = w.started
+	w.refreshLive(ctx)
 	// Sources outlive the worker's own loops: shutdown still unsubscribes
 	// through them.
 	sourceCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
@@ -169,6 +183,13 @@ func (w *Worker) Stop() {
 	w.stopLoops()
 	w.loops.Wait()
 	w.effects.Wait()
+	// Gone from the live list first: the others then take this worker's
+	// agents as soon as each claim is released below.
+	leave, cancelLeave := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := w.stores.Workers.Leave(leave, w.cfg.ID); err != nil {
+		w.log.Warn().Err(err).Msg("could not leave presence_workers")
+	}
+	cancelLeave()
 
 	// No effect runs now, and none can start: the agents stand still.
 	var held []*agent
@@ -196,11 +217,6 @@ func (w *Worker) Stop() {
 	ends.Wait()
 	w.stopSources()
 	w.sourceLoops.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := w.stores.Workers.Leave(ctx, w.cfg.ID); err != nil {
-		w.log.Warn().Err(err).Msg("could not leave presence_workers")
-	}
 	w.log.Info().Int("released", len(held)).Msg("worker stopped")
 }
 
@@ -234,42 +250,6 @@ func (w *Worker) after(d time.Duration, f func()) clockwork.Timer {
 func (w *Worker) recoverPanic(where string) {
 	if r := recover(); r != nil {
 		w.log.Error().Str("in", where).Interface("panic", r).Stack().Msg("recovered from panic")
-	}
-}
-
-func (w *Worker) heartbeat(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.clock.After(w.cfg.WorkerLease / 3):
-		}
-		if err := w.beat(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn().Err(err).Msg("worker heartbeat failed")
-		}
-		w.sweepElsewhere(ctx)
-	}
-}
-
-// sweepElsewhere takes back agents whose holder is no longer alive: a
-// worker that died never deletes its claims.
-func (w *Worker) sweepElsewhere(ctx context.Context) {
-	workers, err := w.stores.Workers.List(ctx)
-	if err != nil {
-		return
-	}
-	alive := map[string]bool{}
-	for _, info := range workers {
-		alive[info.ID] = true
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, a := range w.agents {
-		if a.phase == phaseElsewhere && !alive[w.claims[a.Key].Worker] {
-			w.log.Info().Str("uri", a.URI).Str("holder", w.claims[a.Key].Worker).Msg("holder of the claim is gone; taking the agent")
-			a.phase = phaseIdle
-			w.reconcile(a)
-		}
 	}
 }
 

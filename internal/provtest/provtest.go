@@ -140,6 +140,10 @@ func (e *Env) Stop() {
 	e.workerConn.Close()
 }
 
+// CutOff closes the worker's NATS connection for good, as a network
+// partition would: the worker itself keeps running.
+func (e *Env) CutOff() { e.workerConn.NC.Close() }
+
 // Ctx is a context for one request.
 func (e *Env) Ctx() context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,0 +1,145 @@
+package worker
+
+import (
+	"context"
+	"hash/fnv"
+	"slices"
+
+	"golang.org/x/time/rate"
+)
+
+// owner is the live worker whose share an agent is: rendezvous hashing, so
+// a worker that joins or leaves moves only the agents it gains or loses.
+func owner(key string, live []string) string {
+	var best string
+	var bestScore uint64
+	for _, id := range live {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(id))
+		_, _ = h.Write([]byte{0})
+		_, _ = h.Write([]byte(key))
+		if score := h.Sum64(); best == "" || score > bestScore {
+			best, bestScore = id, score
+		}
+	}
+	return best
+}
+
+// owns reports whether the agent is this worker's share; the caller holds w.mu.
+func (w *Worker) owns(key string) bool { return owner(key, w.live) == w.cfg.ID }
+
+// heartbeat renews this worker's lease a third of a lease apart, follows
+// the live workers, and fences this worker when it cannot reach NATS.
+func (w *Worker) heartbeat(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.liveChanged:
+			w.refreshLive(ctx)
+			continue
+		case <-w.clock.After(w.cfg.WorkerLease / 3):
+		}
+		beat, cancel := context.WithTimeout(ctx, w.cfg.WorkerLease/3)
+		err := w.beat(beat)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			w.log.Warn().Err(err).Msg("worker heartbeat failed")
+			w.fenceIfLate()
+			continue
+		}
+		w.mu.Lock()
+		w.lastBeat = w.clock.Now()
+		unfence := w.fenced
+		w.fenced = false
+		w.mu.Unlock()
+		if unfence {
+			w.log.Info().Msg("NATS reachable again; taking agents back")
+		}
+		w.refreshLive(ctx)
+	}
+}
+
+// fenceIfLate ends every upstream subscription once two thirds of the lease
+// passed without a beat: before the lease runs out and another worker may
+// take the agents, this one holds nothing.
+func (w *Worker) fenceIfLate() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fenced || w.clock.Since(w.lastBeat) < w.cfg.WorkerLease*2/3 {
+		return
+	}
+	w.fenced = true
+	ended := 0
+	for _, a := range w.agents {
+		if _, fed := w.fed(a.source); fed || a.phase == phaseIdle || a.phase == phaseElsewhere {
+			continue
+		}
+		a.stopTimer()
+		if a.phase == phaseActive || a.phase == phaseBackoff || a.phase == phaseFailed {
+			agentCopy, src := a.Agent, w.sources[a.source]
+			w.goEffect("fence", func(ctx context.Context) {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+				defer cancel()
+				if err := src.Unsubscribe(ctx, agentCopy); err != nil {
+					w.log.Warn().Err(err).Str("uri", agentCopy.URI).Msg("fence: upstream unsubscribe failed")
+				}
+			})
+			ended++
+		}
+		// The claim may be another worker's by the time NATS answers again.
+		a.phase, a.claimRev = phaseIdle, 0
+	}
+	w.log.Error().Dur("since_last_beat", w.clock.Since(w.lastBeat)).Int("ended", ended).
+		Msg("cannot reach NATS: fenced, every upstream subscription ended before the lease runs out")
+}
+
+// refreshLive reads the live workers; when they changed it shares the
+// throttle among them and moves agents to their owners.
+func (w *Worker) refreshLive(ctx context.Context) {
+	workers, err := w.stores.Workers.List(ctx)
+	if err != nil {
+		w.log.Warn().Err(err).Msg("could not list live workers")
+		return
+	}
+	live := []string{w.cfg.ID}
+	for _, info := range workers {
+		if info.ID != w.cfg.ID {
+			live = append(live, info.ID)
+		}
+	}
+	slices.Sort(live)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	changed := !slices.Equal(live, w.live)
+	w.live = live
+	if changed {
+		w.limiter.SetLimitAt(w.clock.Now(), w.share())
+		w.log.Info().Strs("workers", live).Float64("throttle_per_second", float64(w.share())).Msg("live workers changed")
+	}
+	alive := map[string]bool{}
+	for _, id := range live {
+		alive[id] = true
+	}
+	for _, a := range w.agents {
+		// An agent elsewhere whose holder is gone (a worker that died never
+		// deletes its claims) or that became this worker's share is looked at
+		// again; an agent held here that is no longer its share is handed over.
+		if a.phase == phaseElsewhere {
+			if holder, held := w.claims[a.Key]; !held || !alive[holder.Worker] || (changed && w.owns(a.Key)) {
+				a.phase = phaseIdle
+			}
+		}
+		if changed || a.phase == phaseIdle {
+			w.reconcile(a)
+		}
+	}
+}
+
+// share is this worker's part of the service-wide throttle.
+func (w *Worker) share() rate.Limit {
+	return rate.Limit(float64(w.cfg.SubscriptionsPerSecond) / float64(len(w.live)))
+}

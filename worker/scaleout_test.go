@@ -1,0 +1,165 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/contactcenter/presence-provider/internal/provtest"
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+	"github.com/contactcenter/presence-provider/worker"
+)
+
+type node struct {
+	env *provtest.Env
+	src *scripted
+}
+
+// cluster runs n workers on one NATS server and one fake clock, each with
+// its own scripted upstream, and lets them learn of each other.
+func cluster(t *testing.T, n int, tune func(*worker.Config)) []node {
+	t.Helper()
+	ns := provtest.Server(t)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	var nodes []node
+	for i := range n {
+		cfg := provtest.Config()
+		cfg.ID = fmt.Sprintf("worker-%c", 'a'+i)
+		cfg.WorkerLease = 3 * time.Second
+		cfg.SubscriptionsPerSecond = 100
+		if tune != nil {
+			tune(&cfg)
+		}
+		var src *scripted
+		env := provtest.StartOn(t, ns, cfg, clock, func(w *worker.Worker, clock clockwork.Clock) {
+			src = newScripted(clock)
+			w.AddSource(schemas.SourceSIP, src)
+		})
+		nodes = append(nodes, node{env: env, src: src})
+	}
+	// One heartbeat each: every worker has read the others.
+	nodes[0].env.AdvanceUntil("workers know each other", func() bool {
+		return nodes[0].env.Clock.Since(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)) > 1100*time.Millisecond
+	})
+	return nodes
+}
+
+func subscribeMany(t *testing.T, env *provtest.Env, n int) []string {
+	t.Helper()
+	var uris []string
+	for i := range n {
+		uris = append(uris, fmt.Sprintf("sip:agent%03d@domain.com", i))
+	}
+	for _, ucc := range []string{"ucc_app01", "ucc_app02"} {
+		env.Subscribe(ucc, uris...)
+	}
+	return uris
+}
+
+// holders maps each worker id to the agents it claims.
+func holders(t *testing.T, env *provtest.Env, uris []string) map[string]int {
+	t.Helper()
+	count := map[string]int{}
+	for _, uri := range uris {
+		c, found := claimOf(t, env, uri)
+		if found && c.State == schemas.StateActive {
+			count[c.Worker]++
+		}
+	}
+	return count
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func TestAgentsSpreadOverWorkersOneHolderEach(t *testing.T) {
+	nodes := cluster(t, 3, nil)
+	env := nodes[0].env
+	uris := subscribeMany(t, env, 90)
+	env.AdvanceUntil("90 agents held", func() bool { return total(holders(t, env, uris)) == 90 })
+	byWorker := holders(t, env, uris)
+	upstream := 0
+	for _, n := range nodes {
+		upstream += n.src.count()
+	}
+	if upstream != 90 {
+		t.Fatalf("%d upstream subscriptions for 90 agents on 3 workers; want 90", upstream)
+	}
+	for id, n := range byWorker {
+		if n < 15 || n > 45 {
+			t.Fatalf("worker %s holds %d of 90 agents (%v); want a share near 30", id, n, byWorker)
+		}
+	}
+	if len(byWorker) != 3 {
+		t.Fatalf("holders %v; want all three workers", byWorker)
+	}
+}
+
+func TestThrottleIsSharedByTheLiveWorkers(t *testing.T) {
+	nodes := cluster(t, 2, func(c *worker.Config) { c.SubscriptionsPerSecond = 10 })
+	uris := subscribeMany(t, nodes[0].env, 20)
+	nodes[0].env.AdvanceUntil("20 agents held", func() bool { return total(holders(t, nodes[0].env, uris)) == 20 })
+	for _, n := range nodes {
+		attempts := n.src.attemptList()
+		for i := 1; i < len(attempts); i++ {
+			if gap := attempts[i].at.Sub(attempts[i-1].at); gap < 200*time.Millisecond {
+				t.Fatalf("two subscriptions %s apart on one of two workers sharing 10/s; want 200 ms at least", gap)
+			}
+		}
+	}
+}
+
+func TestWorkerThatLeavesHandsItsAgentsOver(t *testing.T) {
+	nodes := cluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	uris := subscribeMany(t, a.env, 40)
+	a.env.AdvanceUntil("40 agents held", func() bool { return total(holders(t, a.env, uris)) == 40 })
+	ofB := holders(t, a.env, uris)["worker-b"]
+	if ofB == 0 {
+		t.Fatal("worker-b holds nothing; the test needs it to hold a share")
+	}
+	var stillClaimed atomic.Int32
+	b.src.whenEnded(func(agent sources.Agent) {
+		if c, _, found, _ := a.env.Stores.Claims.Get(context.Background(), agent.Key); found && c.Worker == "worker-b" {
+			stillClaimed.Add(1)
+		}
+	})
+	b.env.Stop()
+	if len(b.src.endedList()) != ofB || int(stillClaimed.Load()) != ofB {
+		t.Fatalf("worker-b ended %d upstream subscriptions, %d while still claimed; want %d, each before its claim went", len(b.src.endedList()), stillClaimed.Load(), ofB)
+	}
+	a.env.AdvanceUntil("worker-a holds all 40", func() bool { return holders(t, a.env, uris)["worker-a"] == 40 })
+	if n := a.src.count(); n != 40 {
+		t.Fatalf("worker-a made %d upstream subscriptions; want 40 (its own and worker-b's, once each)", n)
+	}
+}
+
+func TestCutOffWorkerFencesAndItsAgentsAreTakenOver(t *testing.T) {
+	nodes := cluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	uris := subscribeMany(t, a.env, 40)
+	a.env.AdvanceUntil("40 agents held", func() bool { return total(holders(t, a.env, uris)) == 40 })
+	ofB := holders(t, a.env, uris)["worker-b"]
+	cut := a.env.Clock.Now()
+	b.env.CutOff()
+	// Before its 3 s lease could run out, worker-b holds nothing upstream.
+	a.env.AdvanceUntil("worker-b fenced", func() bool { return len(b.src.endedList()) == ofB })
+	if since := a.env.Clock.Since(cut); since >= 3*time.Second {
+		t.Fatalf("worker-b ended its subscriptions %s after losing NATS; its lease is 3 s", since)
+	}
+	// Its lease runs out (here: its entry goes), and worker-a takes its agents.
+	if err := a.env.Stores.Workers.Leave(a.env.Ctx(), "worker-b"); err != nil {
+		t.Fatal(err)
+	}
+	a.env.AdvanceUntil("worker-a holds all 40", func() bool { return holders(t, a.env, uris)["worker-a"] == 40 })
+}
