@@ -39,7 +39,7 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 		cfg.History = 1
 		cfg.Replicas = opts.Replicas
 		cfg.Storage = storage
-		kv, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		kv, err := c.createBucket(ctx, cfg, log)
 		if err != nil {
 			return worker.Stores{}, fmt.Errorf("bus: bucket %s: %w", cfg.Bucket, err)
 		}
@@ -51,4 +51,23 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 		Claims:   &Claims{kv: kvs[schemas.BucketClaims], log: log},
 		Workers:  &Workers{kv: kvs[schemas.BucketWorkers]},
 	}, nil
+}
+
+// createBucket retries until ctx ends: a node of a cluster that starts
+// before its peers has no JetStream leader to answer yet.
+func (c *Conn) createBucket(ctx context.Context, cfg jetstream.KeyValueConfig, log zerolog.Logger) (jetstream.KeyValue, error) {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		kv, err := c.JS.CreateOrUpdateKeyValue(attempt, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		log.Info().Err(err).Str("bucket", cfg.Bucket).Msg("JetStream not ready yet; trying again")
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
 }

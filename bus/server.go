@@ -23,6 +23,21 @@ type EmbeddedOptions struct {
 	// Listen is the client address, host:port; port 0 picks a free one.
 	Listen  string
 	DataDir string
+	// Name names this server; a cluster needs a distinct one per node.
+	Name string
+	// Cluster joins the embedded server to a NATS cluster when it has a
+	// Listen address: three presenced processes make a 3-node JetStream
+	// cluster with no other software.
+	Cluster ClusterOptions
+}
+
+// ClusterOptions are the embedded server's cluster settings.
+type ClusterOptions struct {
+	Name string
+	// Listen is host:port for the other nodes' routes.
+	Listen string
+	// Routes are the other nodes, nats-route://host:port, comma-separated.
+	Routes string
 }
 
 // StartEmbedded starts a NATS server with JetStream inside this process.
@@ -38,15 +53,31 @@ func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*server.Server, er
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName: "presence-embedded",
+	if opts.Name == "" {
+		opts.Name = "presence-embedded"
+	}
+	sopts := &server.Options{
+		ServerName: opts.Name,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   opts.DataDir,
 		MaxPayload: MaxPayload,
 		NoSigs:     true,
-	})
+	}
+	if opts.Cluster.Listen != "" {
+		chost, cportText, err := net.SplitHostPort(opts.Cluster.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bus: cluster listen address %q: %w", opts.Cluster.Listen, err)
+		}
+		cport, err := strconv.Atoi(cportText)
+		if err != nil {
+			return nil, fmt.Errorf("bus: cluster listen port %q: %w", cportText, err)
+		}
+		sopts.Cluster = server.ClusterOpts{Name: opts.Cluster.Name, Host: chost, Port: cport}
+		sopts.Routes = server.RoutesFromStr(opts.Cluster.Routes)
+	}
+	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded server: %w", err)
 	}

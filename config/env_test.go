@@ -19,6 +19,7 @@ var processVars = []string{
 	"NATS_URL", "EMBEDDED_LISTEN", "DATA_DIR", "CONFIG", "WORKER_ID", "LOG_LEVEL",
 	"SIP_APP_PASSWORD", "SIP_USER_PASSWORD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
 	"KV_REPLICAS", "UNSUBSCRIBE_LINGER", "WORKER_LEASE",
+	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -51,10 +52,29 @@ func TestLoadProcessDefaults(t *testing.T) {
 		GraphBaseURL:       "https://graph.microsoft.com/v1.0",
 		GraphAuthorityHost: "https://login.microsoftonline.com/",
 		KVReplicas:         1,
+		ClusterName:        "presence",
 		UnsubscribeLinger:  10 * time.Second,
 		WorkerLease:        10 * time.Second,
 	}
 	equal(t, "Process", p, want)
+}
+
+func TestLoadProcessReplicatesBucketsInACluster(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("PRESENCE_CLUSTER_LISTEN", "127.0.0.1:6222")
+	t.Setenv("PRESENCE_CLUSTER_ROUTES", "nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6224")
+	t.Setenv("PRESENCE_SERVER_NAME", "n1")
+	p, err := config.LoadProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.KVReplicas != 3 || p.ClusterName != "presence" || p.ServerName != "n1" {
+		t.Fatalf("clustered process: %+v; want 3 KV replicas by default", p)
+	}
+	t.Setenv("PRESENCE_KV_REPLICAS", "1")
+	if p, err = config.LoadProcess(); err != nil || p.KVReplicas != 1 {
+		t.Fatalf("PRESENCE_KV_REPLICAS=1 in a cluster: %+v, %v; want 1", p, err)
+	}
 }
 
 func TestLoadProcessReadsEnvironment(t *testing.T) {
@@ -90,6 +110,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		LogLevel:           "debug",
 		SIPAppPassword:     "app-pw",
 		SIPUserPassword:    "user-pw",
+		ClusterName:        "presence",
 		GraphBaseURL:       "http://127.0.0.1:9999/v1.0",
 		GraphAuthorityHost: "http://127.0.0.1:9998/",
 		KVReplicas:         3,
@@ -113,7 +134,7 @@ func TestLoadProcessRejects(t *testing.T) {
 		{"worker id with a leading dot", "PRESENCE_WORKER_ID", ".a", "PRESENCE_WORKER_ID"},
 		{"worker id with a trailing dot", "PRESENCE_WORKER_ID", "a.", "PRESENCE_WORKER_ID"},
 		{"worker id not ASCII", "PRESENCE_WORKER_ID", "wörker", "PRESENCE_WORKER_ID"},
-		{"kv replicas 0", "PRESENCE_KV_REPLICAS", "0", "PRESENCE_KV_REPLICAS"},
+		{"kv replicas negative", "PRESENCE_KV_REPLICAS", "-1", "PRESENCE_KV_REPLICAS"},
 		{"kv replicas 6", "PRESENCE_KV_REPLICAS", "6", "PRESENCE_KV_REPLICAS"},
 		{"kv replicas not a number", "PRESENCE_KV_REPLICAS", "three", "KV_REPLICAS"},
 		{"worker lease under 3s", "PRESENCE_WORKER_LEASE", "2s", "PRESENCE_WORKER_LEASE"},

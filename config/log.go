@@ -15,7 +15,8 @@ func (p Provider) MarshalZerologObject(e *zerolog.Event) {
 	sip := zerolog.Dict().Bool("enabled", p.SIP.Enabled).
 		Str("ApplicationId", p.SIP.ApplicationID).
 		Str("Transport", p.SIP.Transport).
-		Str("Listen", p.SIP.Listen)
+		Str("Listen", p.SIP.Listen).
+		Int("subscriptionExpires", int(p.SIP.SubscriptionExpires.Seconds()))
 	apps := zerolog.Arr()
 	if p.SIP.Application.URI != "" {
 		apps.Dict(endpointDict(p.SIP.Application))

@@ -35,8 +35,12 @@ type SIPSource struct {
 	ApplicationID string
 	Transport     string
 	Listen        string
-	Application   Endpoint
-	User          *Endpoint
+	// SubscriptionExpires is the SUBSCRIBE expiry asked for. Below the
+	// worker lease, a killed worker's dialogs end before another worker
+	// takes its agents.
+	SubscriptionExpires time.Duration
+	Application         Endpoint
+	User                *Endpoint
 }
 
 // Endpoint is an ApplicationEndpoint or UserEndpoint.
@@ -93,6 +97,7 @@ const (
 	DefaultGraphMinCycle             = 10 * time.Second
 	DefaultClientSecretEnv           = "PRESENCE_GRAPH_CLIENT_SECRET"
 	DefaultSIPTransport              = "tcp"
+	DefaultSubscriptionExpires       = 600 * time.Second
 )
 
 // Default is the configuration when no Config.xml is given: only the PSTN
@@ -104,7 +109,7 @@ func Default() Provider {
 		MaxFailedResubscribeDelay: DefaultMaxFailedResubscribeDelay,
 		MaxFailuresPerURI:         DefaultMaxFailuresPerURI,
 		PSTN:                      PSTNSource{Enabled: true, MaxCallDuration: DefaultMaxCallDuration},
-		SIP:                       SIPSource{Transport: DefaultSIPTransport},
+		SIP:                       SIPSource{Transport: DefaultSIPTransport, SubscriptionExpires: DefaultSubscriptionExpires},
 		Graph:                     GraphSource{RequestsPer30s: DefaultGraphRequestsPer30s, MinCycle: DefaultGraphMinCycle},
 	}
 }
@@ -294,6 +299,7 @@ func (r *reader) sip(n *node) SIPSource {
 		r.fail(n, "Transport", fmt.Sprintf("%q is not udp, tcp or tls", s.Transport))
 	}
 	s.Listen = r.hostPort(n, "Listen", true)
+	s.SubscriptionExpires = r.seconds(n, "subscriptionExpires", DefaultSubscriptionExpires, 2, 86400)
 	apps := n.all("ApplicationEndpoint")
 	if len(apps) != 1 && (s.Enabled || len(apps) > 1) {
 		r.fail(n, "", fmt.Sprintf("must contain exactly one ApplicationEndpoint element, has %d", len(apps)))

@@ -41,12 +41,13 @@ func TestParseSpecExample(t *testing.T) {
 	equal(t, "maxFailedPresenceSubscriptionsPerUri", p.MaxFailuresPerURI, 3)
 
 	equal(t, "UcmaPresenceSource", p.SIP, config.SIPSource{
-		Enabled:       true,
-		ApplicationID: "urn:application:ucc_presenceprovider01",
-		Transport:     "tcp",
-		Listen:        "",
-		Application:   config.Endpoint{URI: "sip:ucc_presenceprovider01@sipdomain.com"},
-		User:          &config.Endpoint{URI: "sip:demo_user@sipdomain.com", PoolFQDN: ""},
+		Enabled:             true,
+		ApplicationID:       "urn:application:ucc_presenceprovider01",
+		Transport:           "tcp",
+		SubscriptionExpires: config.DefaultSubscriptionExpires,
+		Listen:              "",
+		Application:         config.Endpoint{URI: "sip:ucc_presenceprovider01@sipdomain.com"},
+		User:                &config.Endpoint{URI: "sip:demo_user@sipdomain.com", PoolFQDN: ""},
 	})
 	equal(t, "PstnPresenceSource", p.PSTN, config.PSTNSource{Enabled: true, MaxCallDuration: 4 * time.Hour})
 	equal(t, "AttendantServiceSource.Enabled", p.Attendant.Enabled, false)
@@ -74,7 +75,7 @@ func TestParseDefaults(t *testing.T) {
 		FailedResubscribeDelay:    900 * time.Second,
 		MaxFailedResubscribeDelay: 28800 * time.Second,
 		MaxFailuresPerURI:         3,
-		SIP:                       config.SIPSource{Transport: "tcp"},
+		SIP:                       config.SIPSource{Transport: "tcp", SubscriptionExpires: config.DefaultSubscriptionExpires},
 		// A file without a PstnPresenceSource element does not enable it.
 		PSTN:  config.PSTNSource{Enabled: false, MaxCallDuration: 4 * time.Hour},
 		Graph: config.GraphSource{RequestsPer30s: 1500, MinCycle: 10 * time.Second},
@@ -112,12 +113,13 @@ func TestParseOddCase(t *testing.T) {
 	equal(t, "maxfailedpresencesubscriptionsresubscribedelay", p.MaxFailedResubscribeDelay, 10*time.Minute)
 	equal(t, "MaxFailedPresenceSubscriptionsPerUri", p.MaxFailuresPerURI, 0)
 	equal(t, "UCMAPRESENCESOURCE", p.SIP, config.SIPSource{
-		Enabled:       true,
-		ApplicationID: "urn:application:odd",
-		Transport:     "tls",
-		Listen:        "0.0.0.0:5061",
-		Application:   config.Endpoint{URI: "sip:app@sipdomain.com", PoolFQDN: "pool.sipdomain.com:5061", Register: true},
-		User:          &config.Endpoint{URI: "sip:demo_user@sipdomain.com", PoolFQDN: "pool.sipdomain.com"},
+		Enabled:             true,
+		ApplicationID:       "urn:application:odd",
+		Transport:           "tls",
+		SubscriptionExpires: config.DefaultSubscriptionExpires,
+		Listen:              "0.0.0.0:5061",
+		Application:         config.Endpoint{URI: "sip:app@sipdomain.com", PoolFQDN: "pool.sipdomain.com:5061", Register: true},
+		User:                &config.Endpoint{URI: "sip:demo_user@sipdomain.com", PoolFQDN: "pool.sipdomain.com"},
 	})
 	equal(t, "pstnpresencesource", p.PSTN, config.PSTNSource{Enabled: true, MaxCallDuration: time.Minute})
 	equal(t, "AttendantServiceSource.Enabled", p.Attendant.Enabled, true)

@@ -262,22 +262,25 @@ func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string
 }
 
 // release gives up a claim this worker holds. A claim write whose answer was
-// lost (a cancelled request) leaves the revision unknown, so on a mismatch
-// the claim is read again and deleted if it is still this worker's.
+// lost (a cancelled request), or one still on its way, leaves the revision
+// unknown: on a mismatch the claim is read again and deleted if it is still
+// this worker's.
 func (w *Worker) release(ctx context.Context, key string, rev uint64) error {
-	err := w.stores.Claims.Delete(ctx, key, rev)
-	if err == nil {
-		return nil
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = w.stores.Claims.Delete(ctx, key, rev); err == nil {
+			return nil
+		}
+		c, current, found, getErr := w.stores.Claims.Get(ctx, key)
+		switch {
+		case getErr != nil:
+			return errors.Join(err, getErr)
+		case !found || c.Worker != w.cfg.ID:
+			return nil
+		}
+		rev = current
 	}
-	c, current, found, getErr := w.stores.Claims.Get(ctx, key)
-	switch {
-	case getErr != nil:
-		return errors.Join(err, getErr)
-	case !found || c.Worker != w.cfg.ID:
-		return nil
-	default:
-		return w.stores.Claims.Delete(ctx, key, current)
-	}
+	return err
 }
 
 // subscribe is one attempt, started by the dispatcher: claim, then subscribe.

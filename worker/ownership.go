@@ -125,6 +125,12 @@ func (w *Worker) refreshLive(ctx context.Context) {
 		alive[id] = true
 	}
 	for _, a := range w.agents {
+		if a.phase == phaseElsewhere && w.claims[a.Key].Worker == w.cfg.ID {
+			// A claim of this worker's that it does not hold (a release
+			// that failed): let it go, so the owner can take the agent.
+			w.releaseStale(a.Key)
+			continue
+		}
 		// An agent elsewhere whose holder is gone (a worker that died never
 		// deletes its claims) or that became this worker's share is looked at
 		// again; an agent held here that is no longer its share is handed over.
@@ -142,4 +148,24 @@ func (w *Worker) refreshLive(ctx context.Context) {
 // share is this worker's part of the service-wide throttle.
 func (w *Worker) share() rate.Limit {
 	return rate.Limit(float64(w.cfg.SubscriptionsPerSecond) / float64(len(w.live)))
+}
+
+// releaseStale deletes a claim that names this worker for an agent it does
+// not hold; the caller holds w.mu.
+func (w *Worker) releaseStale(key string) {
+	w.goEffect("release stale claim", func(ctx context.Context) {
+		c, rev, found, err := w.stores.Claims.Get(ctx, key)
+		if err != nil || !found || c.Worker != w.cfg.ID {
+			return
+		}
+		if err := w.release(ctx, key, rev); err != nil {
+			w.log.Warn().Err(err).Str("key", key).Msg("could not release a stale claim")
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if a := w.agents[key]; a != nil && a.phase == phaseElsewhere {
+			a.claimRev = 0
+		}
+	})
 }

@@ -56,7 +56,9 @@ func run(ctx context.Context) error {
 
 	var ns *server.Server
 	if proc.NATSURL == "" {
-		if ns, err = bus.StartEmbedded(bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir}, log); err != nil {
+		opts := bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir, Name: proc.ServerName,
+			Cluster: bus.ClusterOptions{Name: proc.ClusterName, Listen: proc.ClusterListen, Routes: proc.ClusterRoutes}}
+		if ns, err = bus.StartEmbedded(opts, log); err != nil {
 			return err
 		}
 		defer func() {
@@ -70,7 +72,9 @@ func run(ctx context.Context) error {
 	}
 	defer conn.Close()
 
-	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: proc.KVReplicas, WorkerLease: proc.WorkerLease}, log)
+	bucketCtx, cancelBuckets := context.WithTimeout(ctx, 2*time.Minute)
+	stores, err := conn.Buckets(bucketCtx, bus.BucketOptions{Replicas: proc.KVReplicas, WorkerLease: proc.WorkerLease}, log)
+	cancelBuckets()
 	if err != nil {
 		return err
 	}
@@ -169,8 +173,11 @@ func sipConfig(proc config.Process, c config.SIPSource) sip.Config {
 	endpoint := func(name string, ep config.Endpoint, password config.Secret) sip.Endpoint {
 		return sip.Endpoint{Name: name, URI: ep.URI, Pool: ep.PoolFQDN, Register: ep.Register, Password: string(password)}
 	}
-	cfg := sip.Config{Transport: c.Transport, Listen: c.Listen,
+	cfg := sip.Config{Transport: c.Transport, Listen: c.Listen, Expires: c.SubscriptionExpires,
 		Application: endpoint("application", c.Application, proc.SIPAppPassword)}
+	if proc.SIPListen != "" {
+		cfg.Listen = proc.SIPListen
+	}
 	if cfg.Listen == "" {
 		cfg.Listen = defaultSIPListen
 	}

@@ -66,6 +66,15 @@ type daemon struct {
 
 func startDaemon(t *testing.T, bin string, env []string) *daemon {
 	t.Helper()
+	d := spawnDaemon(t, bin, env)
+	d.waitReady(t)
+	return d
+}
+
+// spawnDaemon starts presenced without waiting: nodes of a cluster are
+// ready only once their peers run.
+func spawnDaemon(t *testing.T, bin string, env []string) *daemon {
+	t.Helper()
 	d := &daemon{cmd: exec.Command(bin), logs: &lockedBuffer{}, done: make(chan error, 1)}
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stderr = d.logs
@@ -79,14 +88,18 @@ func startDaemon(t *testing.T, bin string, env []string) *daemon {
 			t.Logf("presenced logs:\n%s", d.logs.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	return d
+}
+
+func (d *daemon) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(d.logs.String(), "presence provider ready") {
 		if time.Now().After(deadline) {
 			t.Fatal("presenced did not log that it is ready")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return d
 }
 
 // stop sends SIGTERM and expects a clean exit.

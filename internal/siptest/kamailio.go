@@ -32,6 +32,9 @@ type KamailioOptions struct {
 	// digest credentials (401 with qop=auth, then 200). SUBSCRIBE and
 	// PUBLISH are never challenged. The password must not hold `"` or `\`.
 	AuthUser, AuthPassword string
+	// Host is the address Kamailio listens on; default 127.0.0.1 (a
+	// container takes 0.0.0.0).
+	Host string
 	// SharedMemoryMB is Kamailio's shared memory; its transactions live
 	// there, so a load of many NOTIFYs needs more. Default 32.
 	SharedMemoryMB int
@@ -46,6 +49,9 @@ func (o KamailioOptions) withDefaults() KamailioOptions {
 	}
 	if o.SharedMemoryMB == 0 {
 		o.SharedMemoryMB = 32
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
 	}
 	return o
 }
@@ -391,8 +397,8 @@ children=2
 tcp_children=2
 auto_aliases=no
 alias="{{.Domain}}"
-listen=udp:127.0.0.1:{{.Port}}
-listen=tcp:127.0.0.1:{{.Port}}
+listen=udp:{{.Host}}:{{.Port}}
+listen=tcp:{{.Host}}:{{.Port}}
 # xhttp (RPC over HTTP) shares the SIP TCP port.
 tcp_accept_no_cl=yes
 http_reply_parse=yes

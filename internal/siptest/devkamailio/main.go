@@ -16,12 +16,13 @@ import (
 )
 
 func main() {
-	port := flag.Int("port", 5060, "UDP and TCP port on 127.0.0.1")
+	port := flag.Int("port", 5060, "UDP and TCP port")
+	host := flag.String("host", "127.0.0.1", "address to listen on (0.0.0.0 in a container)")
 	dir := flag.String("dir", "", "working folder (default: a new temporary one)")
 	user := flag.String("auth-user", "", "REGISTER needs this digest user (with -auth-password)")
 	password := flag.String("auth-password", "", "the digest password")
 	flag.Parse()
-	if err := run(*port, *dir, siptest.KamailioOptions{AuthUser: *user, AuthPassword: *password}); err != nil {
+	if err := run(*port, *dir, siptest.KamailioOptions{Host: *host, AuthUser: *user, AuthPassword: *password}); err != nil {
 		fmt.Fprintln(os.Stderr, "devkamailio:", err)
 		os.Exit(1)
 	}
@@ -41,7 +42,7 @@ func run(port int, dir string, opts siptest.KamailioOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "devkamailio: presence server on 127.0.0.1:%d (udp, tcp), folder %s\n", port, dir)
+	fmt.Fprintf(os.Stderr, "devkamailio: presence server on %s:%d (udp, tcp), folder %s\n", opts.Host, port, dir)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
