@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,11 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
@@ -40,27 +39,9 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type daemon struct {
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *provtest.Logs
 	done chan error
 }
 
@@ -75,7 +56,7 @@ func startDaemon(t *testing.T, bin string, env []string) *daemon {
 // ready only once their peers run.
 func spawnDaemon(t *testing.T, bin string, env []string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(bin), logs: &lockedBuffer{}, done: make(chan error, 1)}
+	d := &daemon{cmd: exec.Command(bin), logs: &provtest.Logs{}, done: make(chan error, 1)}
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stderr = d.logs
 	if err := d.cmd.Start(); err != nil {
@@ -140,9 +121,9 @@ func TestReadmeTour(t *testing.T) {
 	const agent = "sip:agent1@attendant.example"
 
 	// Two UCCs watch the agent, as two UCC processes would.
-	var watches []*lockedBuffer
+	var watches []*provtest.Logs
 	for range 2 {
-		out := &lockedBuffer{}
+		out := &provtest.Logs{}
 		w := exec.Command(presencectl, "-nats", url, "watch", agent)
 		w.Stdout = out
 		if err := w.Start(); err != nil {

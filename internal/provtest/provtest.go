@@ -243,3 +243,13 @@ func (evs *Events) List() []schemas.Event {
 	defer evs.mu.Unlock()
 	return append([]schemas.Event(nil), evs.got...)
 }
+
+// State is what a get answers as the agent's subscription state.
+func (e *Env) State(uri string) schemas.State {
+	e.t.Helper()
+	rep, err := e.Client.Get(e.Ctx(), schemas.GetRequest{URIs: []string{uri}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return rep.Agents[0].State
+}

@@ -71,15 +71,6 @@ func subscribeTeams(t testing.TB, env *provtest.Env, ucc string, pairs ...string
 	return rep
 }
 
-func stateOf(t *testing.T, env *provtest.Env, uri string) schemas.State {
-	t.Helper()
-	rep, err := env.Client.Get(env.Ctx(), schemas.GetRequest{URIs: []string{uri}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep.Agents[0].State
-}
-
 func accountStats(src *graph.Source) []map[string]any {
 	return src.Health().Stats["accounts"].([]map[string]any)
 }
@@ -128,7 +119,7 @@ func TestTeamsBeatsAnAttendantPattern(t *testing.T) {
 	if rep.Agents[0].Source != schemas.SourceGraph {
 		t.Fatalf("an agent with a Teams UPN matching a pattern routed to %s; want graph", rep.Agents[0].Source)
 	}
-	provtest.Eventually(t, "the agent's index knows the UPN", func() bool { return stateOf(t, env, uri) == schemas.StateActive })
+	provtest.Eventually(t, "the agent's index knows the UPN", func() bool { return env.State(uri) == schemas.StateActive })
 	in, err := env.Client.Attendant(env.Ctx(), schemas.Key(uri), schemas.AttendantInput{Availability: "Busy"})
 	if err == nil && (in.Error == nil || in.Error.Code != schemas.CodeNotAttendantAgent) {
 		t.Fatalf("attendant input for a Teams agent: %+v; want not_attendant_agent", in)
@@ -140,7 +131,7 @@ func TestUnknownUPNFailsTheAgent(t *testing.T) {
 	env, _ := provider(t, srv, nil)
 	const uri = "sip:ghost@contoso.com"
 	subscribeTeams(t, env, "ucc_app01", uri, "ghost@contoso.com")
-	provtest.Eventually(t, "failed", func() bool { return stateOf(t, env, uri) == schemas.StateFailed })
+	provtest.Eventually(t, "failed", func() bool { return env.State(uri) == schemas.StateFailed })
 	c, _, _, err := env.Stores.Claims.Get(env.Ctx(), schemas.Key(uri))
 	if err != nil || !strings.Contains(c.Reason, "ghost@contoso.com is not a user") {
 		t.Fatalf("claim %+v, %v; want the reason", c, err)
@@ -214,7 +205,7 @@ func TestThrottlingSlowsTheAccountAndLosesNothing(t *testing.T) {
 	if longest < 1500*time.Millisecond {
 		t.Fatalf("longest gap between calls %s; the account must wait the fractional Retry-After of 1.5 s", longest)
 	}
-	if stateOf(t, env, uri) != schemas.StateActive {
+	if env.State(uri) != schemas.StateActive {
 		t.Fatal("a 429 made the agent leave active")
 	}
 }
@@ -226,17 +217,17 @@ func TestAccountThatKeepsFailingMakesItsAgentsRetrying(t *testing.T) {
 	const uri = "sip:agent1@contoso.com"
 	evs := env.Collect(schemas.Key(uri))
 	subscribeTeams(t, env, "ucc_app01", uri, "agent1@contoso.com")
-	provtest.Eventually(t, "active", func() bool { return stateOf(t, env, uri) == schemas.StateActive })
+	provtest.Eventually(t, "active", func() bool { return env.State(uri) == schemas.StateActive })
 
 	srv.Inject(graphtest.Fault{Status: 503, Count: 4})
-	provtest.Eventually(t, "retrying", func() bool { return stateOf(t, env, uri) == schemas.StateRetrying })
+	provtest.Eventually(t, "retrying", func() bool { return env.State(uri) == schemas.StateRetrying })
 	if h := src.Health(); h.Healthy || !strings.Contains(h.Detail, "503") {
 		t.Fatalf("health %+v; want unhealthy with the 503", h)
 	}
 	// The account answers again: its agents come back at once (the worker's
 	// back-off here is an hour), and changes flow again.
 	srv.Set("agent1@contoso.com", graphtest.Presence{Availability: "Away"})
-	provtest.Eventually(t, "active again", func() bool { return stateOf(t, env, uri) == schemas.StateActive })
+	provtest.Eventually(t, "active again", func() bool { return env.State(uri) == schemas.StateActive })
 	provtest.Eventually(t, "Away", func() bool {
 		l := evs.List()
 		return len(l) > 0 && l[len(l)-1].Presence.Availability == schemas.Away
@@ -260,7 +251,7 @@ func TestUsersLeftOutOfAnAnswerAreReported(t *testing.T) {
 	srv.User("agent1@contoso.com", graphtest.Presence{Availability: "Available"})
 	env, src := provider(t, srv, nil)
 	subscribeTeams(t, env, "ucc_app01", "sip:agent1@contoso.com", "agent1@contoso.com")
-	provtest.Eventually(t, "active", func() bool { return stateOf(t, env, "sip:agent1@contoso.com") == schemas.StateActive })
+	provtest.Eventually(t, "active", func() bool { return env.State("sip:agent1@contoso.com") == schemas.StateActive })
 	srv.Omit("agent1@contoso.com", true)
 	provtest.Eventually(t, "reported missing", func() bool { return src.Health().Stats["users_missing_from_answers"] == 1 })
 }
@@ -307,7 +298,7 @@ func TestAccountWithoutCredentialsIsDownNotFatal(t *testing.T) {
 	env, src := provider(t, srv, func(c *graph.Config) { c.Accounts[0].Secret = "" })
 	const uri = "sip:agent1@contoso.com"
 	subscribeTeams(t, env, "ucc_app01", uri, "agent1@contoso.com")
-	provtest.Eventually(t, "retrying", func() bool { return stateOf(t, env, uri) == schemas.StateRetrying })
+	provtest.Eventually(t, "retrying", func() bool { return env.State(uri) == schemas.StateRetrying })
 	c, _, _, err := env.Stores.Claims.Get(env.Ctx(), schemas.Key(uri))
 	if err != nil || !strings.Contains(c.Reason, "no client secret") {
 		t.Fatalf("claim %+v, %v; want the reason naming the missing secret", c, err)

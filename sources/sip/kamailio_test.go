@@ -51,15 +51,6 @@ func appEndpoint(pool string) sip.Endpoint {
 	return sip.Endpoint{Name: "application", URI: appURI, Pool: pool}
 }
 
-func stateOf(t testing.TB, env *provtest.Env, uri string) schemas.State {
-	t.Helper()
-	rep, err := env.Client.Get(env.Ctx(), schemas.GetRequest{URIs: []string{uri}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep.Agents[0].State
-}
-
 // ours counts the subscription dialogs Kamailio holds from the provider.
 func ours(t *testing.T, k *siptest.Kamailio, presentity string) int {
 	t.Helper()
@@ -91,7 +82,7 @@ func TestPresenceFromKamailio(t *testing.T) {
 			evs := env.Collect(schemas.Key(agent))
 			env.Subscribe("ucc_app01", agent)
 			env.Subscribe("ucc_app02", agent)
-			provtest.Eventually(t, "active", func() bool { return stateOf(t, env, agent) == schemas.StateActive })
+			provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
 			if n := ours(t, k, agent); n != 1 {
 				t.Fatalf("Kamailio holds %d subscriptions from the provider for 2 UCCs; want 1", n)
 			}
@@ -145,7 +136,7 @@ func TestRefreshesAcrossShortExpiries(t *testing.T) {
 	const agent = "sip:agent1@example.com"
 	evs := env.Collect(schemas.Key(agent))
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "active", func() bool { return stateOf(t, env, agent) == schemas.StateActive })
+	provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
 	first := k.Subscriptions(t)
 	time.Sleep(8 * time.Second) // the server's clock runs: nearly three expiry cycles
 	now := k.Subscriptions(t)
@@ -162,7 +153,7 @@ func TestKamailioRestartIsMended(t *testing.T) {
 	const agent = "sip:agent1@example.com"
 	evs := env.Collect(schemas.Key(agent))
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "active", func() bool { return stateOf(t, env, agent) == schemas.StateActive })
+	provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
 	before := k.Subscriptions(t)[0].CallID
 
 	k.Restart(t) // the subscriptions are gone: the next refresh gets 481
@@ -209,15 +200,15 @@ func TestLostEndpointIsRestoredWhenBack(t *testing.T) {
 		func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
 	const agent = "sip:agent1@example.com"
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "active", func() bool { return stateOf(t, env, agent) == schemas.StateActive })
+	provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
 
 	k.Stop()
 	provtest.Eventually(t, "endpoint down, agent retrying", func() bool {
-		return !src.Health().Healthy && stateOf(t, env, agent) == schemas.StateRetrying
+		return !src.Health().Healthy && env.State(agent) == schemas.StateRetrying
 	})
 	k.Restart(t)
 	provtest.Eventually(t, "restored once the endpoint is back", func() bool {
-		return stateOf(t, env, agent) == schemas.StateActive && ours(t, k, agent) == 1
+		return env.State(agent) == schemas.StateActive && ours(t, k, agent) == 1
 	})
 	evs := env.Collect(schemas.Key(agent))
 	k.Publish(t, agent, siptest.PIDF(agent, "open", "busy", ""), 60)

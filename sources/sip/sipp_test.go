@@ -33,7 +33,7 @@ func TestDeactivatedSubscriptionIsRenewedAtOnce(t *testing.T) {
 		func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
 	env.Subscribe("ucc_app01", agent)
 	provtest.Eventually(t, "subscribed again after deactivation", func() bool {
-		return sipp.Received("SUBSCRIBE") >= 2 && stateOf(t, env, agent) == schemas.StateActive
+		return sipp.Received("SUBSCRIBE") >= 2 && env.State(agent) == schemas.StateActive
 	})
 	if c := claimOf(t, env, agent); c.Failures != 0 {
 		t.Fatalf("a deactivation counted as a failure: %+v", c)
@@ -44,11 +44,11 @@ func TestServiceUnavailableHonoursRetryAfter(t *testing.T) {
 	sipp := siptest.StartSippServer(t, siptest.RetryAfterScenario(2), siptest.SippOptions{})
 	env, _ := provider(t, sip.Config{Transport: "udp", Application: appEndpoint(sipp.Addr())}, nil) // first retry 1 s
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "retrying", func() bool { return stateOf(t, env, agent) == schemas.StateRetrying })
+	provtest.Eventually(t, "retrying", func() bool { return env.State(agent) == schemas.StateRetrying })
 	if logs := env.Logs.String(); !strings.Contains(logs, `"retry_in":2000`) || !strings.Contains(logs, "503") {
 		t.Fatalf("the failure did not wait the server's 2 s:\n%s", logs)
 	}
-	provtest.Eventually(t, "active after the retry", func() bool { return stateOf(t, env, agent) == schemas.StateActive })
+	provtest.Eventually(t, "active after the retry", func() bool { return env.State(agent) == schemas.StateActive })
 }
 
 // The application endpoint's server fails; the user endpoint, on Kamailio,
@@ -65,7 +65,7 @@ func TestFallbackToTheUserEndpoint(t *testing.T) {
 			env, src := provider(t, sip.Config{Transport: "udp", RequestTimeout: 2 * time.Second,
 				Application: appEndpoint(sipp.Addr()), User: user}, nil)
 			env.Subscribe("ucc_app01", agent)
-			provtest.Eventually(t, "active", func() bool { return stateOf(t, env, agent) == schemas.StateActive })
+			provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
 			if c := claimOf(t, env, agent); c.Failures != 0 {
 				t.Fatalf("claim %+v: the fallback counted a failure", c)
 			}
@@ -84,11 +84,11 @@ func TestSilenceBacksOff(t *testing.T) {
 	sipp := siptest.StartSippServer(t, siptest.SilentScenario(), siptest.SippOptions{})
 	env, _ := provider(t, sip.Config{Transport: "udp", RequestTimeout: time.Second, Application: appEndpoint(sipp.Addr())}, nil)
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "retrying", func() bool { return stateOf(t, env, agent) == schemas.StateRetrying })
+	provtest.Eventually(t, "retrying", func() bool { return env.State(agent) == schemas.StateRetrying })
 	if !strings.Contains(env.Logs.String(), `"retry_in":1000`) {
 		t.Fatalf("no back-off of the configured first delay:\n%s", env.Logs.String())
 	}
-	provtest.Eventually(t, "active after the retry", func() bool { return stateOf(t, env, agent) == schemas.StateActive })
+	provtest.Eventually(t, "active after the retry", func() bool { return env.State(agent) == schemas.StateActive })
 }
 
 func TestRejectedCountsAgainstTheLimit(t *testing.T) {
