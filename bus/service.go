@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/worker"
 )
 
 // Limits on what the service reads.
@@ -24,8 +25,6 @@ const (
 	MaxRequestBytes = 4 << 20
 	MaxInputBytes   = 16 << 10
 	requestTimeout  = 60 * time.Second
-	// inputQueue makes each input reach exactly one worker.
-	inputQueue = "presence-workers"
 	// inputShards lets inputs of different agents wait for their KV round
 	// trips side by side; one agent's inputs always share a shard, in order.
 	inputShards = 8
@@ -52,8 +51,8 @@ type Service struct {
 	log    zerolog.Logger
 }
 
-// Serve starts the presence micro service on presence.api.* and takes inputs
-// on presence.in.>, both in queue groups shared by every worker.
+// Serve starts the presence micro service on presence.api.*, in a queue
+// group shared by every worker, and takes inputs on presence.in.>.
 func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog.Logger) (*Service, error) {
 	svc, err := micro.AddService(c.NC, micro.Config{
 		Name:        schemas.ServiceName,
@@ -96,7 +95,9 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 			}
 		}()
 	}
-	s.inputs, err = c.NC.QueueSubscribe("presence.in.>", inputQueue, func(m *nats.Msg) {
+	// Every worker takes every input: the agent's owner answers, the others
+	// keep their sources' state (a PSTN agent's calls) current.
+	s.inputs, err = c.NC.Subscribe("presence.in.>", func(m *nats.Msg) {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(m.Subject))
 		select {
@@ -233,6 +234,9 @@ func (s *Service) input(ctx context.Context, h Handler, m *nats.Msg) {
 	callCtx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	rep, err := h.Input(callCtx, tokens[2], tokens[3], m.Data)
+	if errors.Is(err, worker.ErrNotOwner) {
+		return
+	}
 	if err != nil {
 		fail(toContractError(err))
 		return

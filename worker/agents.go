@@ -452,8 +452,17 @@ func (w *Worker) writeClaim(a *agent) {
 	})
 }
 
-// Observe writes what a source saw; it is the sources.Sink side of the worker.
+// Observe writes what a source saw; it is the sources.Sink side of the
+// worker. Only the agent's owner writes: a fed source runs on every worker
+// (each sees a PSTN call end at its safety limit), and a holder that is
+// handing an agent over has nothing more to say about it.
 func (w *Worker) Observe(a sources.Agent, p schemas.Presence) {
+	w.mu.Lock()
+	mine := w.owns(a.Key)
+	w.mu.Unlock()
+	if !mine {
+		return
+	}
 	if _, _, err := w.writePresence(w.ctx, a, p); err != nil {
 		w.log.Error().Err(err).Str("uri", a.URI).Msg("could not store presence")
 	}

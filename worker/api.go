@@ -239,6 +239,10 @@ func (w *Worker) Get(_ context.Context, req schemas.GetRequest) (schemas.AgentsR
 	return reply, nil
 }
 
+// ErrNotOwner is Input's answer on a worker that does not own the agent:
+// another worker stores the presence and answers.
+var ErrNotOwner = errors.New("input for an agent another worker owns")
+
 // Input applies one input of a fed source (presence.in.<source>.<key>).
 func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (schemas.InputReply, error) {
 	refused := map[string]string{schemas.SourceAttendant: schemas.CodeNotAttendantAgent, schemas.SourcePSTN: schemas.CodeNotPSTNAgent}
@@ -260,12 +264,22 @@ func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (sc
 	}
 	w.mu.Lock()
 	route := w.result(u, "", false).Source
+	mine := w.owns(key)
 	w.mu.Unlock()
 	f, enabled := w.fed(source)
+	agent := sources.Agent{URI: u.URI, Key: key}
+	if !mine {
+		// Every worker receives every input: each source keeps what it
+		// tracks (a PSTN agent's calls) whoever owns the agent; the owner
+		// alone stores the presence and answers.
+		if enabled && route == source {
+			_, _ = f.Input(agent, body)
+		}
+		return schemas.InputReply{}, ErrNotOwner
+	}
 	if !enabled || route != source {
 		return schemas.InputReply{}, &schemas.Error{Code: code, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
 	}
-	agent := sources.Agent{URI: u.URI, Key: key}
 	p, err := f.Input(agent, body)
 	if err != nil {
 		return schemas.InputReply{}, err

@@ -280,21 +280,17 @@ func TestPSTNAgentIsBusyWhileAnyUCCHasACall(t *testing.T) {
 	}
 }
 
-// TestSeqGrowsStrictlyWithSeveralWriters has two workers write the same agent
-// at once: compare-and-set must chain every event to the one before it.
+// TestSeqGrowsStrictlyWithSeveralWriters has two writers store the same
+// agent at once (the owner's input path, unserialised): compare-and-set must
+// chain every event to the one before it.
 func TestSeqGrowsStrictlyWithSeveralWriters(t *testing.T) {
 	a := startAll(t, provtest.Config())
-	cfgB := provtest.Config()
-	cfgB.ID, cfgB.Routes = "worker-b", allRoutes()
-	b := provtest.StartOn(t, a.Server, cfgB, a.Clock, func(w *worker.Worker, clock clockwork.Clock) {
-		w.AddSource(schemas.SourceAttendant, attendant.New(clock))
-	})
 	key := keyOf("sip:agent@workstreampeople.com")
 	evs := a.Collect(key)
 
 	var wg sync.WaitGroup
 	const writes = 40
-	for i, w := range []*worker.Worker{a.Worker, b.Worker} {
+	for i, w := range []*worker.Worker{a.Worker, a.Worker} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
+	"github.com/contactcenter/presence-provider/sources/attendant"
+	"github.com/contactcenter/presence-provider/sources/pstn"
 	"github.com/contactcenter/presence-provider/worker"
 )
 
@@ -162,4 +165,56 @@ func TestCutOffWorkerFencesAndItsAgentsAreTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.env.AdvanceUntil("worker-a holds all 40", func() bool { return holders(t, a.env, uris)["worker-a"] == 40 })
+}
+
+// TestInputsWithTwoWorkers: every worker sees every input, the agent's
+// owner alone stores and answers, so a PSTN agent's calls reported to any
+// worker add up, and each input is answered once.
+func TestInputsWithTwoWorkers(t *testing.T) {
+	ns := provtest.Server(t)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	var envs []*provtest.Env
+	for _, id := range []string{"worker-a", "worker-b"} {
+		cfg := provtest.Config()
+		cfg.ID, cfg.WorkerLease, cfg.Routes = id, 3*time.Second, allRoutes()
+		envs = append(envs, provtest.StartOn(t, ns, cfg, clock, func(w *worker.Worker, clock clockwork.Clock) {
+			w.AddSource(schemas.SourceAttendant, attendant.New(clock))
+			w.AddSource(schemas.SourcePSTN, pstn.New(4*time.Hour, clock, w))
+		}))
+	}
+	env := envs[0]
+	env.AdvanceUntil("workers know each other", func() bool {
+		return env.Clock.Since(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)) > 1100*time.Millisecond
+	})
+	for i := range 10 {
+		uri := fmt.Sprintf("tel:+3161234560%d", i)
+		key := keyOf(uri)
+		evs := env.Collect(key)
+		env.Subscribe("ucc_app01", uri)
+		provtest.Eventually(t, "Available", func() bool { return len(evs.List()) == 1 })
+		for _, in := range []schemas.PSTNInput{
+			{UCC: "ucc_app01", CallID: "c1", State: schemas.CallConnected},
+			{UCC: "ucc_app02", CallID: "c2", State: schemas.CallConnected},
+			{UCC: "ucc_app01", CallID: "c1", State: schemas.CallEnded},
+			{UCC: "ucc_app02", CallID: "c2", State: schemas.CallEnded},
+		} {
+			msg := rawRequest(t, env, schemas.PSTNPrefix+key, mustJSON(in))
+			var rep schemas.InputReply
+			if json.Unmarshal(msg.Data, &rep); !rep.OK {
+				t.Fatalf("%s: %s", uri, msg.Data)
+			}
+		}
+		provtest.Eventually(t, "Busy then Available", func() bool { return len(evs.List()) == 3 })
+		if got := evs.List()[2].Presence.Availability; got != schemas.Available || evs.List()[1].Presence.Availability != schemas.Busy {
+			t.Fatalf("%s: events %+v; want Available, Busy while either call is up, Available", uri, evs.List())
+		}
+	}
+}
+
+func mustJSON(v any) []byte {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return data
 }

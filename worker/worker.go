@@ -220,8 +220,10 @@ func (w *Worker) Stop() {
 	w.log.Info().Int("released", len(held)).Msg("worker stopped")
 }
 
-// stopParallelism bounds the upstream subscriptions Stop ends at once.
-const stopParallelism = 32
+// stopParallelism bounds the upstream subscriptions Stop ends at once: high,
+// so that a stop without NATS (claims cannot be released) costs one
+// release timeout, not one per batch.
+const stopParallelism = 256
 
 // goEffect runs f on its own goroutine unless the worker is closing; the
 // caller holds w.mu. Shutdown waits for every effect.

@@ -94,8 +94,8 @@ func (d *daemon) stop(t *testing.T) {
 		if err != nil {
 			t.Fatalf("presenced exited with %v after SIGTERM", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("presenced did not stop within 30s of SIGTERM")
+	case <-time.After(60 * time.Second):
+		t.Fatal("presenced did not stop within 60s of SIGTERM")
 	}
 }
 
