@@ -33,7 +33,6 @@ type agent struct {
 	uccs     []uccInterest // few per agent: a slice costs less than a map
 	source   string        // the source of the upstream subscription
 	phase    phase
-	restore  bool // queued to restore a subscription the server ended
 	failures int
 	reason   string
 	claimRev uint64
@@ -191,7 +190,6 @@ func (w *Worker) enqueue(a *agent, restore bool) {
 		a.timer = nil
 	}
 	a.phase = phaseQueued
-	a.restore = restore
 	w.queue.push(a.Key, restore)
 	select {
 	case w.queued <- struct{}{}:

@@ -26,5 +26,3 @@ func (q *queue) pop() (string, bool) {
 	}
 	return "", false
 }
-
-func (q *queue) len() int { return len(q.restore) + len(q.fresh) }
