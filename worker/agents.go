@@ -40,6 +40,11 @@ type agent struct {
 	// lost records a Lost that came while an attempt was under way.
 	lost    bool
 	lostErr error
+	// attempt numbers subscribe attempts, so a late result of an old one
+	// is not taken for the current one.
+	attempt int
+	// upn is the Teams UPN the upstream subscription was made with.
+	upn string
 }
 
 // uccInterest is one UCC's interest, kept small: a service holds millions.
@@ -145,7 +150,8 @@ func (w *Worker) reconcile(a *agent) {
 		}
 	case phaseActive:
 		switch {
-		case route != a.source || !mine:
+		case route != a.source || !mine || (a.source == schemas.SourceGraph && a.upn != a.TeamsUPN):
+			// Moved source or owner, or a UCC corrected the Teams UPN.
 			w.stop(a)
 		case !wanted && a.timer == nil:
 			w.linger(a)
@@ -282,7 +288,7 @@ func (w *Worker) release(ctx context.Context, key string, rev uint64) error {
 }
 
 // subscribe is one attempt, started by the dispatcher: claim, then subscribe.
-func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, claimRev uint64) {
+func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, claimRev uint64, attempt int) {
 	w.mu.Lock()
 	if cur := w.agents[a.Key]; cur != nil {
 		cur.lost, cur.lostErr = false, nil
@@ -311,8 +317,16 @@ func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	cur := w.agents[a.Key]
-	if cur == nil || cur.phase != phaseSubscribing {
-		// Nobody waits for this attempt any more (shutdown took over).
+	if cur == nil || cur.phase != phaseSubscribing || cur.attempt != attempt {
+		// Nobody waits for this attempt any more (a fence or a shutdown took
+		// over): what it made upstream must not outlive it.
+		if err == nil && !w.closing {
+			w.goEffect("end orphaned attempt", func(ctx context.Context) {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+				defer cancel()
+				w.endUpstream(ctx, a, source, rev)
+			})
+		}
 		return
 	}
 	if cur.claimRev == 0 {

@@ -28,9 +28,15 @@ func owner(key string, live []string) string {
 // owns reports whether the agent is this worker's share; the caller holds w.mu.
 func (w *Worker) owns(key string) bool { return owner(key, w.live) == w.cfg.ID }
 
-// heartbeat renews this worker's lease a third of a lease apart, follows
-// the live workers, and fences this worker when it cannot reach NATS.
+// heartbeat renews this worker's lease a third of a lease apart, on a
+// schedule nothing else moves, and follows the live workers. A timer of its
+// own fences the worker when no beat succeeded for two thirds of a lease,
+// whatever the beats are stuck on.
 func (w *Worker) heartbeat(ctx context.Context) {
+	w.mu.Lock()
+	w.armFence()
+	w.mu.Unlock()
+	next := w.clock.Now().Add(w.cfg.WorkerLease / 3)
 	for {
 		select {
 		case <-ctx.Done():
@@ -38,8 +44,9 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		case <-w.liveChanged:
 			w.refreshLive(ctx)
 			continue
-		case <-w.clock.After(w.cfg.WorkerLease / 3):
+		case <-w.clock.After(next.Sub(w.clock.Now())):
 		}
+		next = w.clock.Now().Add(w.cfg.WorkerLease / 3)
 		beat, cancel := context.WithTimeout(ctx, w.cfg.WorkerLease/3)
 		err := w.beat(beat)
 		cancel()
@@ -48,11 +55,11 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		}
 		if err != nil {
 			w.log.Warn().Err(err).Msg("worker heartbeat failed")
-			w.fenceIfLate()
 			continue
 		}
 		w.mu.Lock()
 		w.lastBeat = w.clock.Now()
+		w.armFence()
 		unfence := w.fenced
 		w.fenced = false
 		w.mu.Unlock()
@@ -63,13 +70,21 @@ func (w *Worker) heartbeat(ctx context.Context) {
 	}
 }
 
+// armFence (re)starts the fence timer from the last beat; the caller holds w.mu.
+func (w *Worker) armFence() {
+	if w.fence != nil {
+		w.fence.Stop()
+	}
+	w.fence = w.after(w.cfg.WorkerLease*2/3-w.clock.Since(w.lastBeat), w.fenceIfLate)
+}
+
 // fenceIfLate ends every upstream subscription once two thirds of the lease
 // passed without a beat: before the lease runs out and another worker may
 // take the agents, this one holds nothing.
 func (w *Worker) fenceIfLate() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.fenced || w.clock.Since(w.lastBeat) < w.cfg.WorkerLease*2/3 {
+	if w.fenced || w.closing || w.clock.Since(w.lastBeat) < w.cfg.WorkerLease*2/3 {
 		return
 	}
 	w.fenced = true
@@ -79,7 +94,7 @@ func (w *Worker) fenceIfLate() {
 			continue
 		}
 		a.stopTimer()
-		if a.phase == phaseActive || a.phase == phaseBackoff || a.phase == phaseFailed {
+		if a.phase == phaseActive || a.phase == phaseBackoff || a.phase == phaseFailed || a.phase == phaseQueued {
 			agentCopy, src := a.Agent, w.sources[a.source]
 			w.goEffect("fence", func(ctx context.Context) {
 				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
@@ -91,6 +106,7 @@ func (w *Worker) fenceIfLate() {
 			ended++
 		}
 		// The claim may be another worker's by the time NATS answers again.
+		// An attempt under way sees the phase change and ends what it made.
 		a.phase, a.claimRev = phaseIdle, 0
 	}
 	w.log.Error().Dur("since_last_beat", w.clock.Since(w.lastBeat)).Int("ended", ended).
@@ -100,6 +116,8 @@ func (w *Worker) fenceIfLate() {
 // refreshLive reads the live workers; when they changed it shares the
 // throttle among them and moves agents to their owners.
 func (w *Worker) refreshLive(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.WorkerLease/3)
+	defer cancel()
 	workers, err := w.stores.Workers.List(ctx)
 	if err != nil {
 		w.log.Warn().Err(err).Msg("could not list live workers")

@@ -26,8 +26,10 @@ func (w *Worker) dispatch(ctx context.Context) {
 		w.mu.Lock()
 		if a := w.agents[key]; a != nil && a.phase == phaseQueued {
 			a.phase = phaseSubscribing
-			agentCopy, source, rev := a.Agent, a.source, a.claimRev
-			w.goEffect("subscribe", func(ctx context.Context) { w.subscribe(ctx, agentCopy, source, rev) })
+			a.attempt++
+			a.upn = a.TeamsUPN
+			agentCopy, source, rev, attempt := a.Agent, a.source, a.claimRev, a.attempt
+			w.goEffect("subscribe", func(ctx context.Context) { w.subscribe(ctx, agentCopy, source, rev, attempt) })
 		}
 		w.mu.Unlock()
 	}

@@ -77,6 +77,7 @@ type Worker struct {
 	// upstream then, since its lease may run out.
 	fenced   bool
 	lastBeat time.Time
+	fence    clockwork.Timer
 	// liveChanged asks the heartbeat to read the live workers now (a claim
 	// was released by a worker that may be leaving); capacity 1.
 	liveChanged chan struct{}
@@ -173,6 +174,9 @@ func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 func (w *Worker) Stop() {
 	w.mu.Lock()
 	w.closing = true
+	if w.fence != nil {
+		w.fence.Stop()
+	}
 	for _, a := range w.agents {
 		a.stopTimer()
 	}

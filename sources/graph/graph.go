@@ -178,21 +178,34 @@ func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
 		return acct.broken
 	}
 	id, err := s.resolve(ctx, acct, a.TeamsUPN)
-	if err == nil && failing {
-		err = fmt.Errorf("graph: account %s keeps failing: %s: %w", acct.cfg.ID, reason, sources.ErrSourceDown)
+	if err != nil && failing {
+		// The account's own trouble, not the user's: no count toward giving up.
+		err = fmt.Errorf("graph: account %s keeps failing: %w (%w)", acct.cfg.ID, sources.ErrSourceDown, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.agents[a.Key] != m {
 		return errors.New("graph: unsubscribed while subscribing")
 	}
-	if err != nil {
+	switch {
+	case err != nil && failing:
+		// Kept, marked lost: the account's recovery calls the agent back,
+		// and the next attempt resolves the user.
+		m.lost = true
+		return err
+	case err != nil:
 		if m.id == "" {
 			delete(s.agents, a.Key)
 		}
 		return err
 	}
-	m.id, m.lost, m.agent = id, failing, a
+	m.id, m.agent = id, a
+	if failing {
+		// Kept, marked lost: the account's recovery calls the agent back.
+		m.lost = true
+		return fmt.Errorf("graph: account %s keeps failing: %s: %w", acct.cfg.ID, reason, sources.ErrSourceDown)
+	}
+	m.lost = false
 	return nil
 }
 
@@ -201,9 +214,10 @@ func (s *Source) leastLoaded() *account {
 	for _, m := range s.agents {
 		count[m.account]++
 	}
-	best := s.accounts[0]
-	for _, acct := range s.accounts[1:] {
-		if count[acct] < count[best] {
+	var best *account
+	for _, acct := range s.accounts {
+		if best == nil || (best.broken != nil && acct.broken == nil) ||
+			((acct.broken == nil) == (best.broken == nil) && count[acct] < count[best]) {
 			best = acct
 		}
 	}

@@ -307,3 +307,31 @@ func TestAccountWithoutCredentialsIsDownNotFatal(t *testing.T) {
 		t.Fatalf("health %+v; want down with the reason", h)
 	}
 }
+
+func TestAccountWithoutCredentialsTakesNoAgents(t *testing.T) {
+	srv := graphtest.Start(t)
+	srv.User("agent1@contoso.com", graphtest.Presence{Availability: "Available"})
+	env, _ := provider(t, srv, func(c *graph.Config) {
+		c.Accounts = []graph.Account{
+			{ID: "broken", TenantID: "tenant-1", ClientID: "client-x"},
+			{ID: "account-a", TenantID: "tenant-1", ClientID: "client-a", Secret: secret},
+		}
+	})
+	subscribeTeams(t, env, "ucc_app01", "sip:agent1@contoso.com", "agent1@contoso.com")
+	provtest.Eventually(t, "active on the usable account", func() bool { return env.State("sip:agent1@contoso.com") == schemas.StateActive })
+}
+
+func TestAgentSubscribedWhileItsAccountFailsIsCalledBack(t *testing.T) {
+	srv := graphtest.Start(t)
+	srv.User("agent1@contoso.com", graphtest.Presence{Availability: "Available"})
+	srv.User("agent2@contoso.com", graphtest.Presence{Availability: "Busy"})
+	env, _ := provider(t, srv, nil) // the worker's back-off is an hour
+	subscribeTeams(t, env, "ucc_app01", "sip:agent1@contoso.com", "agent1@contoso.com")
+	provtest.Eventually(t, "active", func() bool { return env.State("sip:agent1@contoso.com") == schemas.StateActive })
+	srv.Inject(graphtest.Fault{Status: 503, Count: 4})
+	provtest.Eventually(t, "retrying", func() bool { return env.State("sip:agent1@contoso.com") == schemas.StateRetrying })
+	subscribeTeams(t, env, "ucc_app01", "sip:agent2@contoso.com", "agent2@contoso.com")
+	provtest.Eventually(t, "both active once the account answers", func() bool {
+		return env.State("sip:agent1@contoso.com") == schemas.StateActive && env.State("sip:agent2@contoso.com") == schemas.StateActive
+	})
+}
