@@ -48,8 +48,8 @@ func claimOf(t *testing.T, env *provtest.Env, uri string) (schemas.Claim, bool) 
 	return c, found
 }
 
-// Timers the fake clock always has: the worker's heartbeat.
-const baseTimers = 1
+// Timers the fake clock always has: the worker's heartbeat and its fence.
+const baseTimers = 2
 
 func TestOneUpstreamSubscriptionPerAgentForManyUCCs(t *testing.T) {
 	env, src := startSIP(t, provtest.Config())
