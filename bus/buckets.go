@@ -49,7 +49,7 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 		State:    &States{kv: kvs[schemas.BucketState], conn: c, log: log},
 		Interest: &Interests{kv: kvs[schemas.BucketInterest], conn: c, log: log},
 		Claims:   &Claims{kv: kvs[schemas.BucketClaims], log: log},
-		Workers:  &Workers{kv: kvs[schemas.BucketWorkers]},
+		Workers:  &Workers{kv: kvs[schemas.BucketWorkers], log: log},
 	}, nil
 }
 

@@ -116,11 +116,20 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 	return s, nil
 }
 
+// StopRequests stops taking presence.api requests; inputs still come, so
+// that a worker handing its agents over answers theirs meanwhile.
+func (s *Service) StopRequests() error {
+	if s.svc.Stopped() {
+		return nil
+	}
+	return s.svc.Stop()
+}
+
 // Stop stops taking requests and inputs; those in hand are finished first.
 func (s *Service) Stop() error {
-	var err error
+	err := s.StopRequests()
 	if s.inputs != nil {
-		err = s.inputs.Drain()
+		err = errors.Join(err, s.inputs.Drain())
 		// Drain ends in the background; the shards close once no callback can feed them.
 		for deadline := time.Now().Add(10 * time.Second); s.inputs.IsValid() && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
@@ -132,7 +141,7 @@ func (s *Service) Stop() error {
 	}
 	close(s.done)
 	s.wg.Wait()
-	return errors.Join(err, s.svc.Stop())
+	return err
 }
 
 func (s *Service) queued() int {

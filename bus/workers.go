@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/schemas"
 )
@@ -14,7 +15,8 @@ import (
 // Workers is the presence_workers bucket. Its bucket-wide TTL ends a worker
 // that stops beating.
 type Workers struct {
-	kv jetstream.KeyValue
+	kv  jetstream.KeyValue
+	log zerolog.Logger
 }
 
 // Beat records the worker as alive for one more lease.
@@ -63,4 +65,9 @@ func (s *Workers) List(ctx context.Context) ([]schemas.WorkerInfo, error) {
 // Leave ends this worker's lease at once.
 func (s *Workers) Leave(ctx context.Context, id string) error {
 	return s.kv.Delete(ctx, id)
+}
+
+// Watch streams the workers' entries as they beat, leave and go.
+func (s *Workers) Watch(ctx context.Context) (<-chan schemas.Change[schemas.WorkerInfo], error) {
+	return watch(ctx, s.kv, s.log, decodeJSON[schemas.WorkerInfo])
 }

@@ -134,6 +134,9 @@ type Claim struct {
 type WorkerInfo struct {
 	ID      string    `json:"id"`
 	Started time.Time `json:"started"`
+	// Leaving is set by a worker that is stopping: it still holds claims,
+	// but owns no agent any more.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // Status answers presence.api.status.

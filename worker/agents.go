@@ -470,7 +470,7 @@ func (w *Worker) writeClaim(a *agent) {
 // handing an agent over has nothing more to say about it.
 func (w *Worker) Observe(a sources.Agent, p schemas.Presence) {
 	w.mu.Lock()
-	mine := w.owns(a.Key)
+	mine := w.servedBy(a.Key)
 	w.mu.Unlock()
 	if !mine {
 		return

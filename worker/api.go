@@ -264,7 +264,7 @@ func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (sc
 	}
 	w.mu.Lock()
 	route := w.result(u, "", false).Source
-	mine := w.owns(key)
+	mine := w.servedBy(key)
 	w.mu.Unlock()
 	f, enabled := w.fed(source)
 	agent := sources.Agent{URI: u.URI, Key: key}

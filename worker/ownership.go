@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"golang.org/x/time/rate"
+
+	"github.com/contactcenter/presence-provider/schemas"
 )
 
 // owner is the live worker whose share an agent is: rendezvous hashing, so
@@ -123,24 +125,30 @@ func (w *Worker) refreshLive(ctx context.Context) {
 		w.log.Warn().Err(err).Msg("could not list live workers")
 		return
 	}
-	live := []string{w.cfg.ID}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// A leaving worker still holds its claims (it is alive) but owns no
+	// agent: it is out of the list ownership follows.
+	var live []string
+	if !w.leaving {
+		live = append(live, w.cfg.ID)
+	}
+	alive := map[string]bool{w.cfg.ID: true}
 	for _, info := range workers {
-		if info.ID != w.cfg.ID {
+		alive[info.ID] = true
+		if info.ID != w.cfg.ID && !info.Leaving {
 			live = append(live, info.ID)
 		}
 	}
 	slices.Sort(live)
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	changed := !slices.Equal(live, w.live)
 	w.live = live
-	if changed {
+	if !w.leaving {
+		w.servedLive = live
+	}
+	if changed && len(live) > 0 {
 		w.limiter.SetLimitAt(w.clock.Now(), w.share())
 		w.log.Info().Strs("workers", live).Float64("throttle_per_second", float64(w.share())).Msg("live workers changed")
-	}
-	alive := map[string]bool{}
-	for _, id := range live {
-		alive[id] = true
 	}
 	for _, a := range w.agents {
 		if a.phase == phaseElsewhere && w.claims[a.Key].Worker == w.cfg.ID {
@@ -186,4 +194,51 @@ func (w *Worker) releaseStale(key string) {
 			a.claimRev = 0
 		}
 	})
+}
+
+// watchWorkers reads the live workers again whenever one beats, starts
+// leaving or is gone, so that agents move at once rather than at the next
+// heartbeat.
+func (w *Worker) watchWorkers(changes <-chan schemas.Change[schemas.WorkerInfo]) {
+	for ch := range changes {
+		if ch.Key == w.cfg.ID {
+			continue
+		}
+		select {
+		case w.liveChanged <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// handOver starts Stop: this worker beats as leaving, so that the others
+// take its agents, and ends each upstream subscription before it releases
+// the claim, while its heartbeat still runs and its lease holds.
+func (w *Worker) handOver() {
+	w.mu.Lock()
+	w.leaving = true
+	w.live = slices.DeleteFunc(slices.Clone(w.live), func(id string) bool { return id == w.cfg.ID })
+	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.WorkerLease/3)
+	if err := w.beat(ctx); err != nil {
+		w.log.Warn().Err(err).Msg("could not announce leaving")
+	}
+	cancel()
+	w.mu.Lock()
+	for _, a := range w.agents {
+		w.reconcile(a)
+	}
+	w.mu.Unlock()
+	w.effects.Wait()
+	w.log.Info().Msg("agents handed over")
+}
+
+// servedBy reports whether this worker answers the inputs of an agent: its
+// owner, or while leaving, its owner before (until the inputs stop); the
+// caller holds w.mu.
+func (w *Worker) servedBy(key string) bool {
+	if w.leaving {
+		return owner(key, w.servedLive) == w.cfg.ID
+	}
+	return w.owns(key)
 }

@@ -49,4 +49,6 @@ type WorkerStore interface {
 	Alive(ctx context.Context, id string) (bool, error)
 	List(ctx context.Context) ([]schemas.WorkerInfo, error)
 	Leave(ctx context.Context, id string) error
+	// Watch streams workers beating, leaving and gone.
+	Watch(ctx context.Context) (<-chan schemas.Change[schemas.WorkerInfo], error)
 }

@@ -78,6 +78,11 @@ type Worker struct {
 	fenced   bool
 	lastBeat time.Time
 	fence    clockwork.Timer
+	// leaving is set while Stop hands the agents over; servedLive is the
+	// live list from before, by which this worker still answers the inputs
+	// of what it owned until the others have taken over.
+	leaving    bool
+	servedLive []string
 	// liveChanged asks the heartbeat to read the live workers now (a claim
 	// was released by a worker that may be leaving); capacity 1.
 	liveChanged chan struct{}
@@ -172,6 +177,7 @@ func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 // the claim up, so no other worker can hold the agent at the same time; then
 // it stops its sources and leaves.
 func (w *Worker) Stop() {
+	w.handOver()
 	w.mu.Lock()
 	w.closing = true
 	if w.fence != nil {
@@ -187,13 +193,6 @@ func (w *Worker) Stop() {
 	w.stopLoops()
 	w.loops.Wait()
 	w.effects.Wait()
-	// Gone from the live list first: the others then take this worker's
-	// agents as soon as each claim is released below.
-	leave, cancelLeave := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := w.stores.Workers.Leave(leave, w.cfg.ID); err != nil {
-		w.log.Warn().Err(err).Msg("could not leave presence_workers")
-	}
-	cancelLeave()
 
 	// No effect runs now, and none can start: the agents stand still.
 	var held []*agent
@@ -219,6 +218,13 @@ func (w *Worker) Stop() {
 		}()
 	}
 	ends.Wait()
+	// Nothing is held upstream any more: only now may the others take
+	// what was not released.
+	leave, cancelLeave := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := w.stores.Workers.Leave(leave, w.cfg.ID); err != nil {
+		w.log.Warn().Err(err).Msg("could not leave presence_workers")
+	}
+	cancelLeave()
 	w.stopSources()
 	w.sourceLoops.Wait()
 	w.log.Info().Int("released", len(held)).Msg("worker stopped")
@@ -260,7 +266,9 @@ func (w *Worker) recoverPanic(where string) {
 }
 
 func (w *Worker) beat(ctx context.Context) error {
-	info := schemas.WorkerInfo{ID: w.cfg.ID, Started: w.started.UTC()}
+	w.mu.Lock()
+	info := schemas.WorkerInfo{ID: w.cfg.ID, Started: w.started.UTC(), Leaving: w.leaving}
+	w.mu.Unlock()
 	if err := w.stores.Workers.Beat(ctx, info); err != nil {
 		return fmt.Errorf("worker: beat: %w", err)
 	}

@@ -104,11 +104,14 @@ func run(ctx context.Context) error {
 	ready.Msg("presence provider ready")
 
 	<-ctx.Done()
-	log.Info().Msg("shutting down: no new requests, ending upstream subscriptions, releasing claims")
-	if err := svc.Stop(); err != nil {
+	log.Info().Msg("shutting down: no new requests, handing agents over, ending upstream subscriptions, releasing claims")
+	if err := svc.StopRequests(); err != nil {
 		log.Warn().Err(err).Msg("presence service stop")
 	}
 	w.Stop()
+	if err := svc.Stop(); err != nil {
+		log.Warn().Err(err).Msg("presence inputs stop")
+	}
 	if err := conn.NC.FlushTimeout(5 * time.Second); err != nil {
 		log.Warn().Err(err).Msg("flush")
 	}

@@ -134,9 +134,12 @@ func (e *Env) Stop() {
 	}
 	e.stopped = true
 	if e.svc != nil {
-		_ = e.svc.Stop()
+		_ = e.svc.StopRequests()
 	}
 	e.Worker.Stop()
+	if e.svc != nil {
+		_ = e.svc.Stop()
+	}
 	e.workerConn.Close()
 }
 
