@@ -173,9 +173,10 @@ func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 	}()
 }
 
-// Stop ends every upstream subscription this worker holds before it gives
-// the claim up, so no other worker can hold the agent at the same time; then
-// it stops its sources and leaves.
+// Stop hands the agents over (it beats as leaving, so the others take them)
+// and ends every upstream subscription before it gives the claim up, so no
+// other worker can hold an agent at the same time; then it stops its
+// sources and leaves the live workers last.
 func (w *Worker) Stop() {
 	w.handOver()
 	w.mu.Lock()

@@ -75,6 +75,20 @@ func accountStats(src *graph.Source) []map[string]any {
 	return src.Health().Stats["accounts"].([]map[string]any)
 }
 
+// oneAgent runs a provider with one Teams agent, agent1, subscribed and its
+// events collected.
+func oneAgent(t *testing.T) (*graphtest.Server, *provtest.Env, *graph.Source, *provtest.Events) {
+	t.Helper()
+	srv := graphtest.Start(t)
+	srv.User("agent1@contoso.com", graphtest.Presence{Availability: "Available"})
+	env, src := provider(t, srv, nil)
+	evs := env.Collect(schemas.Key(agent1))
+	subscribeTeams(t, env, "ucc_app01", agent1, "agent1@contoso.com")
+	return srv, env, src, evs
+}
+
+const agent1 = "sip:agent1@contoso.com"
+
 func TestTeamsPresenceChangesBecomeEvents(t *testing.T) {
 	srv := graphtest.Start(t)
 	srv.User("agent1@contoso.com", graphtest.Presence{Availability: "Available", Activity: "Available"})
@@ -181,12 +195,8 @@ func TestBatchesStayWithin650IDs(t *testing.T) {
 }
 
 func TestThrottlingSlowsTheAccountAndLosesNothing(t *testing.T) {
-	srv := graphtest.Start(t)
-	srv.User("agent1@contoso.com", graphtest.Presence{Availability: "Available"})
-	env, src := provider(t, srv, nil)
-	const uri = "sip:agent1@contoso.com"
-	evs := env.Collect(schemas.Key(uri))
-	subscribeTeams(t, env, "ucc_app01", uri, "agent1@contoso.com")
+	srv, env, src, evs := oneAgent(t)
+	const uri = agent1
 	provtest.Eventually(t, "Available", func() bool { return len(evs.List()) == 1 })
 
 	srv.Inject(graphtest.Fault{Status: 429, RetryAfter: "1.5", Count: 1})
@@ -211,12 +221,8 @@ func TestThrottlingSlowsTheAccountAndLosesNothing(t *testing.T) {
 }
 
 func TestAccountThatKeepsFailingMakesItsAgentsRetrying(t *testing.T) {
-	srv := graphtest.Start(t)
-	srv.User("agent1@contoso.com", graphtest.Presence{Availability: "Available"})
-	env, src := provider(t, srv, nil)
-	const uri = "sip:agent1@contoso.com"
-	evs := env.Collect(schemas.Key(uri))
-	subscribeTeams(t, env, "ucc_app01", uri, "agent1@contoso.com")
+	srv, env, src, evs := oneAgent(t)
+	const uri = agent1
 	provtest.Eventually(t, "active", func() bool { return env.State(uri) == schemas.StateActive })
 
 	srv.Inject(graphtest.Fault{Status: 503, Count: 4})
