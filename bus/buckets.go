@@ -33,8 +33,10 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 		{Bucket: schemas.BucketState, Description: "current presence event of each agent"},
 		{Bucket: schemas.BucketInterest, Description: "interest of each UCC in each agent"},
 		{Bucket: schemas.BucketClaims, Description: "the one worker that holds each agent's upstream subscription"},
-		// A bucket-wide TTL, renewed by plain puts: per-key TTLs are lost on update.
-		{Bucket: schemas.BucketWorkers, Description: "liveness of workers", TTL: opts.WorkerLease},
+		// A bucket-wide TTL, renewed by plain puts: per-key TTLs are lost on
+		// update. Limit markers let a watcher see a worker's lease run out.
+		{Bucket: schemas.BucketWorkers, Description: "liveness of workers", TTL: opts.WorkerLease,
+			LimitMarkerTTL: max(opts.WorkerLease, time.Second)},
 	} {
 		cfg.History = 1
 		cfg.Replicas = opts.Replicas

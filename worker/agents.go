@@ -12,39 +12,17 @@ import (
 	"github.com/contactcenter/presence-provider/sources"
 )
 
-type phase int
-
-const (
-	phaseIdle        phase = iota // no upstream subscription
-	phaseQueued                   // waiting for the throttle
-	phaseSubscribing              // claim and subscribe under way
-	phaseActive
-	phaseBackoff // waiting to retry after a failure
-	phaseFailed  // gave up until a UCC subscribes again
-	phaseStopping
-	phaseElsewhere // another live worker holds the claim
-)
-
 // agent is one agent this worker knows interest in; all fields are guarded by
 // Worker.mu.
 type agent struct {
 	sources.Agent
-	pstn     bool
-	uccs     []uccInterest // few per agent: a slice costs less than a map
-	source   string        // the source of the upstream subscription
-	phase    phase
-	failures int
-	reason   string
-	claimRev uint64
-	timer    clockwork.Timer // back-off or linger
-	// lost records a Lost that came while an attempt was under way.
-	lost    bool
-	lostErr error
-	// attempt numbers subscribe attempts, so a late result of an old one
-	// is not taken for the current one.
-	attempt int
-	// upn is the Teams UPN the upstream subscription was made with.
-	upn string
+	pstn bool
+	uccs []uccInterest // few per agent: a slice costs less than a map
+	life lifecycle
+	// timer runs the lifecycle's timer; timerRun tells a firing of the
+	// current one from a late firing of one stopped since.
+	timer    clockwork.Timer
+	timerRun int
 }
 
 // uccInterest is one UCC's interest, kept small: a service holds millions.
@@ -86,28 +64,20 @@ func (a *agent) stopTimer() {
 		a.timer.Stop()
 		a.timer = nil
 	}
+	a.timerRun++
 }
 
 func (a *agent) wanted() bool { return len(a.uccs) > 0 }
 
-// state is what a reply says of the agent's upstream subscription.
-func (a *agent) state() schemas.State {
-	switch a.phase {
-	case phaseActive:
-		return schemas.StateActive
-	case phaseBackoff:
-		return schemas.StateRetrying
-	case phaseFailed:
-		return schemas.StateFailed
-	default:
-		return schemas.StatePending
-	}
-}
-
 // routeOf picks the agent's source from what its UCCs told: any UCC that
 // gives a Teams UPN, or says the number is a phone (user=phone), decides.
+// A source that is not running serves nobody.
 func (w *Worker) routeOf(a *agent) string {
-	return w.cfg.Routes.Route(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN)
+	route := w.cfg.Routes.Route(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN)
+	if _, ok := w.sources[route]; !ok {
+		return schemas.SourceNone
+	}
+	return route
 }
 
 func (w *Worker) fed(source string) (sources.Fed, bool) {
@@ -115,129 +85,134 @@ func (w *Worker) fed(source string) (sources.Fed, bool) {
 	return f, ok
 }
 
-// reconcile moves an agent toward what its interest asks for; every change to
-// an agent ends here. An agent is this worker's to subscribe when it is its
-// share of the live workers and the worker is not fenced; a fed source's
-// agents need no holder. The caller holds w.mu.
-func (w *Worker) reconcile(a *agent) {
-	route := w.routeOf(a)
-	if _, ok := w.sources[route]; !ok {
-		route = schemas.SourceNone
-	}
-	wanted := a.wanted() && route != schemas.SourceNone
-	_, fed := w.fed(route)
-	mine := fed || (w.owns(a.Key) && !w.fenced)
-	switch a.phase {
-	case phaseIdle:
-		switch {
-		case wanted && mine:
-			w.start(a, route)
-		case wanted:
-			a.phase = phaseElsewhere
-		case !a.wanted():
-			delete(w.agents, a.Key)
-		}
-	case phaseQueued:
-		switch {
-		case a.claimRev != 0 && (!wanted || !mine || route != a.source):
-			w.stop(a)
-		case !wanted || !mine:
-			// The dispatcher skips keys whose agent is no longer queued.
-			a.phase = phaseIdle
-			w.reconcile(a)
-		default:
-			a.source = route
-		}
-	case phaseActive:
-		switch {
-		case route != a.source || !mine || (a.source == schemas.SourceGraph && a.upn != a.TeamsUPN):
-			// Moved source or owner, or a UCC corrected the Teams UPN.
-			w.stop(a)
-		case !wanted && a.timer == nil:
-			w.linger(a)
-		case wanted && a.timer != nil:
-			a.timer.Stop()
-			a.timer = nil
-		}
-	case phaseBackoff, phaseFailed:
-		if !wanted || route != a.source || !mine {
-			w.stop(a)
-		}
-	case phaseElsewhere:
-		if !a.wanted() {
-			delete(w.agents, a.Key)
-		}
+// view is what the machine needs to know of the agent beside its
+// lifecycle; the caller holds w.mu.
+func (w *Worker) view(a *agent) view {
+	claim, held := w.claims[a.Key]
+	return view{wanted: a.wanted(), route: w.routeOf(a), owns: w.owns(a.Key), fenced: w.fenced, upn: a.TeamsUPN,
+		claimHeld: held, claimMine: held && claim.Worker == w.cfg.ID, holderAlive: held && w.alive[claim.Worker]}
+}
+
+// step runs one event through the agent's state machine and returns the
+// effects to carry out; the caller holds w.mu.
+func (w *Worker) step(a *agent, e event) []effect {
+	life, effects := w.machine.next(a.life, w.view(a), e)
+	a.life = life
+	return effects
+}
+
+// handle runs one event through the agent's state machine and carries its
+// effects out, in order; the caller holds w.mu.
+func (w *Worker) handle(a *agent, e event) {
+	for _, eff := range w.step(a, e) {
+		w.carryOut(a, eff)
 	}
 }
 
-// start begins the upstream subscription: at once for a fed source, which has
-// nothing upstream, else through the throttle.
-func (w *Worker) start(a *agent, route string) {
-	a.source = route
-	if f, ok := w.fed(route); ok {
-		a.phase = phaseActive
-		if !w.owns(a.Key) {
-			return // the owner reports what the source knows at first
+// handleKey is handle for the agent of a key, if this worker still knows it.
+func (w *Worker) handleKey(key string, e event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if a := w.agents[key]; a != nil {
+		w.handle(a, e)
+	}
+}
+
+// carryOut does one effect; the caller holds w.mu. Work that waits on NATS
+// or a source runs as an effect goroutine, and what it learns comes back as
+// the next event.
+func (w *Worker) carryOut(a *agent, eff effect) {
+	key, sa := a.Key, a.Agent
+	log := w.log.With().Str("uri", a.URI).Str("source", eff.source).Logger()
+	switch eff.kind {
+	case effQueue:
+		w.queue.push(key, eff.restore)
+		select {
+		case w.queued <- struct{}{}:
+		default:
 		}
-		agentCopy := a.Agent
-		w.goEffect("subscribe "+route, func(ctx context.Context) {
-			if err := f.Subscribe(ctx, agentCopy); err != nil {
-				w.log.Warn().Err(err).Str("uri", agentCopy.URI).Str("source", route).Msg("fed source subscribe failed")
+	case effAttempt:
+		w.goEffect("subscribe", func(context.Context) {
+			w.subscribe(w.attempts, sa, eff.source, eff.claimRev, eff.attempt)
+		})
+	case effEnd:
+		base := w.endBase
+		w.goEffect("unsubscribe", func(context.Context) {
+			end, cancel := context.WithTimeout(base, endTimeout)
+			defer cancel()
+			released := w.endUpstream(end, sa, eff.source, eff.claimRev)
+			w.handleKey(key, event{kind: evEnded, released: released})
+		})
+	case effEndOrphan:
+		base := w.endBase
+		w.goEffect("end orphaned attempt", func(context.Context) {
+			end, cancel := context.WithTimeout(base, endTimeout)
+			defer cancel()
+			w.endUpstream(end, sa, eff.source, eff.claimRev)
+		})
+	case effUnsubscribe:
+		src, base := w.sources[eff.source], w.endBase
+		w.goEffect("fence", func(context.Context) {
+			end, cancel := context.WithTimeout(base, endTimeout)
+			defer cancel()
+			if err := src.Unsubscribe(end, sa); err != nil {
+				log.Warn().Err(err).Msg("fence: upstream unsubscribe failed")
 			}
 		})
-		return
-	}
-	w.enqueue(a, false)
-}
-
-func (w *Worker) enqueue(a *agent, restore bool) {
-	if a.timer != nil {
-		a.timer.Stop()
-		a.timer = nil
-	}
-	a.phase = phaseQueued
-	w.queue.push(a.Key, restore)
-	select {
-	case w.queued <- struct{}{}:
-	default:
-	}
-}
-
-func (w *Worker) linger(a *agent) {
-	key := a.Key
-	a.timer = w.after(w.cfg.Linger, func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if a := w.agents[key]; a != nil && a.phase == phaseActive && !a.wanted() {
-			a.timer = nil
-			w.stop(a)
-		}
-	})
-}
-
-// stop ends the upstream subscription and gives the claim up, then lets
-// reconcile decide again (a changed route subscribes anew).
-func (w *Worker) stop(a *agent) {
-	if a.timer != nil {
-		a.timer.Stop()
-		a.timer = nil
-	}
-	a.phase = phaseStopping
-	agentCopy, source, rev := a.Agent, a.source, a.claimRev
-	w.goEffect("unsubscribe", func(ctx context.Context) {
-		// Ending an upstream subscription must finish even while the worker
-		// stops: an unfinished one overlaps with the next holder.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
-		defer cancel()
-		released := w.endUpstream(ctx, agentCopy, source, rev)
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if a := w.agents[agentCopy.Key]; a != nil && a.phase == phaseStopping {
-			a.phase, a.failures = phaseIdle, 0
-			if released {
-				a.claimRev = 0
+	case effFedSubscribe:
+		f, _ := w.fed(eff.source)
+		w.goEffect("subscribe "+eff.source, func(ctx context.Context) {
+			if err := f.Subscribe(ctx, sa); err != nil {
+				log.Warn().Err(err).Msg("fed source subscribe failed")
 			}
-			w.reconcile(a)
+		})
+	case effArmBackoff:
+		w.arm(a, eff.delay, evBackoffOver)
+	case effArmLinger:
+		w.arm(a, eff.delay, evLingerOver)
+	case effStopTimer:
+		a.stopTimer()
+	case effWriteClaim:
+		w.writeClaim(key, eff)
+	case effReleaseStale:
+		w.releaseStale(key)
+	case effReadLive:
+		select {
+		case w.liveChanged <- struct{}{}:
+		default:
+		}
+	case effDeleteInterest:
+		w.deleteInterest(key, eff.lease)
+	case effForget:
+		a.stopTimer()
+		delete(w.agents, key)
+	case effLogSubscribed:
+		log.Info().Msg("upstream subscribed")
+	case effLogFailed:
+		if w.leaving && errors.Is(eff.err, context.Canceled) {
+			log.Debug().Msg("upstream subscribe cancelled by the shutdown")
+			return
+		}
+		log.Warn().Err(eff.err).Int("failures", a.life.failures).Dur("retry_in", eff.delay).Msg("upstream subscribe failed")
+	case effLogGaveUp:
+		log.Error().Err(eff.err).Int("failures", a.life.failures).Msg("upstream subscribe gave up; retried when a UCC subscribes again")
+	case effLogRetry:
+		log.Info().Int("failures", a.life.failures).Msg("upstream subscribe retry")
+	case effLogResubscribe:
+		log.Info().AnErr("reason", eff.err).Msg("upstream subscription ended; subscribing again")
+	}
+}
+
+// arm starts the agent's timer, which sends e when it fires.
+func (w *Worker) arm(a *agent, d time.Duration, e eventKind) {
+	a.stopTimer()
+	key, run := a.Key, a.timerRun
+	a.timer = w.after(d, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if a := w.agents[key]; a != nil && a.timerRun == run {
+			a.timer = nil
+			w.handle(a, event{kind: e})
 		}
 	})
 }
@@ -289,64 +264,26 @@ func (w *Worker) release(ctx context.Context, key string, rev uint64) error {
 
 // subscribe is one attempt, started by the dispatcher: claim, then subscribe.
 func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, claimRev uint64, attempt int) {
-	w.mu.Lock()
-	if cur := w.agents[a.Key]; cur != nil {
-		cur.lost, cur.lostErr = false, nil
-	}
-	w.mu.Unlock()
 	rev, mine, err := w.claim(ctx, a, source, claimRev)
 	if err == nil && !mine {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if cur := w.agents[a.Key]; cur != nil && cur.phase == phaseSubscribing {
-			if _, held := w.claims[a.Key]; held {
-				cur.phase = phaseElsewhere
-			} else {
-				// The holder let go after claim() looked: try again.
-				cur.phase = phaseIdle
-			}
-			w.reconcile(cur)
-		}
+		w.handleKey(a.Key, event{kind: evClaimRefused, attempt: attempt})
 		return
 	}
 	if err == nil {
-		attempt, cancel := context.WithTimeout(ctx, w.cfg.SubscribeTimeout)
-		err = w.callSubscribe(attempt, w.sources[source], a)
+		attemptCtx, cancel := context.WithTimeout(ctx, w.cfg.SubscribeTimeout)
+		err = w.callSubscribe(attemptCtx, w.sources[source], a)
 		cancel()
 	}
+	done := event{kind: evAttemptDone, attempt: attempt, source: source, claimRev: rev, err: err}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	cur := w.agents[a.Key]
-	if cur == nil || cur.phase != phaseSubscribing || cur.attempt != attempt {
-		// Nobody waits for this attempt any more (a fence or a shutdown took
-		// over): what it made upstream must not outlive it.
-		if err == nil && !w.closing {
-			w.goEffect("end orphaned attempt", func(ctx context.Context) {
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
-				defer cancel()
-				w.endUpstream(ctx, a, source, rev)
-			})
-		}
-		return
+	if cur == nil {
+		// Forgotten meanwhile: an agent that waits for nothing, so the
+		// machine ends what the attempt made.
+		cur = &agent{Agent: a}
 	}
-	if cur.claimRev == 0 {
-		// A claim write that finished meanwhile has the newer revision.
-		cur.claimRev = rev
-	}
-	if err != nil {
-		cur.lost = false
-		w.fail(cur, err)
-		return
-	}
-	cur.phase, cur.failures, cur.reason = phaseActive, 0, ""
-	w.log.Info().Str("uri", a.URI).Str("source", source).Msg("upstream subscribed")
-	w.writeClaim(cur)
-	if cur.lost {
-		cur.lost = false
-		w.lose(cur, cur.lostErr)
-		return
-	}
-	w.reconcile(cur)
+	w.handle(cur, done)
 }
 
 // callSubscribe turns a panicking source into a failed attempt.
@@ -400,67 +337,20 @@ func (w *Worker) claim(ctx context.Context, a sources.Agent, source string, rev 
 	return 0, false, nil
 }
 
-// fail counts a failed attempt: back off, or give up at the per-URI limit.
-// The caller holds w.mu.
-func (w *Worker) fail(a *agent, err error) {
-	// A source that is down itself (no endpoint, no account) is no fault of
-	// the agent's: it backs off but does not count toward giving up.
-	counted := !errors.Is(err, sources.ErrSourceDown)
-	if counted {
-		a.failures++
-	}
-	a.reason = err.Error()
-	var permanent *sources.PermanentError
-	if errors.As(err, &permanent) || (counted && w.cfg.MaxFailures > 0 && a.failures >= w.cfg.MaxFailures) {
-		a.phase = phaseFailed
-		w.log.Error().Err(err).Str("uri", a.URI).Str("source", a.source).Int("failures", a.failures).
-			Msg("upstream subscribe gave up; retried when a UCC subscribes again")
-		w.writeClaim(a)
-		w.reconcile(a)
-		return
-	}
-	delay := w.retry.delay(max(a.failures, 1))
-	var retryAfter *sources.RetryAfterError
-	if errors.As(err, &retryAfter) && retryAfter.After > delay {
-		delay = retryAfter.After
-	}
-	a.phase = phaseBackoff
-	key := a.Key
-	a.timer = w.after(delay, func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if a := w.agents[key]; a != nil && a.phase == phaseBackoff {
-			a.timer = nil
-			w.log.Info().Str("uri", a.URI).Int("failures", a.failures).Msg("upstream subscribe retry")
-			w.enqueue(a, true)
-		}
-	})
-	w.log.Warn().Err(err).Str("uri", a.URI).Str("source", a.source).Int("failures", a.failures).
-		Dur("retry_in", delay).Msg("upstream subscribe failed")
-	w.writeClaim(a)
-	w.reconcile(a)
-}
-
 // writeClaim records how the subscription stands in the claim, for replies
 // from other workers and for operators. The caller holds w.mu.
-func (w *Worker) writeClaim(a *agent) {
-	if a.claimRev == 0 {
-		return
-	}
-	c := schemas.Claim{Worker: w.cfg.ID, Source: a.source, Since: w.clock.Now().UTC(),
-		State: a.state(), Failures: a.failures, Reason: a.reason}
-	key, rev := a.Key, a.claimRev
+func (w *Worker) writeClaim(key string, eff effect) {
+	c := schemas.Claim{Worker: w.cfg.ID, Source: eff.source, Since: w.clock.Now().UTC(),
+		State: eff.claim.state, Failures: eff.claim.failures, Reason: eff.claim.reason}
 	w.goEffect("write claim", func(ctx context.Context) {
-		newRev, ok, err := w.stores.Claims.Update(ctx, key, c, rev)
+		newRev, ok, err := w.stores.Claims.Update(ctx, key, c, eff.claimRev)
 		if err != nil || !ok {
-			w.log.Warn().Err(err).Str("key", key).Msg("could not update claim")
+			if !errors.Is(err, context.Canceled) {
+				w.log.Warn().Err(err).Str("key", key).Msg("could not update claim")
+			}
 			return
 		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if a := w.agents[key]; a != nil && a.claimRev == rev {
-			a.claimRev = newRev
-		}
+		w.handleKey(key, event{kind: evClaimWritten, claimRev: eff.claimRev, newRev: newRev})
 	})
 }
 
@@ -484,26 +374,7 @@ func (w *Worker) Observe(a sources.Agent, p schemas.Presence) {
 // Terminated (or nil) asks for a new subscription at once: it also cuts a
 // back-off short, as when a source's endpoint came back.
 func (w *Worker) Lost(sa sources.Agent, err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if a := w.agents[sa.Key]; a != nil {
-		w.lose(a, err)
-	}
-}
-
-// lose is Lost with w.mu held.
-func (w *Worker) lose(a *agent, err error) {
-	again := err == nil || errors.Is(err, sources.ErrTerminated)
-	switch {
-	case a.phase == phaseSubscribing:
-		// The attempt has not reported yet; its result applies this after.
-		a.lost, a.lostErr = true, err
-	case again && (a.phase == phaseActive || a.phase == phaseBackoff):
-		w.log.Info().Str("uri", a.URI).Str("source", a.source).AnErr("reason", err).Msg("upstream subscription ended; subscribing again")
-		w.enqueue(a, true)
-	case a.phase == phaseActive:
-		w.fail(a, err)
-	}
+	w.handleKey(sa.Key, event{kind: evLost, err: err})
 }
 
 var _ sources.Sink = (*Worker)(nil)

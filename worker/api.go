@@ -149,8 +149,8 @@ func (w *Worker) result(u schemas.AgentURI, teamsUPN string, subscribing bool) s
 		// Nobody subscribes the agent: there is no subscription to describe.
 	case fed:
 		r.State = schemas.StateActive
-	case a != nil && a.phase != phaseIdle && a.phase != phaseElsewhere:
-		r.State = a.state()
+	case a != nil && a.life.phase != phaseIdle && a.life.phase != phaseElsewhere:
+		r.State = a.life.state()
 	case claimed:
 		r.State = claim.State
 	default:
@@ -318,7 +318,7 @@ func (w *Worker) Status(ctx context.Context) (schemas.Status, error) {
 		if ss, ok := st.Sources[r.Source]; ok {
 			ss.States[r.State]++
 		}
-		if a.phase == phaseQueued {
+		if a.life.phase == phaseQueued {
 			st.Queued++
 		}
 	}

@@ -59,12 +59,7 @@ func (w *Worker) addInterest(agentKey, uccKey string, in schemas.Interest, rev u
 		}
 	}
 	w.mergeRouteHints(a)
-	if a.phase == phaseFailed {
-		// A UCC subscribing again is the one thing that retries a failed agent.
-		a.failures = 0
-		w.enqueue(a, false)
-	}
-	w.reconcile(a)
+	w.handle(a, event{kind: evInterestAdded})
 }
 
 func (w *Worker) dropInterest(agentKey, uccKey string) {
@@ -87,7 +82,7 @@ func (w *Worker) dropInterest(agentKey, uccKey string) {
 	a.uccs[last] = uccInterest{}
 	a.uccs = a.uccs[:last]
 	w.mergeRouteHints(a)
-	w.reconcile(a)
+	w.handle(a, event{kind: evInterestRemoved})
 }
 
 // mergeRouteHints takes the Teams UPN and the phone flag from any UCC that
@@ -102,28 +97,31 @@ func (w *Worker) mergeRouteHints(a *agent) {
 	}
 }
 
-// expireLease ends an interest whose UCC did not subscribe again in time. The
-// delete names the revision, so a renewal that raced it survives; a delete
-// that failed is tried again.
+// expireLease ends an interest whose UCC did not subscribe again in time.
 func (w *Worker) expireLease(due time.Time, agentKey, uccKey string, rev uint64) clockwork.Timer {
 	return w.after(due.Sub(w.clock.Now()), func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.goEffect("lease expiry", func(ctx context.Context) {
-			deleted, err := w.stores.Interest.Delete(ctx, agentKey, uccKey, rev)
-			switch {
-			case err != nil:
-				w.log.Warn().Err(err).Str("ucc", uccName(uccKey)).Str("key", agentKey).Msg("interest lease expiry failed; trying again")
-				w.mu.Lock()
-				defer w.mu.Unlock()
-				// Not kept in w.leases: a renewal meanwhile owns that slot, and
-				// this retry's delete names the old revision, so it cannot
-				// harm the renewal.
-				w.expireLease(w.clock.Now().Add(leaseRetry), agentKey, uccKey, rev)
-			case deleted:
-				w.log.Info().Str("ucc", uccName(uccKey)).Str("key", agentKey).Msg("interest lease expired")
-			}
-		})
+		w.handleKey(agentKey, event{kind: evLeaseExpired, lease: lease{ucc: uccKey, rev: rev}})
+	})
+}
+
+// deleteInterest deletes an expired interest. The delete names the
+// revision, so a renewal that raced it survives; a delete that failed is
+// tried again. The caller holds w.mu.
+func (w *Worker) deleteInterest(agentKey string, l lease) {
+	w.goEffect("lease expiry", func(ctx context.Context) {
+		deleted, err := w.stores.Interest.Delete(ctx, agentKey, l.ucc, l.rev)
+		switch {
+		case err != nil:
+			w.log.Warn().Err(err).Str("ucc", uccName(l.ucc)).Str("key", agentKey).Msg("interest lease expiry failed; trying again")
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			// Not kept in w.leases: a renewal meanwhile owns that slot, and
+			// this retry's delete names the old revision, so it cannot
+			// harm the renewal.
+			w.expireLease(w.clock.Now().Add(leaseRetry), agentKey, l.ucc, l.rev)
+		case deleted:
+			w.log.Info().Str("ucc", uccName(l.ucc)).Str("key", agentKey).Msg("interest lease expired")
+		}
 	})
 }
 
@@ -144,17 +142,8 @@ func (w *Worker) watchClaims(changes <-chan schemas.Change[schemas.Claim]) {
 		w.mu.Lock()
 		if ch.Deleted {
 			delete(w.claims, ch.Key)
-			if a := w.agents[ch.Key]; a != nil && a.phase == phaseElsewhere {
-				// The holder let go: the agent's owner takes it. The holder
-				// may be leaving, which the live workers read now will show.
-				a.phase = phaseIdle
-				w.reconcile(a)
-				if a.phase == phaseElsewhere {
-					select {
-					case w.liveChanged <- struct{}{}:
-					default:
-					}
-				}
+			if a := w.agents[ch.Key]; a != nil {
+				w.handle(a, event{kind: evClaimReleased})
 			}
 		} else {
 			w.claims[ch.Key] = ch.Value

@@ -151,7 +151,9 @@ func TestGivesUpAtTheFailureLimitUntilAUCCSubscribesAgain(t *testing.T) {
 	expectAttemptAfter(t, env, src, baseTimers+1, 10*time.Second)
 	expectAttemptAfter(t, env, src, baseTimers+1, 20*time.Second)
 	provtest.Eventually(t, "failed", func() bool { return env.State(uri) == schemas.StateFailed })
-	env.Clock.Advance(24 * time.Hour)
+	// Far past the longest back-off (80 s), within a heartbeat (20 min): a
+	// 24 h jump would also fence the worker, whose beat cannot keep up.
+	env.Clock.Advance(10 * time.Minute)
 	if n := src.count(); n != 3 {
 		t.Fatalf("%d attempts after giving up; want 3", n)
 	}
@@ -323,7 +325,9 @@ func TestClaimsKeepOneHolderPerAgent(t *testing.T) {
 	live, dead := "sip:live@domain.com", "sip:dead@domain.com"
 	lu, _ := schemas.ParseURI(live)
 	du, _ := schemas.ParseURI(dead)
-	if err := env.Stores.Workers.Beat(ctx, schemas.WorkerInfo{ID: "worker-b"}); err != nil {
+	// worker-b is alive but leaving: it owns no agent, so worker-a is the
+	// owner of both, yet must leave the one worker-b still holds.
+	if err := env.Stores.Workers.Beat(ctx, schemas.WorkerInfo{ID: "worker-b", Leaving: true}); err != nil {
 		t.Fatal(err)
 	}
 	rev, _, err := env.Stores.Claims.Create(ctx, lu.Key(), schemas.Claim{Worker: "worker-b", Source: "sip", State: schemas.StateActive})

@@ -44,7 +44,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-w.liveChanged:
-			w.refreshLive(ctx)
+			w.refreshLive(ctx, false)
 			continue
 		case <-w.clock.After(next.Sub(w.clock.Now())):
 		}
@@ -68,7 +68,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		if unfence {
 			w.log.Info().Msg("NATS reachable again; taking agents back")
 		}
-		w.refreshLive(ctx)
+		w.refreshLive(ctx, unfence)
 	}
 }
 
@@ -92,24 +92,12 @@ func (w *Worker) fenceIfLate() {
 	w.fenced = true
 	ended := 0
 	for _, a := range w.agents {
-		if _, fed := w.fed(a.source); fed || a.phase == phaseIdle || a.phase == phaseElsewhere {
-			continue
+		for _, eff := range w.step(a, event{kind: evFenced}) {
+			if eff.kind == effUnsubscribe {
+				ended++
+			}
+			w.carryOut(a, eff)
 		}
-		a.stopTimer()
-		if a.phase == phaseActive || a.phase == phaseBackoff || a.phase == phaseFailed || a.phase == phaseQueued {
-			agentCopy, src := a.Agent, w.sources[a.source]
-			w.goEffect("fence", func(ctx context.Context) {
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
-				defer cancel()
-				if err := src.Unsubscribe(ctx, agentCopy); err != nil {
-					w.log.Warn().Err(err).Str("uri", agentCopy.URI).Msg("fence: upstream unsubscribe failed")
-				}
-			})
-			ended++
-		}
-		// The claim may be another worker's by the time NATS answers again.
-		// An attempt under way sees the phase change and ends what it made.
-		a.phase, a.claimRev = phaseIdle, 0
 	}
 	w.log.Error().Dur("since_last_beat", w.clock.Since(w.lastBeat)).Int("ended", ended).
 		Msg("cannot reach NATS: fenced, every upstream subscription ended before the lease runs out")
@@ -117,12 +105,14 @@ func (w *Worker) fenceIfLate() {
 
 // refreshLive reads the live workers; when they changed it shares the
 // throttle among them and moves agents to their owners.
-func (w *Worker) refreshLive(ctx context.Context) {
+func (w *Worker) refreshLive(ctx context.Context, unfenced bool) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.WorkerLease/3)
 	defer cancel()
 	workers, err := w.stores.Workers.List(ctx)
 	if err != nil {
-		w.log.Warn().Err(err).Msg("could not list live workers")
+		if ctx.Err() == nil || !w.stopping() {
+			w.log.Warn().Err(err).Msg("could not list live workers")
+		}
 		return
 	}
 	w.mu.Lock()
@@ -142,7 +132,7 @@ func (w *Worker) refreshLive(ctx context.Context) {
 	}
 	slices.Sort(live)
 	changed := !slices.Equal(live, w.live)
-	w.live = live
+	w.live, w.alive = live, alive
 	if !w.leaving {
 		w.servedLive = live
 	}
@@ -150,25 +140,20 @@ func (w *Worker) refreshLive(ctx context.Context) {
 		w.limiter.SetLimitAt(w.clock.Now(), w.share())
 		w.log.Info().Strs("workers", live).Float64("throttle_per_second", float64(w.share())).Msg("live workers changed")
 	}
-	for _, a := range w.agents {
-		if a.phase == phaseElsewhere && w.claims[a.Key].Worker == w.cfg.ID {
-			// A claim of this worker's that it does not hold (a release
-			// that failed): let it go, so the owner can take the agent.
-			w.releaseStale(a.Key)
-			continue
-		}
-		// An agent elsewhere whose holder is gone (a worker that died never
-		// deletes its claims) or that became this worker's share is looked at
-		// again; an agent held here that is no longer its share is handed over.
-		if a.phase == phaseElsewhere {
-			if holder, held := w.claims[a.Key]; !held || !alive[holder.Worker] || (changed && w.owns(a.Key)) {
-				a.phase = phaseIdle
-			}
-		}
-		if changed || a.phase == phaseIdle {
-			w.reconcile(a)
-		}
+	e := event{kind: evOwnersChanged, changed: changed}
+	if unfenced {
+		e = event{kind: evUnfenced}
 	}
+	for _, a := range w.agents {
+		w.handle(a, e)
+	}
+}
+
+// stopping reports whether Stop began.
+func (w *Worker) stopping() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.leaving
 }
 
 // share is this worker's part of the service-wide throttle.
@@ -188,21 +173,28 @@ func (w *Worker) releaseStale(key string) {
 			w.log.Warn().Err(err).Str("key", key).Msg("could not release a stale claim")
 			return
 		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if a := w.agents[key]; a != nil && a.phase == phaseElsewhere {
-			a.claimRev = 0
-		}
+		w.handleKey(key, event{kind: evStaleReleased})
 	})
 }
 
-// watchWorkers reads the live workers again whenever one beats, starts
-// leaving or is gone, so that agents move at once rather than at the next
-// heartbeat.
+// watchWorkers reads the live workers again whenever another one beats for
+// the first time, starts leaving or is gone, so that agents move at once
+// rather than at the next heartbeat. Renewals of a known state are skipped:
+// every worker beats a third of a lease apart.
 func (w *Worker) watchWorkers(changes <-chan schemas.Change[schemas.WorkerInfo]) {
+	known := map[string]bool{} // id → leaving, for the workers seen alive
 	for ch := range changes {
 		if ch.Key == w.cfg.ID {
 			continue
+		}
+		leaving, seen := known[ch.Key]
+		switch {
+		case ch.Deleted:
+			delete(known, ch.Key)
+		case seen && leaving == ch.Value.Leaving:
+			continue
+		default:
+			known[ch.Key] = ch.Value.Leaving
 		}
 		select {
 		case w.liveChanged <- struct{}{}:
@@ -214,23 +206,25 @@ func (w *Worker) watchWorkers(changes <-chan schemas.Change[schemas.WorkerInfo])
 // handOver starts Stop: this worker beats as leaving, so that the others
 // take its agents, and ends each upstream subscription before it releases
 // the claim, while its heartbeat still runs and its lease holds.
-func (w *Worker) handOver() {
+func (w *Worker) handOver(ctx context.Context) {
 	w.mu.Lock()
 	w.leaving = true
+	w.endBase = ctx
 	w.live = slices.DeleteFunc(slices.Clone(w.live), func(id string) bool { return id == w.cfg.ID })
 	w.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.WorkerLease/3)
-	if err := w.beat(ctx); err != nil {
+	beat, cancel := context.WithTimeout(ctx, w.cfg.WorkerLease/3)
+	if err := w.beat(beat); err != nil {
 		w.log.Warn().Err(err).Msg("could not announce leaving")
 	}
 	cancel()
 	w.mu.Lock()
 	for _, a := range w.agents {
-		w.reconcile(a)
+		w.handle(a, event{kind: evOwnersChanged, changed: true})
 	}
 	w.mu.Unlock()
-	w.effects.Wait()
-	w.log.Info().Msg("agents handed over")
+	if w.waitQuiet(ctx) {
+		w.log.Info().Msg("agents handed over")
+	}
 }
 
 // servedBy reports whether this worker answers the inputs of an agent: its

@@ -23,15 +23,7 @@ func (w *Worker) dispatch(ctx context.Context) {
 			case <-w.clock.After(wait):
 			}
 		}
-		w.mu.Lock()
-		if a := w.agents[key]; a != nil && a.phase == phaseQueued {
-			a.phase = phaseSubscribing
-			a.attempt++
-			a.upn = a.TeamsUPN
-			agentCopy, source, rev, attempt := a.Agent, a.source, a.claimRev, a.attempt
-			w.goEffect("subscribe", func(ctx context.Context) { w.subscribe(ctx, agentCopy, source, rev, attempt) })
-		}
-		w.mu.Unlock()
+		w.handleKey(key, event{kind: evSlot})
 	}
 }
 
@@ -44,7 +36,7 @@ func (w *Worker) nextQueued() (string, bool) {
 		if !ok {
 			return "", false
 		}
-		if a := w.agents[key]; a != nil && a.phase == phaseQueued {
+		if a := w.agents[key]; a != nil && a.life.phase == phaseQueued {
 			return key, true
 		}
 	}

@@ -1,6 +1,8 @@
 // Package worker owns the lifecycle of every agent's upstream subscription:
 // interest from UCCs, the per-agent claim, the throttle, the back-off, the
 // resubscribe after a source ends a subscription, and the presence state.
+// The lifecycle itself is a state machine (machine.go); the Worker keeps the
+// stores, the lock and the goroutines, and carries the machine's effects out.
 package worker
 
 import (
@@ -51,18 +53,28 @@ type Worker struct {
 	stores  Stores
 	clock   clockwork.Clock
 	log     zerolog.Logger
-	retry   backoff
+	machine machine
 	limiter *rate.Limiter
 	started time.Time
 	sources map[string]sources.Source
 
-	// ctx lives from Start to Stop; effects started by timers and handlers use it.
+	// ctx lives from Start to Stop; effects started by timers and handlers
+	// use it. attempts ends when Stop begins, so that no subscribe attempt
+	// holds a stop up.
 	ctx                    context.Context
+	attempts               context.Context
+	cancelAttempts         context.CancelFunc
 	stopLoops, stopSources context.CancelFunc
 	loops, sourceLoops     sync.WaitGroup
-	effects                sync.WaitGroup
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// inflight counts the running effects; quiet is closed whenever it is 0.
+	// A counter under mu, not a WaitGroup: effects start while Stop waits.
+	inflight int
+	quiet    chan struct{}
+	// endBase bounds ending upstream subscriptions: no bound but their own
+	// timeout while running, the shutdown deadline once Stop began.
+	endBase  context.Context
 	agents   map[string]*agent
 	leases   map[leaseKey]clockwork.Timer
 	queue    queue
@@ -71,8 +83,9 @@ type Worker struct {
 	claims   map[string]schemas.Claim // every worker's claims, as watched
 	presence presenceCache
 	// live is the sorted ids of the live workers, this one included: who
-	// owns which agent follows from it.
-	live []string
+	// owns which agent follows from it. alive also has the leaving ones.
+	live  []string
+	alive map[string]bool
 	// fenced is set while this worker cannot reach NATS: it holds nothing
 	// upstream then, since its lease may run out.
 	fenced   bool
@@ -83,8 +96,7 @@ type Worker struct {
 	// of what it owned until the others have taken over.
 	leaving    bool
 	servedLive []string
-	// liveChanged asks the heartbeat to read the live workers now (a claim
-	// was released by a worker that may be leaving); capacity 1.
+	// liveChanged asks the heartbeat to read the live workers now; capacity 1.
 	liveChanged chan struct{}
 }
 
@@ -96,27 +108,39 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 	if cfg.WorkerLease == 0 {
 		cfg.WorkerLease = 10 * time.Second
 	}
+	quiet := make(chan struct{})
+	close(quiet)
 	return &Worker{
-		cfg:         cfg,
-		stores:      stores,
-		clock:       clock,
-		log:         log.With().Str("worker", cfg.ID).Logger(),
-		retry:       backoff{first: cfg.FirstRetry, max: cfg.MaxRetry},
+		cfg:    cfg,
+		stores: stores,
+		clock:  clock,
+		log:    log.With().Str("worker", cfg.ID).Logger(),
+		machine: machine{retry: backoff{first: cfg.FirstRetry, max: cfg.MaxRetry},
+			maxFailures: cfg.MaxFailures, linger: cfg.Linger, fed: map[string]bool{}},
 		limiter:     rate.NewLimiter(rate.Limit(cfg.SubscriptionsPerSecond), 1),
 		sources:     map[string]sources.Source{},
+		quiet:       quiet,
+		endBase:     context.Background(),
 		agents:      map[string]*agent{},
 		leases:      map[leaseKey]clockwork.Timer{},
 		queued:      make(chan struct{}, 1),
 		claims:      map[string]schemas.Claim{},
 		live:        []string{cfg.ID},
+		alive:       map[string]bool{cfg.ID: true},
 		liveChanged: make(chan struct{}, 1),
 		presence:    presenceCache{events: map[string]schemas.Event{}},
 		ctx:         context.Background(),
+		attempts:    context.Background(),
 	}
 }
 
-// AddSource makes a source available under its contract name; call it before Start.
-func (w *Worker) AddSource(name string, s sources.Source) { w.sources[name] = s }
+// AddSource makes a source available under its name; call it before Start.
+func (w *Worker) AddSource(name string, s sources.Source) {
+	w.sources[name] = s
+	if _, fed := s.(sources.Fed); fed {
+		w.machine.fed[name] = true
+	}
+}
 
 // Start begins the work: it records the worker as alive, watches the
 // buckets, and runs the throttle and the sources until Stop.
@@ -126,25 +150,14 @@ func (w *Worker) Start(ctx context.Context) error {
 		return err
 	}
 	w.lastBeat = w.started
-	w.refreshLive(ctx)
+	w.refreshLive(ctx, false)
 	// Sources outlive the worker's own loops: shutdown still unsubscribes
 	// through them.
 	sourceCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	w.ctx, w.stopLoops, w.stopSources = loopCtx, stopLoops, stopSources
-	states, err := w.stores.State.Watch(loopCtx)
-	if err == nil {
-		var claims <-chan schemas.Change[schemas.Claim]
-		var interests <-chan schemas.Change[schemas.Interest]
-		if claims, err = w.stores.Claims.Watch(loopCtx); err == nil {
-			if interests, err = w.stores.Interest.Watch(loopCtx); err == nil {
-				w.run(&w.loops, "state watch", func() { w.watchStates(states) })
-				w.run(&w.loops, "claim watch", func() { w.watchClaims(claims) })
-				w.run(&w.loops, "interest watch", func() { w.watchInterests(interests) })
-			}
-		}
-	}
-	if err != nil {
+	w.attempts, w.cancelAttempts = context.WithCancel(loopCtx)
+	if err := w.watch(loopCtx); err != nil {
 		stopLoops()
 		stopSources()
 		return fmt.Errorf("worker: watch buckets: %w", err)
@@ -164,6 +177,31 @@ func (w *Worker) Start(ctx context.Context) error {
 	return nil
 }
 
+// watch follows the four buckets until ctx ends.
+func (w *Worker) watch(ctx context.Context) error {
+	states, err := w.stores.State.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	claims, err := w.stores.Claims.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	interests, err := w.stores.Interest.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	workers, err := w.stores.Workers.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	w.run(&w.loops, "state watch", func() { w.watchStates(states) })
+	w.run(&w.loops, "claim watch", func() { w.watchClaims(claims) })
+	w.run(&w.loops, "interest watch", func() { w.watchInterests(interests) })
+	w.run(&w.loops, "worker watch", func() { w.watchWorkers(workers) })
+	return nil
+}
+
 func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 	group.Add(1)
 	go func() {
@@ -176,9 +214,12 @@ func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 // Stop hands the agents over (it beats as leaving, so the others take them)
 // and ends every upstream subscription before it gives the claim up, so no
 // other worker can hold an agent at the same time; then it stops its
-// sources and leaves the live workers last.
-func (w *Worker) Stop() {
-	w.handOver()
+// sources and leaves the live workers last. Attempts in flight are cancelled
+// at once, and everything waits at most until ctx ends: what is not released
+// by then is taken over when this worker's lease runs out.
+func (w *Worker) Stop(ctx context.Context) {
+	w.cancelAttempts()
+	w.handOver(ctx)
 	w.mu.Lock()
 	w.closing = true
 	if w.fence != nil {
@@ -192,62 +233,111 @@ func (w *Worker) Stop() {
 	}
 	w.mu.Unlock()
 	w.stopLoops()
-	w.loops.Wait()
-	w.effects.Wait()
+	w.wait(ctx, "loops", &w.loops)
+	w.waitQuiet(ctx)
 
-	// No effect runs now, and none can start: the agents stand still.
-	var held []*agent
+	// No effect runs now, and none can start: end what is still held.
+	type end struct {
+		agent    sources.Agent
+		source   string
+		claimRev uint64
+	}
+	var ends []end
 	w.mu.Lock()
 	for _, a := range w.agents {
-		if _, fed := w.fed(a.source); a.claimRev != 0 || (a.phase == phaseActive && !fed) {
-			held = append(held, a)
+		for _, eff := range w.step(a, event{kind: evStop}) {
+			if eff.kind == effEnd {
+				ends = append(ends, end{a.Agent, eff.source, eff.claimRev})
+			}
 		}
 	}
 	w.mu.Unlock()
 	// Side by side, each with its own time: one slow server must not leave
 	// the others' claims behind.
-	var ends sync.WaitGroup
+	var ending sync.WaitGroup
 	slots := make(chan struct{}, stopParallelism)
-	for _, a := range held {
-		ends.Add(1)
+	for _, e := range ends {
+		ending.Add(1)
 		slots <- struct{}{}
 		go func() {
-			defer func() { <-slots; ends.Done() }()
-			ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+			defer func() { <-slots; ending.Done() }()
+			ctx, cancel := context.WithTimeout(ctx, endTimeout)
 			defer cancel()
-			w.endUpstream(ctx, a.Agent, a.source, a.claimRev)
+			w.endUpstream(ctx, e.agent, e.source, e.claimRev)
 		}()
 	}
-	ends.Wait()
+	ending.Wait()
 	// Nothing is held upstream any more: only now may the others take
 	// what was not released.
-	leave, cancelLeave := context.WithTimeout(context.Background(), 5*time.Second)
+	leave, cancelLeave := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 	if err := w.stores.Workers.Leave(leave, w.cfg.ID); err != nil {
-		w.log.Warn().Err(err).Msg("could not leave presence_workers")
+		w.log.Warn().Err(err).Msg("could not leave presence_workers; the others take over when the lease runs out")
 	}
 	cancelLeave()
 	w.stopSources()
-	w.sourceLoops.Wait()
-	w.log.Info().Int("released", len(held)).Msg("worker stopped")
+	w.wait(ctx, "sources", &w.sourceLoops)
+	w.log.Info().Int("released", len(ends)).Msg("worker stopped")
 }
 
-// stopParallelism bounds the upstream subscriptions Stop ends at once: high,
-// so that a stop without NATS (claims cannot be released) costs one
-// release timeout, not one per batch.
-const stopParallelism = 256
+const (
+	// stopParallelism bounds the upstream subscriptions Stop ends at once:
+	// high, so that a stop without NATS (claims cannot be released) costs
+	// one release timeout, not one per batch.
+	stopParallelism = 256
+	// leaveTimeout bounds deleting this worker's entry: it runs even past
+	// the shutdown deadline, since it lets the others take over at once.
+	leaveTimeout = time.Second
+)
+
+// wait waits for a group of goroutines, or for ctx.
+func (w *Worker) wait(ctx context.Context, what string, group *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		group.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		w.log.Warn().Str("waiting_for", what).Msg("shutdown deadline reached")
+	}
+}
 
 // goEffect runs f on its own goroutine unless the worker is closing; the
-// caller holds w.mu. Shutdown waits for every effect.
+// caller holds w.mu.
 func (w *Worker) goEffect(name string, f func(ctx context.Context)) {
 	if w.closing {
 		return
 	}
-	w.effects.Add(1)
+	if w.inflight == 0 {
+		w.quiet = make(chan struct{})
+	}
+	w.inflight++
 	go func() {
-		defer w.effects.Done()
+		defer func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.inflight--; w.inflight == 0 {
+				close(w.quiet)
+			}
+		}()
 		defer w.recoverPanic(name)
 		f(w.ctx)
 	}()
+}
+
+// waitQuiet waits until no effect runs, or ctx ends; it reports which.
+func (w *Worker) waitQuiet(ctx context.Context) bool {
+	w.mu.Lock()
+	quiet := w.quiet
+	w.mu.Unlock()
+	select {
+	case <-quiet:
+		return true
+	case <-ctx.Done():
+		w.log.Warn().Msg("shutdown deadline reached with upstream work still running")
+		return false
+	}
 }
 
 // after runs f on the clock after d, unless the worker is closing (then it

@@ -94,7 +94,7 @@ func start(dir string) (*provider, error) {
 	return &provider{conn: conn, client: bus.NewClient(ucc), stores: stores, w: w, stop: func() {
 		ucc.Close()
 		_ = svc.Stop()
-		w.Stop()
+		w.Stop(context.Background())
 		conn.Close()
 		ns.Shutdown()
 	}}, nil

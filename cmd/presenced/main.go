@@ -92,7 +92,7 @@ func run(ctx context.Context) error {
 	}
 	svc, err := conn.Serve(running, w, version, log)
 	if err != nil {
-		w.Stop()
+		w.Stop(ctx)
 		return err
 	}
 	ready := log.Info().Str("worker", proc.WorkerID).Str("version", version)
@@ -108,7 +108,9 @@ func run(ctx context.Context) error {
 	if err := svc.StopRequests(); err != nil {
 		log.Warn().Err(err).Msg("presence service stop")
 	}
-	w.Stop()
+	stopping, cancelStop := context.WithTimeout(running, 10*time.Second)
+	defer cancelStop()
+	w.Stop(stopping)
 	if err := svc.Stop(); err != nil {
 		log.Warn().Err(err).Msg("presence inputs stop")
 	}

@@ -127,6 +127,9 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 	return e
 }
 
+// StopTimeout bounds a test provider's shutdown, as PRESENCE_SHUTDOWN_TIMEOUT does presenced's.
+const StopTimeout = 30 * time.Second
+
 // Stop shuts the provider down as SIGTERM would; a second call does nothing.
 func (e *Env) Stop() {
 	if e.stopped {
@@ -136,7 +139,9 @@ func (e *Env) Stop() {
 	if e.svc != nil {
 		_ = e.svc.StopRequests()
 	}
-	e.Worker.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
+	defer cancel()
+	e.Worker.Stop(ctx)
 	if e.svc != nil {
 		_ = e.svc.Stop()
 	}
