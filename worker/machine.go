@@ -208,11 +208,12 @@ func (t *transition) on(e event) {
 			t.queue(false)
 		}
 		t.reconcile()
-	case evInterestRemoved, evStaleReleased:
-		if e.kind == evStaleReleased && l.phase == phaseElsewhere {
+	case evInterestRemoved:
+		t.reconcile()
+	case evStaleReleased:
+		if l.phase == phaseElsewhere {
 			l.claimRev = 0
 		}
-		t.reconcile()
 	case evLeaseExpired:
 		t.emit(effect{kind: effDeleteInterest, lease: e.lease})
 	case evLingerOver:

@@ -216,8 +216,16 @@ func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 // other worker can hold an agent at the same time; then it stops its
 // sources and leaves the live workers last. Attempts in flight are cancelled
 // at once, and everything waits at most until ctx ends: what is not released
-// by then is taken over when this worker's lease runs out.
+// by then is taken over when this worker's lease runs out. A second Stop
+// returns at once.
 func (w *Worker) Stop(ctx context.Context) {
+	w.mu.Lock()
+	again := w.leaving
+	w.leaving = true
+	w.mu.Unlock()
+	if again {
+		return
+	}
 	w.cancelAttempts()
 	w.handOver(ctx)
 	w.mu.Lock()
