@@ -36,6 +36,9 @@ type Source interface {
 	Subscribe(ctx context.Context, a Agent) error
 	// Unsubscribe ends the agent's upstream subscription.
 	Unsubscribe(ctx context.Context, a Agent) error
+	// Serves is the source's routing rule: whether it serves the agent,
+	// given the Teams UPN its UCCs gave ("" for none).
+	Serves(uri schemas.AgentURI, teamsUPN string) bool
 	Health() Health
 }
 

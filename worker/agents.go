@@ -71,13 +71,19 @@ func (a *agent) wanted() bool { return len(a.uccs) > 0 }
 
 // routeOf picks the agent's source from what its UCCs told: any UCC that
 // gives a Teams UPN, or says the number is a phone (user=phone), decides.
-// A source that is not running serves nobody.
 func (w *Worker) routeOf(a *agent) string {
-	route := w.cfg.Routes.Route(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN)
-	if _, ok := w.sources[route]; !ok {
-		return schemas.SourceNone
+	return w.route(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN)
+}
+
+// route names the first enabled source, in the registry's order, that
+// serves the agent, or schemas.SourceNone.
+func (w *Worker) route(uri schemas.AgentURI, teamsUPN string) string {
+	for _, spec := range sources.Registry() {
+		if s, on := w.sources[spec.Name]; on && s.Serves(uri, teamsUPN) {
+			return spec.Name
+		}
 	}
-	return route
+	return schemas.SourceNone
 }
 
 func (w *Worker) fed(source string) (sources.Fed, bool) {

@@ -130,11 +130,7 @@ func (w *Worker) result(u schemas.AgentURI, teamsUPN string, subscribing bool) s
 			teamsUPN = a.TeamsUPN
 		}
 	}
-	r := schemas.AgentResult{URI: u.URI, Key: key, Subject: schemas.EventSubject(key),
-		Source: w.cfg.Routes.Route(u, teamsUPN)}
-	if _, ok := w.sources[r.Source]; !ok {
-		r.Source = schemas.SourceNone
-	}
+	r := schemas.AgentResult{URI: u.URI, Key: key, Subject: schemas.EventSubject(key), Source: w.route(u, teamsUPN)}
 	if ev, ok := w.presence.get(key); ok {
 		p := ev.Presence
 		r.Presence = &p
@@ -245,9 +241,8 @@ var ErrNotOwner = errors.New("input for an agent another worker owns")
 
 // Input applies one input of a fed source (presence.in.<source>.<key>).
 func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (schemas.InputReply, error) {
-	refused := map[string]string{schemas.SourceAttendant: schemas.CodeNotAttendantAgent, schemas.SourcePSTN: schemas.CodeNotPSTNAgent}
-	code, known := refused[source]
-	if !known {
+	spec, known := sources.Lookup(source)
+	if !known || !spec.Fed() {
 		return schemas.InputReply{}, badRequest("no source takes inputs named %q", source)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(key)
@@ -278,7 +273,7 @@ func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (sc
 		return schemas.InputReply{}, ErrNotOwner
 	}
 	if !enabled || route != source {
-		return schemas.InputReply{}, &schemas.Error{Code: code, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
+		return schemas.InputReply{}, &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
 	}
 	p, err := f.Input(agent, body)
 	if err != nil {
@@ -298,13 +293,14 @@ func (w *Worker) Status(ctx context.Context) (schemas.Status, error) {
 		return schemas.Status{}, fmt.Errorf("list workers: %w", err)
 	}
 	st := schemas.Status{Worker: w.cfg.ID, Workers: workers, Sources: map[string]schemas.SourceStatus{}}
-	for _, name := range []string{schemas.SourceGraph, schemas.SourceAttendant, schemas.SourcePSTN, schemas.SourceSIP, schemas.SourceNone} {
+	st.Sources[schemas.SourceNone] = schemas.SourceStatus{States: map[schemas.State]int{}}
+	for _, spec := range sources.Registry() {
 		ss := schemas.SourceStatus{States: map[schemas.State]int{}}
-		if s, ok := w.sources[name]; ok {
+		if s, ok := w.sources[spec.Name]; ok {
 			h := s.Health()
 			ss.Enabled, ss.Healthy, ss.Detail, ss.Stats = true, h.Healthy, h.Detail, h.Stats
 		}
-		st.Sources[name] = ss
+		st.Sources[spec.Name] = ss
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

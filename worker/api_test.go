@@ -25,24 +25,23 @@ import (
 // sources, and scripted stand-ins for SIP and Graph.
 func startAll(t *testing.T, cfg worker.Config) *provtest.Env {
 	t.Helper()
-	cfg.Routes = allRoutes()
 	return provtest.Start(t, cfg, func(w *worker.Worker, clock clockwork.Clock) {
 		w.AddSource(schemas.SourceSIP, newScripted(clock))
-		w.AddSource(schemas.SourceGraph, newScripted(clock))
-		w.AddSource(schemas.SourceAttendant, attendant.New(clock))
+		w.AddSource(schemas.SourceGraph, teams{newScripted(clock)})
+		w.AddSource(schemas.SourceAttendant, attendant.New(clock, matchPatterns()))
 		w.AddSource(schemas.SourcePSTN, pstn.New(4*time.Hour, clock, w))
 	})
 }
 
-// allRoutes has every source on, with the spec's two Match patterns.
-func allRoutes() sources.Routes {
-	return sources.Routes{
-		Graph:             true,
-		AttendantPatterns: []*regexp.Regexp{regexp.MustCompile("workstreampeople.nl"), regexp.MustCompile("workstreampeople.com")},
-		PSTN:              true,
-		SIP:               true,
-	}
+// matchPatterns are the two Match patterns of docs/product.md's routing examples.
+func matchPatterns() []*regexp.Regexp {
+	return []*regexp.Regexp{regexp.MustCompile("workstreampeople.nl"), regexp.MustCompile("workstreampeople.com")}
 }
+
+// teams stands in for the Graph source: it serves the agents with a Teams UPN.
+type teams struct{ *scripted }
+
+func (teams) Serves(_ schemas.AgentURI, teamsUPN string) bool { return teamsUPN != "" }
 
 func TestRoutingFollowsTheSpecsExamples(t *testing.T) {
 	env := startAll(t, provtest.Config())
@@ -66,8 +65,7 @@ func TestRoutingFollowsTheSpecsExamples(t *testing.T) {
 }
 
 func TestRoutingSkipsDisabledSources(t *testing.T) {
-	cfg := provtest.Config()
-	cfg.Routes = sources.Routes{SIP: true} // PSTN off
+	cfg := provtest.Config() // PSTN off: no PSTN source
 	env := provtest.Start(t, cfg, func(w *worker.Worker, clock clockwork.Clock) {
 		w.AddSource(schemas.SourceSIP, newScripted(clock))
 	})
@@ -318,10 +316,8 @@ func TestSeqGrowsStrictlyWithSeveralWriters(t *testing.T) {
 }
 
 func TestAPanicInASourceInputIsAnswered(t *testing.T) {
-	cfg := provtest.Config()
-	cfg.Routes = sources.Routes{AttendantPatterns: []*regexp.Regexp{regexp.MustCompile(".")}}
-	env := provtest.Start(t, cfg, func(w *worker.Worker, clock clockwork.Clock) {
-		w.AddSource(schemas.SourceAttendant, panicky{attendant.New(clock)})
+	env := provtest.Start(t, provtest.Config(), func(w *worker.Worker, clock clockwork.Clock) {
+		w.AddSource(schemas.SourceAttendant, panicky{attendant.New(clock, []*regexp.Regexp{regexp.MustCompile(".")})})
 	})
 	key := keyOf("sip:a@b.c")
 	msg := rawRequest(t, env, schemas.AttendantPrefix+key, []byte(`{"availability": "Busy", "activity": "panic"}`))

@@ -176,9 +176,9 @@ func TestInputsWithTwoWorkers(t *testing.T) {
 	var envs []*provtest.Env
 	for _, id := range []string{"worker-a", "worker-b"} {
 		cfg := provtest.Config()
-		cfg.ID, cfg.WorkerLease, cfg.Routes = id, 3*time.Second, allRoutes()
+		cfg.ID, cfg.WorkerLease = id, 3*time.Second
 		envs = append(envs, provtest.StartOn(t, ns, cfg, clock, func(w *worker.Worker, clock clockwork.Clock) {
-			w.AddSource(schemas.SourceAttendant, attendant.New(clock))
+			w.AddSource(schemas.SourceAttendant, attendant.New(clock, matchPatterns()))
 			w.AddSource(schemas.SourcePSTN, pstn.New(4*time.Hour, clock, w))
 		}))
 	}

@@ -2,11 +2,13 @@ package worker_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
 )
 
@@ -67,6 +69,11 @@ func (s *scripted) Unsubscribe(_ context.Context, a sources.Agent) error {
 }
 
 func (s *scripted) Health() sources.Health { return sources.Health{Healthy: true} }
+
+// Serves what a SIP source serves.
+func (s *scripted) Serves(uri schemas.AgentURI, _ string) bool {
+	return strings.HasPrefix(uri.URI, "sip:")
+}
 
 // whenEnded runs f at each Unsubscribe, from the worker's goroutines.
 func (s *scripted) whenEnded(f func(a sources.Agent)) {

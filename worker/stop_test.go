@@ -43,6 +43,8 @@ func (h *hanging) Unsubscribe(ctx context.Context, _ sources.Agent) error {
 
 func (h *hanging) Health() sources.Health { return sources.Health{Healthy: true} }
 
+func (h *hanging) Serves(schemas.AgentURI, string) bool { return true }
+
 func (h *hanging) counts() (started, cancelled int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -150,12 +152,12 @@ func churn(t *testing.T) {
 	clock := clockwork.NewRealClock()
 	start := func(id string) node {
 		cfg := provtest.Config()
-		cfg.ID, cfg.SubscriptionsPerSecond, cfg.Routes.AttendantPatterns = id, 500, allRoutes().AttendantPatterns
+		cfg.ID, cfg.SubscriptionsPerSecond = id, 500
 		var src *scripted
 		env := provtest.StartOn(t, ns, cfg, clock, func(w *worker.Worker, clock clockwork.Clock) {
 			src = newScripted(clock)
 			w.AddSource(schemas.SourceSIP, src)
-			w.AddSource(schemas.SourceAttendant, attendant.New(clock))
+			w.AddSource(schemas.SourceAttendant, attendant.New(clock, matchPatterns()))
 		})
 		return node{env: env, src: src}
 	}

@@ -36,7 +36,6 @@ type Config struct {
 	WorkerLease time.Duration
 	// SubscribeTimeout bounds one upstream subscribe attempt.
 	SubscribeTimeout time.Duration
-	Routes           sources.Routes
 }
 
 // Stores are the buckets a worker keeps its state in.
@@ -134,10 +133,11 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 	}
 }
 
-// AddSource makes a source available under its name; call it before Start.
+// AddSource enables a source of the registry (sources.Registry) under its
+// name; call it before Start.
 func (w *Worker) AddSource(name string, s sources.Source) {
 	w.sources[name] = s
-	if _, fed := s.(sources.Fed); fed {
+	if spec, _ := sources.Lookup(name); spec.Fed() {
 		w.machine.fed[name] = true
 	}
 }

@@ -25,7 +25,6 @@ import (
 
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/schemas"
-	"github.com/contactcenter/presence-provider/sources"
 	"github.com/contactcenter/presence-provider/sources/attendant"
 	"github.com/contactcenter/presence-provider/worker"
 )
@@ -76,9 +75,8 @@ func start(dir string) (*provider, error) {
 	w := worker.New(worker.Config{
 		ID: "bench", SubscriptionsPerSecond: 15, FirstRetry: 900 * time.Second, MaxRetry: 8 * time.Hour,
 		MaxFailures: 3, Linger: 10 * time.Second,
-		Routes: sources.Routes{AttendantPatterns: []*regexp.Regexp{regexp.MustCompile(`@bench\.example$`)}},
 	}, stores, clock, log)
-	w.AddSource(schemas.SourceAttendant, attendant.New(clock))
+	w.AddSource(schemas.SourceAttendant, attendant.New(clock, []*regexp.Regexp{regexp.MustCompile(`@bench\.example$`)}))
 	if err := w.Start(ctx); err != nil {
 		return nil, err
 	}

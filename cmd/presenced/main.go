@@ -121,10 +121,6 @@ func run(ctx context.Context) error {
 }
 
 func workerConfig(proc config.Process, p config.Provider) worker.Config {
-	routes := sources.Routes{PSTN: p.PSTN.Enabled, SIP: p.SIP.Enabled, Graph: p.Graph.Enabled}
-	if p.Attendant.Enabled {
-		routes.AttendantPatterns = p.Attendant.Patterns
-	}
 	return worker.Config{
 		ID:                     proc.WorkerID,
 		SubscriptionsPerSecond: p.MaxSubscriptionsPerSecond,
@@ -133,30 +129,30 @@ func workerConfig(proc config.Process, p config.Provider) worker.Config {
 		MaxFailures:            p.MaxFailuresPerURI,
 		Linger:                 proc.UnsubscribeLinger,
 		WorkerLease:            proc.WorkerLease,
-		Routes:                 routes,
 	}
 }
 
+// addSources starts the sources Config.xml enables, one line each; their
+// routing order is the registry's (sources.Registry).
 func addSources(w *worker.Worker, proc config.Process, p config.Provider, clock clockwork.Clock, log zerolog.Logger) error {
-	if p.Attendant.Enabled {
-		w.AddSource(schemas.SourceAttendant, attendant.New(clock))
-	}
-	if p.PSTN.Enabled {
-		w.AddSource(schemas.SourcePSTN, pstn.New(p.PSTN.MaxCallDuration, clock, w))
-	}
-	if p.SIP.Enabled {
-		src, err := sip.New(sipConfig(proc, p.SIP), clock, w, log)
+	for _, s := range []struct {
+		name    string
+		enabled bool
+		build   func() (sources.Source, error)
+	}{
+		{schemas.SourceGraph, p.Graph.Enabled, func() (sources.Source, error) { return graph.New(graphConfig(proc, p.Graph), clock, w, log) }},
+		{schemas.SourceAttendant, p.Attendant.Enabled, func() (sources.Source, error) { return attendant.New(clock, p.Attendant.Patterns), nil }},
+		{schemas.SourcePSTN, p.PSTN.Enabled, func() (sources.Source, error) { return pstn.New(p.PSTN.MaxCallDuration, clock, w), nil }},
+		{schemas.SourceSIP, p.SIP.Enabled, func() (sources.Source, error) { return sip.New(sipConfig(proc, p.SIP), clock, w, log) }},
+	} {
+		if !s.enabled {
+			continue
+		}
+		src, err := s.build()
 		if err != nil {
 			return err
 		}
-		w.AddSource(schemas.SourceSIP, src)
-	}
-	if p.Graph.Enabled {
-		src, err := graph.New(graphConfig(proc, p.Graph), clock, w, log)
-		if err != nil {
-			return err
-		}
-		w.AddSource(schemas.SourceGraph, src)
+		w.AddSource(s.name, src)
 	}
 	return nil
 }

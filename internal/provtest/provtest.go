@@ -18,7 +18,6 @@ import (
 
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/schemas"
-	"github.com/contactcenter/presence-provider/sources"
 	"github.com/contactcenter/presence-provider/worker"
 )
 
@@ -48,7 +47,6 @@ func Config() worker.Config {
 		MaxFailures:            3,
 		Linger:                 5 * time.Second,
 		WorkerLease:            time.Hour,
-		Routes:                 sources.Routes{SIP: true, PSTN: true},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 
 	"github.com/jonboulle/clockwork"
 
@@ -19,10 +20,27 @@ import (
 const MaxFieldBytes = 256
 
 // Source turns attendant inputs into presence.
-type Source struct{ clock clockwork.Clock }
+type Source struct {
+	clock    clockwork.Clock
+	patterns []*regexp.Regexp
+}
 
-// New returns the attendant source.
-func New(clock clockwork.Clock) *Source { return &Source{clock: clock} }
+// New returns the attendant source for the agents that one of the Match
+// patterns finds in their URI.
+func New(clock clockwork.Clock, patterns []*regexp.Regexp) *Source {
+	return &Source{clock: clock, patterns: patterns}
+}
+
+// Serves an agent when a pattern matches within its whole URI, scheme
+// included.
+func (s *Source) Serves(uri schemas.AgentURI, _ string) bool {
+	for _, re := range s.patterns {
+		if re.MatchString(uri.URI) {
+			return true
+		}
+	}
+	return false
+}
 
 // Subscribe has nothing to do upstream: presence arrives as inputs.
 func (*Source) Subscribe(context.Context, sources.Agent) error { return nil }

@@ -459,8 +459,12 @@ func (s *Source) recovered(acct *account) {
 	}
 }
 
+// Serves every agent whose UCCs gave a Teams UPN.
+func (*Source) Serves(_ schemas.AgentURI, teamsUPN string) bool { return teamsUPN != "" }
+
 // Health tells, per account, the agents, the last cycle's length and the
 // budget in use.
+
 func (s *Source) Health() sources.Health {
 	s.mu.Lock()
 	defer s.mu.Unlock()

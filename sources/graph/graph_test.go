@@ -21,7 +21,6 @@ import (
 	"github.com/contactcenter/presence-provider/internal/graphtest"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
-	"github.com/contactcenter/presence-provider/sources"
 	"github.com/contactcenter/presence-provider/sources/attendant"
 	"github.com/contactcenter/presence-provider/sources/graph"
 	"github.com/contactcenter/presence-provider/worker"
@@ -45,7 +44,6 @@ func provider(t testing.TB, srv *graphtest.Server, tune func(*graph.Config)) (*p
 	wcfg := provtest.Config()
 	wcfg.SubscriptionsPerSecond = 1000
 	wcfg.FirstRetry, wcfg.MaxRetry = time.Hour, time.Hour
-	wcfg.Routes = sources.Routes{Graph: true, AttendantPatterns: []*regexp.Regexp{regexp.MustCompile(`@attendant\.example$`)}}
 	var src *graph.Source
 	env := provtest.StartReal(t, wcfg, func(w *worker.Worker, clock clockwork.Clock) {
 		var err error
@@ -53,7 +51,7 @@ func provider(t testing.TB, srv *graphtest.Server, tune func(*graph.Config)) (*p
 			t.Fatal(err)
 		}
 		w.AddSource(schemas.SourceGraph, src)
-		w.AddSource(schemas.SourceAttendant, attendant.New(clock))
+		w.AddSource(schemas.SourceAttendant, attendant.New(clock, []*regexp.Regexp{regexp.MustCompile(`@attendant\.example$`)}))
 	})
 	return env, src
 }

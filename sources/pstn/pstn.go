@@ -58,7 +58,11 @@ func (s *Source) Subscribe(_ context.Context, a sources.Agent) error {
 // subscriber must see the agent Busy.
 func (*Source) Unsubscribe(context.Context, sources.Agent) error { return nil }
 
+// Serves an E.164 number: tel:+..., or a sip: URI with user=phone.
+func (*Source) Serves(uri schemas.AgentURI, _ string) bool { return uri.PSTN }
+
 // Health reports the calls in progress.
+
 func (s *Source) Health() sources.Health {
 	s.mu.Lock()
 	defer s.mu.Unlock()

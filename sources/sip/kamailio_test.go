@@ -12,7 +12,6 @@ import (
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/internal/siptest"
 	"github.com/contactcenter/presence-provider/schemas"
-	"github.com/contactcenter/presence-provider/sources"
 	"github.com/contactcenter/presence-provider/sources/sip"
 	"github.com/contactcenter/presence-provider/worker"
 )
@@ -23,7 +22,6 @@ const appURI = "sip:presenceprovider@example.com"
 func provider(t testing.TB, cfg sip.Config, tune func(*worker.Config)) (*provtest.Env, *sip.Source) {
 	t.Helper()
 	wcfg := provtest.Config()
-	wcfg.Routes = sources.Routes{SIP: true}
 	wcfg.SubscriptionsPerSecond = 200
 	wcfg.Linger = 100 * time.Millisecond
 	wcfg.FirstRetry, wcfg.MaxRetry = time.Second, 4*time.Second

@@ -20,6 +20,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/rs/zerolog"
 
+	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
 )
 
@@ -317,7 +318,11 @@ func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 	return nil
 }
 
+// Serves every sip: URI that no source before it in the routing order took.
+func (*Source) Serves(uri schemas.AgentURI, _ string) bool { return strings.HasPrefix(uri.URI, "sip:") }
+
 // Health is up when any endpoint is.
+
 func (s *Source) Health() sources.Health {
 	s.mu.Lock()
 	dialogs := len(s.byAgent)
