@@ -46,9 +46,9 @@ func (teams) Serves(_ schemas.AgentURI, teamsUPN string) bool { return teamsUPN 
 func TestRoutingFollowsTheSpecsExamples(t *testing.T) {
 	env := startAll(t, provtest.Config())
 	rep, err := env.Client.Subscribe(env.Ctx(), schemas.SubscribeRequest{UCC: "ucc_app01", Agents: []schemas.AgentRef{
-		{URI: "sip:example@workstreampeople.com"},                              // spec example 1
-		{URI: "tel:+31612345678"},                                              // spec example 2
-		{URI: "sip:example@anywhere.now"},                                      // spec example 3
+		{URI: "sip:example@workstreampeople.com"},                              // docs/product.md routing example 1
+		{URI: "tel:+31612345678"},                                              // docs/product.md routing example 2
+		{URI: "sip:example@anywhere.now"},                                      // docs/product.md routing example 3
 		{URI: "sip:teams@workstreampeople.com", TeamsUPN: "teams@contoso.com"}, // Graph beats a pattern
 		{URI: "sip:+31201234567@gw.example;user=phone"},                        // a phone number in a sip URI
 		{URI: "sip:+31201234567@other.example"},                                // without user=phone: SIP

@@ -96,8 +96,9 @@ func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p schemas.P
 	return 0, false, errors.New("presence of " + a.URI + " changed under every write attempt")
 }
 
-// presenceLog writes a presence the way operators read it in the spec's
-// log lines: availability, value, activity, device, network, modalities.
+// presenceLog writes a presence the way operators read it in the product's
+// log lines (docs/product.md, Logs): availability, value, activity, device,
+// network, modalities.
 type presenceLog struct{ p *schemas.Presence }
 
 func (l presenceLog) MarshalZerologObject(e *zerolog.Event) {

@@ -12,8 +12,8 @@ import (
 )
 
 // TestRunningProviderSpeaksTheSchemas validates, byte for byte, what a
-// running provider answers, publishes and stores against the contract's
-// JSON Schemas.
+// running provider answers, publishes and stores against the
+// JSON Schemas of docs/contract.md.
 func TestRunningProviderSpeaksTheSchemas(t *testing.T) {
 	v := schematest.Validator(t)
 	env := startAll(t, provtest.Config())
