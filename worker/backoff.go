@@ -3,8 +3,8 @@ package worker
 import "time"
 
 // backoff is the exponential sequence of docs/product.md (Back-off and giving
-// up): first, doubling each failure,
-// capped at max ([10, 20, 40, ..., max] for first 10 s).
+// up): first, doubling each failure, capped at max ([10, 20, 40, ..., max]
+// for first 10 s).
 type backoff struct {
 	first, max time.Duration
 }
