@@ -97,7 +97,7 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 	}
 	// Every worker takes every input: the agent's owner answers, the others
 	// keep their sources' state (a PSTN agent's calls) current.
-	s.inputs, err = c.NC.Subscribe("presence.in.>", func(m *nats.Msg) {
+	s.inputs, err = c.NC.Subscribe(schemas.InputWildcard, func(m *nats.Msg) {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(m.Subject))
 		select {

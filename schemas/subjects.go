@@ -7,17 +7,17 @@ const (
 	// EventWildcard matches exactly the presence events.
 	EventWildcard = "presence.*"
 
-	ServiceName       = "presence"
-	APISubjectPrefix  = "presence.api."
-	SubjectSubscribe  = "presence.api.subscribe"
-	SubjectUnsub      = "presence.api.unsubscribe"
-	SubjectSync       = "presence.api.sync"
-	SubjectGet        = "presence.api.get"
-	SubjectStatus     = "presence.api.status"
-	AttendantPrefix   = "presence.in.attendant."
-	PSTNPrefix        = "presence.in.pstn."
-	AttendantWildcard = "presence.in.attendant.*"
-	PSTNWildcard      = "presence.in.pstn.*"
+	ServiceName      = "presence"
+	APISubjectPrefix = "presence.api."
+	SubjectSubscribe = "presence.api.subscribe"
+	SubjectUnsub     = "presence.api.unsubscribe"
+	SubjectSync      = "presence.api.sync"
+	SubjectGet       = "presence.api.get"
+	SubjectStatus    = "presence.api.status"
+	AttendantPrefix  = "presence.in.attendant."
+	PSTNPrefix       = "presence.in.pstn."
+	// InputWildcard is every input of every source; each worker takes all.
+	InputWildcard = "presence.in.>"
 )
 
 // EventSubject is the subject of one agent's presence events.
