@@ -166,7 +166,7 @@ func endpoint[Req, Rep any](ctx context.Context, s *Service, handle func(context
 		var req Req
 		if len(data) > 0 || !isEmptyStruct(req) {
 			if err := json.Unmarshal(data, &req); err != nil {
-				respondError(r, s.log, &schemas.Error{Code: schemas.CodeBadRequest, Message: "request is not JSON of the contract: " + err.Error()})
+				respondError(r, s.log, &schemas.Error{Code: schemas.CodeBadRequest, Message: "request body is not the JSON of " + r.Subject() + ": " + err.Error()})
 				return
 			}
 		}

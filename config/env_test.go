@@ -156,7 +156,7 @@ func TestLoadProcessRejects(t *testing.T) {
 	}
 }
 
-// The contract's variables all have the PRESENCE_ prefix; an unrelated
+// The variables of docs/product.md, Environment all have the PRESENCE_ prefix; an unrelated
 // variable of the same name without it must not be read.
 func TestLoadProcessIgnoresUnprefixed(t *testing.T) {
 	clearEnv(t)

@@ -20,7 +20,7 @@ import (
 	"github.com/contactcenter/presence-provider/schemas/schematest"
 )
 
-// contractDoc is the written contract, relative to this package.
+// contractDoc is the wire contract in words, relative to this package.
 const contractDoc = "../docs/contract.md"
 
 // stringConstants returns every string constant the schemas package defines
@@ -80,7 +80,7 @@ func readContract(t *testing.T) string {
 	return string(data)
 }
 
-// Every name a program on the wire depends on is written in the contract, as
+// Every name a program on the wire depends on is written in docs/contract.md, as
 // code (`presence.api.get`, `presence_claims`, `invalid_uri`...); a prefix
 // such as presence.in.pstn. counts when written as the start of code.
 func TestContractNamesEveryConstant(t *testing.T) {
@@ -98,7 +98,7 @@ func TestContractNamesEveryConstant(t *testing.T) {
 	}
 }
 
-// jsonExamples returns the fenced blocks of the contract whose info string is
+// jsonExamples returns the fenced blocks of docs/contract.md whose info string is
 // "json <schema>", with the line each starts on; a JSON block that names no
 // schema fails t, since nothing would check it.
 func jsonExamples(t *testing.T, doc string) (schemaOf []string, docs []string, lines []int) {
@@ -129,7 +129,7 @@ func jsonExamples(t *testing.T, doc string) (schemaOf []string, docs []string, l
 	return schemaOf, docs, lines
 }
 
-// Every example of the contract is a valid message, and every message has an
+// Every example of docs/contract.md is a valid message, and every message has an
 // example.
 func TestContractExamplesMatchSchemas(t *testing.T) {
 	v := schematest.Validator(t)
@@ -148,7 +148,7 @@ func TestContractExamplesMatchSchemas(t *testing.T) {
 	}
 }
 
-// The worked examples of keys compute as the contract says.
+// The worked examples of keys compute as docs/contract.md, Keys says.
 func TestContractKeyExample(t *testing.T) {
 	doc := readContract(t)
 	for uri, key := range map[string]string{"sip:user1@domain.com": "c2lwOnVzZXIxQGRvbWFpbi5jb20", "ucc_app01": "dWNjX2FwcDAx"} {

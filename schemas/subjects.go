@@ -1,6 +1,6 @@
 package schemas
 
-// Subjects of the contract's section 2.
+// Subjects (docs/contract.md, Subjects).
 const (
 	// EventSubjectPrefix + key is where an agent's presence changes go.
 	EventSubjectPrefix = "presence."
@@ -23,7 +23,7 @@ const (
 // EventSubject is the subject of one agent's presence events.
 func EventSubject(key string) string { return EventSubjectPrefix + key }
 
-// KV buckets of the contract's section 6.
+// KV buckets (docs/contract.md, KV buckets).
 const (
 	BucketState    = "presence_state"
 	BucketInterest = "presence_interest"

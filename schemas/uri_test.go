@@ -151,7 +151,7 @@ func TestKeyOfContractExample(t *testing.T) {
 	}
 }
 
-// The contract rejects a URI over 512 bytes; a normalised URI must therefore
+// docs/contract.md, Agent URIs rejects a URI over 512 bytes; a normalised URI must therefore
 // never be longer, or it would not parse again.
 func TestParseURINormalisedWithin512Bytes(t *testing.T) {
 	for _, in := range []string{

@@ -7,9 +7,10 @@ import (
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
-// Routes picks the one source of each agent, in the spec's order: Graph for an
-// agent with a Teams UPN, the AttendantService when a Match pattern matches,
-// PSTN for an E.164 number, SIP for the other sip: URIs. Only enabled sources take part.
+// Routes picks the one source of each agent, in the order of docs/product.md,
+// Sources and routing: Graph for an agent with a Teams UPN, the
+// AttendantService when a Match pattern matches, PSTN for an E.164 number, SIP
+// for the other sip: URIs. Only enabled sources take part.
 type Routes struct {
 	Graph             bool
 	AttendantPatterns []*regexp.Regexp
