@@ -12,9 +12,11 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/schemas/schematest"
@@ -219,4 +221,70 @@ func trackedFiles(root string) ([]string, error) {
 		return nil
 	})
 	return files, err
+}
+
+// markdownLink is a link to a page of the repository: [text](target#anchor).
+var markdownLink = regexp.MustCompile(`\]\(([^)\s:]*?)(?:#([^)\s]*))?\)`)
+
+// anchor is the id GitHub gives a heading: lower case, punctuation but - and
+// _ dropped, spaces as dashes.
+func anchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func anchorsOf(t *testing.T, page string) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	inCode := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if !inCode && strings.HasPrefix(line, "#") {
+			anchors[anchor(strings.TrimLeft(line, "#"))] = true
+		}
+	}
+	return anchors
+}
+
+// Every link of the documentation reaches a file of the repository, and a
+// heading of it when it names one.
+func TestDocsLinksResolve(t *testing.T) {
+	pages, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages = append(pages, "../README.md")
+	for _, page := range pages {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range markdownLink.FindAllStringSubmatch(string(data), -1) {
+			target := page
+			if m[1] != "" {
+				target = filepath.Join(filepath.Dir(page), m[1])
+				if _, err := os.Stat(target); err != nil {
+					t.Errorf("%s: link %s: %v", page, m[0], err)
+					continue
+				}
+			}
+			if m[2] != "" && strings.HasSuffix(target, ".md") && !anchorsOf(t, target)[m[2]] {
+				t.Errorf("%s: link %s: %s has no heading #%s", page, m[0], target, m[2])
+			}
+		}
+	}
 }
