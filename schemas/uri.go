@@ -1,6 +1,6 @@
 // Package schemas is the single truth for what crosses the wire: the JSON
-// types of docs/contract.md, its error codes, agent URIs and keys, and the JSON Schema files
-// that describe every message.
+// types of docs/contract.md, its error codes, agent URIs and keys, and the
+// JSON Schema files that describe every message.
 package schemas
 
 import (
