@@ -188,6 +188,9 @@ func TestNoReferenceOutsideTheRepository(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if bytes.IndexByte(data, 0) >= 0 {
+			continue // a binary (a build outside git) records where it was built
+		}
 		for _, ref := range outsideRefs {
 			if i := bytes.Index(data, []byte(ref)); i >= 0 {
 				line := 1 + bytes.Count(data[:i], []byte("\n"))
