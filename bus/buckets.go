@@ -12,7 +12,7 @@ import (
 	"github.com/contactcenter/presence-provider/worker"
 )
 
-// BucketOptions shape the contract's buckets.
+// BucketOptions shape the buckets (docs/contract.md, KV buckets).
 type BucketOptions struct {
 	Replicas int
 	// WorkerLease is how long a worker's entry lives without a beat.
@@ -21,7 +21,7 @@ type BucketOptions struct {
 	Memory bool
 }
 
-// Buckets creates (or updates) the four buckets of the contract and returns
+// Buckets creates (or updates) the four buckets of docs/contract.md and returns
 // the worker's stores over them.
 func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logger) (worker.Stores, error) {
 	storage := jetstream.FileStorage

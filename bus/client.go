@@ -12,8 +12,8 @@ import (
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
-// Client speaks the contract to the presence service, for UCCs, tools and
-// tests.
+// Client speaks the wire contract (docs/contract.md) to the presence
+// service, for UCCs, tools and tests.
 type Client struct {
 	nc *nats.Conn
 }
@@ -84,8 +84,8 @@ func (c *Client) PSTN(ctx context.Context, key string, in schemas.PSTNInput) (sc
 
 // Watch calls fn with every presence event of the given agent keys, or of
 // every agent when keys is empty, until the returned stop is called. Events
-// whose seq is not above the last seen for the agent are dropped, as the
-// contract tells consumers to.
+// whose seq is not above the last seen for the agent are dropped, as
+// docs/contract.md, seq tells consumers to.
 func (c *Client) Watch(keys []string, fn func(schemas.Event)) (stop func() error, err error) {
 	events := make(chan *nats.Msg, 4096)
 	var subs []*nats.Subscription

@@ -97,7 +97,7 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 	}
 	// Every worker takes every input: the agent's owner answers, the others
 	// keep their sources' state (a PSTN agent's calls) current.
-	s.inputs, err = c.NC.Subscribe("presence.in.>", func(m *nats.Msg) {
+	s.inputs, err = c.NC.Subscribe(schemas.InputWildcard, func(m *nats.Msg) {
 		h := fnv.New32a()
 		_, _ = h.Write([]byte(m.Subject))
 		select {
@@ -166,7 +166,7 @@ func endpoint[Req, Rep any](ctx context.Context, s *Service, handle func(context
 		var req Req
 		if len(data) > 0 || !isEmptyStruct(req) {
 			if err := json.Unmarshal(data, &req); err != nil {
-				respondError(r, s.log, &schemas.Error{Code: schemas.CodeBadRequest, Message: "request is not JSON of the contract: " + err.Error()})
+				respondError(r, s.log, &schemas.Error{Code: schemas.CodeBadRequest, Message: "request body is not the JSON of " + r.Subject() + ": " + err.Error()})
 				return
 			}
 		}

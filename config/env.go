@@ -24,7 +24,7 @@ func (Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("[redacted]"))
 // MarshalText keeps the value out of JSON and zerolog output too.
 func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
-// Process holds the process settings of the contract's section 7.
+// Process holds the process settings (docs/product.md, Environment).
 type Process struct {
 	NATSURL            string `envconfig:"PRESENCE_NATS_URL"`
 	EmbeddedListen     string `envconfig:"PRESENCE_EMBEDDED_LISTEN" default:"127.0.0.1:4222"`

@@ -156,8 +156,8 @@ func TestLoadProcessRejects(t *testing.T) {
 	}
 }
 
-// The contract's variables all have the PRESENCE_ prefix; an unrelated
-// variable of the same name without it must not be read.
+// The variables of docs/product.md, Environment all have the PRESENCE_
+// prefix; an unrelated variable of the same name without it must not be read.
 func TestLoadProcessIgnoresUnprefixed(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("CONFIG", "/etc/other-program.xml")

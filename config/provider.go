@@ -86,7 +86,7 @@ type GraphAccount struct {
 // names; Config.xml never holds it.
 func (a GraphAccount) Secret() Secret { return Secret(os.Getenv(a.ClientSecretEnv)) }
 
-// Defaults of the spec and the contract.
+// Defaults of docs/product.md, Config.xml.
 const (
 	DefaultMaxSubscriptionsPerSecond = 15
 	DefaultFailedResubscribeDelay    = 900 * time.Second

@@ -29,7 +29,7 @@ func equal(t *testing.T, what string, got, want any) {
 	}
 }
 
-// The example of the spec, as printed there.
+// The example Config.xml of the product's manual (config/testdata/README.md).
 func TestParseSpecExample(t *testing.T) {
 	p, err := config.Load("testdata/spec-example.xml")
 	if err != nil {

@@ -1,6 +1,6 @@
 package schemas
 
-// Error codes of the contract, as they appear in replies.
+// Error codes, as they appear in replies (docs/contract.md, Error codes).
 const (
 	CodeBadRequest        = "bad_request"
 	CodeInvalidURI        = "invalid_uri"

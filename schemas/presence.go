@@ -2,7 +2,7 @@ package schemas
 
 import "time"
 
-// Availability is the contract's availability name.
+// Availability is an availability name (docs/contract.md, Presence).
 type Availability string
 
 const (
@@ -34,7 +34,7 @@ var availabilityBands = []struct {
 	{Offline, 18000, 18500},
 }
 
-// ParseAvailability accepts a contract availability name, case-insensitively.
+// ParseAvailability accepts an availability name, case-insensitively.
 func ParseAvailability(s string) (Availability, bool) {
 	for _, b := range availabilityBands {
 		if equalFoldASCII(s, string(b.name)) {
@@ -104,7 +104,8 @@ type Presence struct {
 }
 
 // SameAs reports whether two presences differ only in when they were observed:
-// the contract publishes an event only when something else changed.
+// an event is published only when something else changed (docs/contract.md,
+// Presence events).
 func (p Presence) SameAs(q Presence) bool {
 	p.ObservedAt, q.ObservedAt = time.Time{}, time.Time{}
 	return p == q

@@ -16,7 +16,7 @@ import (
 	"github.com/contactcenter/presence-provider/schemas/schematest"
 )
 
-// schemaFiles is every message of the contract; a file added or removed
+// schemaFiles is every message of docs/contract.md; a file added or removed
 // must be added here too, with its Go type in TestSchemasMatchGoTypes.
 var schemaFiles = []string{
 	"agents-reply.schema.json",
@@ -147,7 +147,8 @@ func TestSchemasAcceptGoValues(t *testing.T) {
 	}
 }
 
-// The contract's own examples, as written there (the "..." parts filled in).
+// Messages as UCCs and sources write them: the forms docs/contract.md shows,
+// with optional fields left out and a field a newer writer adds.
 func TestSchemasAcceptContractExamples(t *testing.T) {
 	v := schematest.Validator(t)
 	tests := []struct{ schema, doc string }{
@@ -299,7 +300,7 @@ func (r *recorder) Errorf(format string, args ...any) {
 
 // TestSchemasMatchGoTypes compares each object of the schemas with its Go
 // type: the same property names as the json tags, and required exactly the
-// fields without omitempty (with the few exceptions the contract makes).
+// fields without omitempty (with the few exceptions docs/contract.md makes).
 func TestSchemasMatchGoTypes(t *testing.T) {
 	docs := map[string]map[string]any{}
 	for _, name := range schemaFiles {

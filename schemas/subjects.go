@@ -1,29 +1,29 @@
 package schemas
 
-// Subjects of the contract's section 2.
+// Subjects (docs/contract.md, Subjects).
 const (
 	// EventSubjectPrefix + key is where an agent's presence changes go.
 	EventSubjectPrefix = "presence."
 	// EventWildcard matches exactly the presence events.
 	EventWildcard = "presence.*"
 
-	ServiceName       = "presence"
-	APISubjectPrefix  = "presence.api."
-	SubjectSubscribe  = "presence.api.subscribe"
-	SubjectUnsub      = "presence.api.unsubscribe"
-	SubjectSync       = "presence.api.sync"
-	SubjectGet        = "presence.api.get"
-	SubjectStatus     = "presence.api.status"
-	AttendantPrefix   = "presence.in.attendant."
-	PSTNPrefix        = "presence.in.pstn."
-	AttendantWildcard = "presence.in.attendant.*"
-	PSTNWildcard      = "presence.in.pstn.*"
+	ServiceName      = "presence"
+	APISubjectPrefix = "presence.api."
+	SubjectSubscribe = "presence.api.subscribe"
+	SubjectUnsub     = "presence.api.unsubscribe"
+	SubjectSync      = "presence.api.sync"
+	SubjectGet       = "presence.api.get"
+	SubjectStatus    = "presence.api.status"
+	AttendantPrefix  = "presence.in.attendant."
+	PSTNPrefix       = "presence.in.pstn."
+	// InputWildcard is every input of every source; each worker takes all.
+	InputWildcard = "presence.in.>"
 )
 
 // EventSubject is the subject of one agent's presence events.
 func EventSubject(key string) string { return EventSubjectPrefix + key }
 
-// KV buckets of the contract's section 6.
+// KV buckets (docs/contract.md, KV buckets).
 const (
 	BucketState    = "presence_state"
 	BucketInterest = "presence_interest"

@@ -1,6 +1,6 @@
-// Package schemas is the single truth for what crosses the wire: the contract's
-// JSON types, its error codes, agent URIs and keys, and the JSON Schema files
-// that describe every message.
+// Package schemas is the single truth for what crosses the wire: the JSON
+// types of docs/contract.md, its error codes, agent URIs and keys, and the
+// JSON Schema files that describe every message.
 package schemas
 
 import (
@@ -10,7 +10,7 @@ import (
 	"unicode"
 )
 
-// MaxURIBytes is the longest agent URI the contract accepts.
+// MaxURIBytes is the longest agent URI accepted (docs/contract.md, Agent URIs).
 const MaxURIBytes = 512
 
 // AgentURI is a normalised agent URI and whether it names a PSTN number.
@@ -29,7 +29,7 @@ func (a AgentURI) Key() string { return Key(a.URI) }
 // token and a valid KV key, since '@', ':' and '+' are refused in both.
 func Key(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
-// ParseURI normalises an agent URI as the contract's section 1 says. Every
+// ParseURI normalises an agent URI as docs/contract.md, Agent URIs says. Every
 // rejection is an *Error with code invalid_uri.
 func ParseURI(raw string) (AgentURI, error) {
 	s := strings.TrimSpace(raw)

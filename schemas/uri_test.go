@@ -151,8 +151,8 @@ func TestKeyOfContractExample(t *testing.T) {
 	}
 }
 
-// The contract rejects a URI over 512 bytes; a normalised URI must therefore
-// never be longer, or it would not parse again.
+// docs/contract.md, Agent URIs rejects a URI over 512 bytes; a normalised URI
+// must therefore never be longer, or it would not parse again.
 func TestParseURINormalisedWithin512Bytes(t *testing.T) {
 	for _, in := range []string{
 		// A bare user@host of 510 bytes gains "sip:".

@@ -15,9 +15,9 @@ type Spec struct {
 // Fed reports whether inputs feed the source.
 func (s Spec) Fed() bool { return s.NotServed != "" }
 
-// Registry is every source in routing order (docs/product.md, Routing): an
-// agent takes its presence from the first enabled source that serves it.
-// A new source is one line here and a folder of its own.
+// Registry is every source in routing order (docs/product.md, Sources and
+// routing): an agent takes its presence from the first enabled source that
+// serves it. A new source is one line here and a folder of its own.
 func Registry() []Spec {
 	return []Spec{
 		{Name: schemas.SourceGraph},

@@ -1,6 +1,6 @@
 // Package provtest runs a whole provider for tests: a real embedded NATS
-// server with JetStream, the contract's buckets, the presence service and a
-// worker, on a clock the test controls.
+// server with JetStream, the buckets of docs/contract.md, the presence
+// service and a worker, on a clock the test controls.
 package provtest
 
 import (

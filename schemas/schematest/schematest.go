@@ -1,4 +1,4 @@
-// Package schematest validates messages against the contract's JSON Schemas
+// Package schematest validates messages against the JSON Schemas of docs/contract.md
 // (schemas.JSONSchemas), for tests: a unit test of the Go types, or an
 // end-to-end test that checks what a running provider publishes and stores.
 package schematest

@@ -55,7 +55,7 @@ func (*Source) Health() sources.Health { return sources.Health{Healthy: true} }
 func (s *Source) Input(_ sources.Agent, body []byte) (schemas.Presence, error) {
 	var in schemas.AttendantInput
 	if err := json.Unmarshal(body, &in); err != nil {
-		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeBadRequest, Message: "attendant input is not JSON of the contract: " + err.Error()}
+		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeBadRequest, Message: "attendant input is not the JSON of docs/contract.md, Inputs: " + err.Error()}
 	}
 	availability, ok := schemas.ParseAvailability(in.Availability)
 	if !ok {

@@ -6,7 +6,7 @@ import (
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
-// availabilities maps Graph's availability to the contract's.
+// availabilities maps Graph's availability to ours (docs/contract.md, Presence).
 var availabilities = map[string]schemas.Availability{
 	"Available":       schemas.Available,
 	"AvailableIdle":   schemas.AvailableIdle,

@@ -91,7 +91,7 @@ func (s *Source) Run(ctx context.Context) error {
 func (s *Source) Input(a sources.Agent, body []byte) (schemas.Presence, error) {
 	var in schemas.PSTNInput
 	if err := json.Unmarshal(body, &in); err != nil {
-		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeBadRequest, Message: "pstn input is not JSON of the contract: " + err.Error()}
+		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeBadRequest, Message: "pstn input is not the JSON of docs/contract.md, Inputs: " + err.Error()}
 	}
 	switch {
 	case in.UCC == "" || in.CallID == "":

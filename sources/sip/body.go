@@ -29,7 +29,7 @@ const maxBodyBytes = 64 << 10
 // document without a state category); what is known stays.
 var errNoState = errors.New("no presence state in the body")
 
-// parseBody maps a NOTIFY body to the contract's presence, by content type.
+// parseBody maps a NOTIFY body to presence (docs/product.md, SIP), by content type.
 func parseBody(contentType string, body []byte, now time.Time) (schemas.Presence, error) {
 	if len(body) > maxBodyBytes {
 		return schemas.Presence{}, fmt.Errorf("body of %d bytes; at most %d", len(body), maxBodyBytes)
@@ -71,7 +71,7 @@ type pidf struct {
 	} `xml:"person"`
 }
 
-// rpidActivities maps RFC 4480 activities to the contract's availability and
+// rpidActivities maps RFC 4480 activities to an availability and
 // the MS-PRES activity token a UCC knows.
 var rpidActivities = map[string]struct {
 	availability schemas.Availability

@@ -1,0 +1,99 @@
+package config_test
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/contactcenter/presence-provider/config"
+)
+
+// productDoc documents every setting, relative to this package.
+const productDoc = "../docs/product.md"
+
+func readProductDoc(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(productDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// Every PRESENCE_ variable the process reads is in docs/product.md,
+// Environment.
+func TestProductDocNamesEveryVariable(t *testing.T) {
+	doc := readProductDoc(t)
+	process := reflect.TypeOf(config.Process{})
+	for i := range process.NumField() {
+		name := process.Field(i).Tag.Get("envconfig")
+		if name == "" {
+			t.Errorf("config.Process.%s has no envconfig tag", process.Field(i).Name)
+			continue
+		}
+		if !strings.Contains(doc, "`"+name+"`") {
+			t.Errorf("%s is read (config.Process.%s) but not written in %s", name, process.Field(i).Name, productDoc)
+		}
+	}
+	if !strings.Contains(doc, "`"+config.DefaultClientSecretEnv+"`") {
+		t.Errorf("%s is not written in %s", config.DefaultClientSecretEnv, productDoc)
+	}
+}
+
+// readerMethods are the calls by which provider.go names an element or an
+// attribute of Config.xml: their string arguments are those names.
+var readerMethods = map[string]bool{
+	"int": true, "seconds": true, "bool": true, "str": true, "sipURI": true, "hostPort": true,
+	"endpoint": true, "one": true, "all": true, "find": true, "attr": true,
+}
+
+// configNames returns every element and attribute name provider.go reads.
+func configNames(t *testing.T) map[string]bool {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "provider.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok {
+			return true
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok || !readerMethods[sel.Sel.Name] {
+			return true
+		}
+		for _, arg := range call.Args {
+			if lit, ok := arg.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				if s, err := strconv.Unquote(lit.Value); err == nil {
+					names[s] = true
+				}
+			}
+		}
+		return true
+	})
+	return names
+}
+
+// Every element and attribute that Config.xml may hold is in
+// docs/product.md, Config.xml.
+func TestProductDocNamesEveryConfigName(t *testing.T) {
+	doc := readProductDoc(t)
+	names := configNames(t)
+	for _, want := range []string{"PresenceProvider", "maxPresenceSubscriptionsPerSecond", "UcmaPresenceSource", "OwnerUri", "ClientSecretEnv"} {
+		if !names[want] {
+			t.Fatalf("%s not found in provider.go: the reader of names misses some (found %d)", want, len(names))
+		}
+	}
+	for name := range names {
+		if !strings.Contains(doc, "`"+name+"`") {
+			t.Errorf("Config.xml name %s is read by provider.go but not written in %s", name, productDoc)
+		}
+	}
+}
