@@ -170,8 +170,12 @@ type daemon struct {
 func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *daemon, err error) {
 	provider := config.Default()
 	if proc.ConfigFile != "" {
-		if provider, err = config.Load(proc.ConfigFile); err != nil {
+		var warnings []config.Warning
+		if provider, warnings, err = config.Load(proc.ConfigFile); err != nil {
 			return nil, err
+		}
+		for _, w := range warnings {
+			log.Warn().EmbedObject(w).Str("file", proc.ConfigFile).Msg(w.String())
 		}
 	}
 	log.Info().Object("config", provider).Str("file", proc.ConfigFile).Msg("PresenceProviderConfiguration")
