@@ -37,7 +37,9 @@ func main() {
 }
 
 // run returns the process's exit status: 0 after a stop on SIGTERM or
-// SIGINT, however it ended, since the orchestrator asked for it.
+// SIGINT, finished or cut at PRESENCE_SHUTDOWN_TIMEOUT, since the stop was
+// asked for; 1 when the start fails or a second signal cuts the stop short;
+// 2 for a command line it does not take.
 func run(args []string, stdout, stderr io.Writer) int {
 	if code, done := answer(args, stdout, stderr); done {
 		return code
@@ -52,6 +54,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	level, _ := zerolog.ParseLevel(proc.LogLevel)
 	log := zerolog.New(stderr).Level(level).With().Timestamp().Logger()
 	d, err := start(ctx, proc, log)
+	if err != nil && ctx.Err() != nil {
+		// Asked to stop while starting: what failed was the wait.
+		log.Info().Msg("stopped while starting")
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "presenced:", err)
 		return 1
