@@ -4,9 +4,9 @@
 package bus
 
 import (
-	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -40,8 +40,28 @@ type ClusterOptions struct {
 	Routes string
 }
 
-// StartEmbedded starts a NATS server with JetStream inside this process.
-func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*server.Server, error) {
+// readyTimeout bounds the embedded server's start when it neither gets ready
+// nor reports why.
+const readyTimeout = 30 * time.Second
+
+// Embedded is the embedded NATS server and the data directory it holds.
+type Embedded struct {
+	*server.Server
+	lock *os.File
+}
+
+// Shutdown stops the server, waits until its store is closed, and only then
+// lets the data directory go.
+func (e *Embedded) Shutdown() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+	_ = e.lock.Close()
+}
+
+// StartEmbedded starts a NATS server with JetStream inside this process. It
+// holds DataDir for this process until Shutdown, and fails at once when the
+// server cannot start (an address in use, a store it cannot open).
+func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*Embedded, error) {
 	host, portText, err := net.SplitHostPort(opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("bus: listen address %q: %w", opts.Listen, err)
@@ -77,25 +97,60 @@ func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*server.Server, er
 		sopts.Cluster = server.ClusterOpts{Name: opts.Cluster.Name, Host: chost, Port: cport}
 		sopts.Routes = server.RoutesFromStr(opts.Cluster.Routes)
 	}
+	lock, err := lockDataDir(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("bus: embedded server: %w", err)
 	}
-	ns.SetLoggerV2(serverLog{log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	serverLogger := log.With().Str("component", "nats-server").Logger()
+	// The server reports a failed start (a listen address in use...) only
+	// through Fatalf and then never gets ready: catch it to fail at once.
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(serverLog{log: serverLogger, fatal: fatal}, false, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("bus: embedded server not ready within 30s")
+	e := &Embedded{Server: ns, lock: lock}
+	failed := func(err error) (*Embedded, error) {
+		e.Shutdown()
+		return nil, err
 	}
-	return ns, nil
+	deadline := time.Now().Add(readyTimeout)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			return failed(fmt.Errorf("bus: embedded server did not start: %s", msg))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return failed(fmt.Errorf("bus: embedded server not ready within %s", readyTimeout))
+		}
+	}
+	// From here on a fatal error is logged: nobody waits for it.
+	ns.SetLoggerV2(serverLog{log: serverLogger}, false, false, false)
+	return e, nil
 }
 
-// serverLog hands the server's log lines to zerolog.
-type serverLog struct{ log zerolog.Logger }
+// serverLog hands the server's log lines to zerolog; while fatal is set, the
+// first fatal error goes there instead, for StartEmbedded to return.
+type serverLog struct {
+	log   zerolog.Logger
+	fatal chan<- string
+}
 
 func (l serverLog) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
 func (l serverLog) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
-func (l serverLog) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l serverLog) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l serverLog) Debugf(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
-func (l serverLog) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+func (l serverLog) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	select {
+	case l.fatal <- msg:
+	default:
+		l.log.Error().Msg(msg)
+	}
+}
+
+func (l serverLog) Errorf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
+func (l serverLog) Debugf(format string, v ...any) { l.log.Trace().Msgf(format, v...) }
+func (l serverLog) Tracef(format string, v ...any) { l.log.Trace().Msgf(format, v...) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ var processVars = []string{
 	"NATS_URL", "EMBEDDED_LISTEN", "DATA_DIR", "CONFIG", "WORKER_ID", "LOG_LEVEL",
 	"SIP_APP_PASSWORD", "SIP_USER_PASSWORD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
 	"KV_REPLICAS", "UNSUBSCRIBE_LINGER", "WORKER_LEASE",
-	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN",
+	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN", "SHUTDOWN_TIMEOUT",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -55,6 +56,7 @@ func TestLoadProcessDefaults(t *testing.T) {
 		ClusterName:        "presence",
 		UnsubscribeLinger:  10 * time.Second,
 		WorkerLease:        10 * time.Second,
+		ShutdownTimeout:    10 * time.Second,
 	}
 	equal(t, "Process", p, want)
 }
@@ -93,6 +95,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		"PRESENCE_KV_REPLICAS":          "3",
 		"PRESENCE_UNSUBSCRIBE_LINGER":   "1m",
 		"PRESENCE_WORKER_LEASE":         "30s",
+		"PRESENCE_SHUTDOWN_TIMEOUT":     "3s",
 	}
 	for k, v := range set {
 		t.Setenv(k, v)
@@ -116,6 +119,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		KVReplicas:         3,
 		UnsubscribeLinger:  time.Minute,
 		WorkerLease:        30 * time.Second,
+		ShutdownTimeout:    3 * time.Second,
 	})
 }
 
@@ -139,6 +143,8 @@ func TestLoadProcessRejects(t *testing.T) {
 		{"kv replicas not a number", "PRESENCE_KV_REPLICAS", "three", "KV_REPLICAS"},
 		{"worker lease under 3s", "PRESENCE_WORKER_LEASE", "2s", "PRESENCE_WORKER_LEASE"},
 		{"worker lease not a duration", "PRESENCE_WORKER_LEASE", "ten", "WORKER_LEASE"},
+		{"shutdown timeout zero", "PRESENCE_SHUTDOWN_TIMEOUT", "0s", "PRESENCE_SHUTDOWN_TIMEOUT"},
+		{"shutdown timeout not a duration", "PRESENCE_SHUTDOWN_TIMEOUT", "soon", "SHUTDOWN_TIMEOUT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,6 +162,42 @@ func TestLoadProcessRejects(t *testing.T) {
 	}
 }
 
+// TestUsageListsEveryVariable: the usage comes from Process's tags, so a
+// variable added there is listed with its default and a description.
+func TestUsageListsEveryVariable(t *testing.T) {
+	var buf bytes.Buffer
+	if err := config.Usage(&buf); err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 2 {
+			lines[f[0]] = line
+		}
+	}
+	typ := reflect.TypeFor[config.Process]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		line, ok := lines[f.Tag.Get("envconfig")]
+		if !ok {
+			t.Errorf("usage lacks %s:\n%s", f.Tag.Get("envconfig"), buf.String())
+			continue
+		}
+		def := f.Tag.Get("default")
+		if def == "" {
+			def = "-"
+		}
+		if fields := strings.Fields(line); fields[1] != def || !strings.Contains(line, f.Tag.Get("desc")) || f.Tag.Get("desc") == "" {
+			t.Errorf("usage line %q; want default %q and the field's description", line, def)
+		}
+	}
+	if len(processVars) != typ.NumField() {
+		t.Errorf("processVars has %d names, Process %d fields", len(processVars), typ.NumField())
+	}
+}
+
+// The contract's variables all have the PRESENCE_ prefix; an unrelated
+// variable of the same name without it must not be read.
 // The variables of docs/product.md, Environment all have the PRESENCE_
 // prefix; an unrelated variable of the same name without it must not be read.
 func TestLoadProcessIgnoresUnprefixed(t *testing.T) {

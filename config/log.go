@@ -51,3 +51,14 @@ func (p Provider) MarshalZerologObject(e *zerolog.Event) {
 func endpointDict(ep Endpoint) *zerolog.Event {
 	return zerolog.Dict().Str("uri", ep.URI).Str("PoolFqdn", ep.PoolFQDN).Bool("Register", ep.Register)
 }
+
+// MarshalZerologObject gives a warning's parts as fields beside its line.
+func (w Warning) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("element", w.Element)
+	if w.Attribute != "" {
+		e.Str("attribute", w.Attribute)
+	}
+	if w.Suggestion != "" {
+		e.Str("did_you_mean", w.Suggestion)
+	}
+}

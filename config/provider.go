@@ -5,6 +5,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"regexp"
@@ -129,25 +130,35 @@ func (e *RuleError) Error() string {
 	return fmt.Sprintf("config: element %s, attribute %s: %s", e.Element, e.Attribute, e.Rule)
 }
 
-// Load reads the PresenceProvider element of a Config.xml file.
-func Load(path string) (Provider, error) {
-	data, err := os.ReadFile(path)
+// Load reads the PresenceProvider element of a Config.xml file, with a
+// warning for each name in it the provider does not know.
+func Load(path string) (Provider, []Warning, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return Provider{}, fmt.Errorf("config: %w", err)
+		return Provider{}, nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return Provider{}, nil, fmt.Errorf("config: %w", err)
 	}
 	return Parse(data)
 }
 
-// Parse reads the PresenceProvider element of a Config.xml document; other
-// elements (License, ...) are ignored.
-func Parse(data []byte) (Provider, error) {
+// Parse reads the PresenceProvider element of a Config.xml document, with a
+// warning for each name in it the provider does not know; other elements
+// (License, ...) are ignored.
+func Parse(data []byte) (Provider, []Warning, error) {
+	if len(data) > MaxFileSize {
+		return Provider{}, nil, fmt.Errorf("config: the file is over %d MiB, too big for a Config.xml", MaxFileSize>>20)
+	}
 	root, err := readTree(bytes.NewReader(data))
 	if err != nil {
-		return Provider{}, err
+		return Provider{}, nil, err
 	}
 	pp := root.find("PresenceProvider")
 	if pp == nil {
-		return Provider{}, &RuleError{Element: root.name, Rule: "has no PresenceProvider element"}
+		return Provider{}, nil, &RuleError{Element: root.name, Rule: "has no PresenceProvider element"}
 	}
 	r := &reader{}
 	p := Default()
@@ -179,9 +190,9 @@ func Parse(data []byte) (Provider, error) {
 		p.Graph = r.graph(n)
 	}
 	if r.err != nil {
-		return Provider{}, r.err
+		return Provider{}, nil, r.err
 	}
-	return p, nil
+	return p, unknowns(pp), nil
 }
 
 // reader keeps the first broken rule, so that parsing reads on without
@@ -190,7 +201,7 @@ type reader struct{ err error }
 
 func (r *reader) fail(n *node, attr, rule string) {
 	if r.err == nil {
-		r.err = &RuleError{Element: n.path, Attribute: attr, Rule: rule}
+		r.err = &RuleError{Element: n.path(), Attribute: attr, Rule: rule}
 	}
 }
 

@@ -31,7 +31,7 @@ func equal(t *testing.T, what string, got, want any) {
 
 // The example Config.xml of the product's manual (config/testdata/README.md).
 func TestParseSpecExample(t *testing.T) {
-	p, err := config.Load("testdata/spec-example.xml")
+	p, _, err := config.Load("testdata/spec-example.xml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestParseSpecExample(t *testing.T) {
 }
 
 func TestParseDefaults(t *testing.T) {
-	p, err := config.Load("testdata/minimal.xml")
+	p, _, err := config.Load("testdata/minimal.xml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestParseDefaults(t *testing.T) {
 		[]any{15, 900 * time.Second, 28800 * time.Second, 3, 4 * time.Hour, "PRESENCE_GRAPH_CLIENT_SECRET", "tcp"})
 
 	// Empty attributes take the defaults; sources present but disabled.
-	p, err = config.Parse([]byte(`<PresenceProvider maxPresenceSubscriptionsPerSecond="" failedPresenceSubscriptionsResubscribeDelay="">
+	p, _, err = config.Parse([]byte(`<PresenceProvider maxPresenceSubscriptionsPerSecond="" failedPresenceSubscriptionsResubscribeDelay="">
 		<UcmaPresenceSource enabled="false" />
 		<PstnPresenceSource />
 		<AttendantServiceSource enabled="false" />
@@ -104,7 +104,7 @@ func TestParseDefaults(t *testing.T) {
 }
 
 func TestParseOddCase(t *testing.T) {
-	p, err := config.Load("testdata/odd-case.xml")
+	p, _, err := config.Load("testdata/odd-case.xml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestParseOddCase(t *testing.T) {
 }
 
 func TestLoadExampleConfig(t *testing.T) {
-	p, err := config.Load("../examples/Config.xml")
+	p, _, err := config.Load("../examples/Config.xml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestLoadExampleConfig(t *testing.T) {
 }
 
 func TestLoadMissingFile(t *testing.T) {
-	if _, err := config.Load("testdata/no-such-file.xml"); err == nil || !strings.HasPrefix(err.Error(), "config: ") {
+	if _, _, err := config.Load("testdata/no-such-file.xml"); err == nil || !strings.HasPrefix(err.Error(), "config: ") {
 		t.Errorf("Load of a missing file: %v", err)
 	}
 }
@@ -165,7 +165,7 @@ func TestParseNotConfig(t *testing.T) {
 		"<config><PresenceProvider>",
 		"<config/><config/>",
 	} {
-		_, err := config.Parse([]byte(in))
+		_, _, err := config.Parse([]byte(in))
 		if err == nil {
 			t.Errorf("Parse(%q) succeeded", in)
 			continue
@@ -257,7 +257,7 @@ func TestParseBrokenRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := config.Parse([]byte(tt.doc))
+			p, _, err := config.Parse([]byte(tt.doc))
 			if err == nil {
 				t.Fatalf("Parse accepted it: %+v", p)
 			}
@@ -299,7 +299,7 @@ func TestRuleErrorLine(t *testing.T) {
 
 // A listen address or pool may be an IPv6 literal, which needs brackets.
 func TestParseIPv6HostPort(t *testing.T) {
-	_, err := config.Parse([]byte(wrap("", sip(`Listen="[::1]:5070"`, `<ApplicationEndpoint OwnerUri="sip:a@b.com" PoolFqdn="[2001:db8::1]:5061" />`))))
+	_, _, err := config.Parse([]byte(wrap("", sip(`Listen="[::1]:5070"`, `<ApplicationEndpoint OwnerUri="sip:a@b.com" PoolFqdn="[2001:db8::1]:5061" />`))))
 	if err != nil {
 		t.Fatalf("provider.go hostPort refuses a bracketed IPv6 host: SplitHostPort gives host %q, which holds ':' (%v)", "::1", err)
 	}
@@ -307,7 +307,7 @@ func TestParseIPv6HostPort(t *testing.T) {
 
 // A PoolFqdn "host:" has an empty port: it is neither host nor host:port.
 func TestParsePoolFqdnEmptyPort(t *testing.T) {
-	p, err := config.Parse([]byte(wrap("", sip("", `<ApplicationEndpoint OwnerUri="sip:a@b.com" PoolFqdn="pool.b.com:" />`))))
+	p, _, err := config.Parse([]byte(wrap("", sip("", `<ApplicationEndpoint OwnerUri="sip:a@b.com" PoolFqdn="pool.b.com:" />`))))
 	if err == nil {
 		t.Fatalf("provider.go hostPort accepts PoolFqdn %q (empty port is taken as no port)", p.SIP.Application.PoolFQDN)
 	}
@@ -322,7 +322,7 @@ func TestParseDuplicateAttribute(t *testing.T) {
 		`maxPresenceSubscriptionsPerSecond="15" MAXPRESENCESUBSCRIPTIONSPERSECOND="20"`,
 		`maxPresenceSubscriptionsPerSecond="15" maxPresenceSubscriptionsPerSecond="20"`,
 	} {
-		p, err := config.Parse([]byte(wrap(attrs, "")))
+		p, _, err := config.Parse([]byte(wrap(attrs, "")))
 		if err == nil {
 			t.Fatalf("xmltree.go readTree keeps the last of duplicate attributes %s: maxPresenceSubscriptionsPerSecond = %d, want an error",
 				attrs, p.MaxSubscriptionsPerSecond)
@@ -333,7 +333,7 @@ func TestParseDuplicateAttribute(t *testing.T) {
 // The configuration line operators look for at start names every parameter
 // as Config.xml does.
 func TestProviderLogLine(t *testing.T) {
-	p, err := config.Load("testdata/spec-example.xml")
+	p, _, err := config.Load("testdata/spec-example.xml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func start(dir string) (*provider, error) {
 		return nil, err
 	}
 	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
-	conn, err := bus.Connect("", ns, "presencebench", log)
+	conn, err := bus.Connect("", ns.Server, "presencebench", log)
 	if err != nil {
 		return nil, err
 	}

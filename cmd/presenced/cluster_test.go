@@ -51,7 +51,7 @@ func TestClusterSurvivesAKilledWorker(t *testing.T) {
 			<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="udp"
 			                    Listen="127.0.0.1:%d" subscriptionExpires="3">
 			  <ApplicationEndpoint OwnerUri="%s" PoolFqdn="%s" />
-			</UcmaPresenceSource></PresenceProvider></config>`, freePort(t), clusterAppURI, k.Addr())
+			</UcmaPresenceSource></PresenceProvider></config>`, freeUDPPort(t), clusterAppURI, k.Addr())
 		if err := os.WriteFile(cfgFile, []byte(xml), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -116,7 +116,7 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 		if cfgFile == "" {
 			t.Fatalf("%s: PRESENCE_CONFIG=%q is not in a mounted volume", name, env["PRESENCE_CONFIG"])
 		}
-		p, err := config.Load(cfgFile)
+		p, _, err := config.Load(cfgFile)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

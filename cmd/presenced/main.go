@@ -4,9 +4,13 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -29,95 +33,241 @@ import (
 var version = "1.0.0"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "presenced:", err)
-		os.Exit(1)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run returns the process's exit status: 0 after a stop on SIGTERM or
+// SIGINT, finished or cut at PRESENCE_SHUTDOWN_TIMEOUT, since the stop was
+// asked for; 1 when the start fails or a second signal cuts the stop short;
+// 2 for a command line it does not take.
+func run(args []string, stdout, stderr io.Writer) int {
+	if code, done := answer(args, stdout, stderr); done {
+		return code
+	}
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	proc, err := config.LoadProcess()
+	if err != nil {
+		fmt.Fprintln(stderr, "presenced:", err)
+		return 1
+	}
+	level, _ := zerolog.ParseLevel(proc.LogLevel)
+	log := zerolog.New(stderr).Level(level).With().Timestamp().Logger()
+	d, err := start(ctx, proc, log)
+	if err != nil && ctx.Err() != nil {
+		// Asked to stop while starting: what failed was the wait.
+		log.Info().Msg("stopped while starting")
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "presenced:", err)
+		return 1
+	}
+
+	<-ctx.Done()
+	// From here a second signal ends the process at once.
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	stopSignals()
+	log.Info().Stringer("timeout", proc.ShutdownTimeout).
+		Msg("shutting down: no new requests, handing agents over, ending upstream subscriptions, releasing claims")
+	stopCtx, cancel := context.WithTimeout(context.Background(), proc.ShutdownTimeout)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		d.stop(stopCtx, proc.ShutdownTimeout)
+	}()
+	// Leaving before the stop ends is safe: claims still held run out with
+	// the worker lease, and upstream subscriptions with their expiry.
+	select {
+	case <-stopped:
+		log.Info().Msg("presence provider stopped")
+		return 0
+	case <-stopCtx.Done():
+		log.Warn().Stringer("timeout", proc.ShutdownTimeout).
+			Msg("shutdown not finished within PRESENCE_SHUTDOWN_TIMEOUT: exiting; claims still held run out with the worker lease")
+		return 0
+	case sig := <-again:
+		log.Warn().Stringer("signal", sig).
+			Msg("second signal: exiting at once; claims still held run out with the worker lease")
+		return 1
 	}
 }
 
-func run(ctx context.Context) error {
-	proc, err := config.LoadProcess()
-	if err != nil {
-		return err
+// answer handles the command line. Settings come from the environment, so
+// the only arguments are questions; done says the process should end with code.
+func answer(args []string, stdout, stderr io.Writer) (code int, done bool) {
+	flags := flag.NewFlagSet("presenced", flag.ContinueOnError)
+	flags.SetOutput(io.Discard) // the usage is written here, to the right stream
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	err := flags.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout, flags)
+		return 0, true
+	case err != nil:
+		fmt.Fprintln(stderr, "presenced:", err)
+		usage(stderr, flags)
+		return 2, true
+	case flags.NArg() > 0:
+		fmt.Fprintf(stderr, "presenced: unexpected argument %q\n", flags.Arg(0))
+		usage(stderr, flags)
+		return 2, true
+	case *showVersion:
+		fmt.Fprintln(stdout, versionLine())
+		return 0, true
 	}
-	level, _ := zerolog.ParseLevel(proc.LogLevel)
-	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
+	return 0, false
+}
 
+func usage(w io.Writer, flags *flag.FlagSet) {
+	fmt.Fprint(w, `Usage: presenced [-version] [-h]
+
+The Presence Provider daemon: one upstream presence subscription per agent
+for every UCC. It reads the PresenceProvider element of PRESENCE_CONFIG and
+the variables below, and runs until SIGTERM or SIGINT.
+
+Flags:
+`)
+	flags.SetOutput(w)
+	flags.PrintDefaults()
+	flags.SetOutput(io.Discard)
+	fmt.Fprintln(w, "  -h, --help\n    \tprint this help and exit")
+	fmt.Fprintln(w)
+	if err := config.Usage(w); err != nil {
+		fmt.Fprintln(w, err)
+	}
+}
+
+// versionLine is the version, with the commit when the binary was built from
+// a git checkout.
+func versionLine() string {
+	line := "presenced " + version
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return line
+	}
+	var commit, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			commit = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if commit != "" {
+		line += " (commit " + commit + modified + ")"
+	}
+	return line
+}
+
+// daemon is what start made and stop ends, in this order.
+type daemon struct {
+	log  zerolog.Logger
+	ns   *bus.Embedded
+	conn *bus.Conn
+	w    *worker.Worker
+	svc  *bus.Service
+}
+
+func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *daemon, err error) {
 	provider := config.Default()
 	if proc.ConfigFile != "" {
-		if provider, err = config.Load(proc.ConfigFile); err != nil {
-			return err
+		var warnings []config.Warning
+		if provider, warnings, err = config.Load(proc.ConfigFile); err != nil {
+			return nil, err
+		}
+		for _, w := range warnings {
+			log.Warn().EmbedObject(w).Str("file", proc.ConfigFile).Msg(w.String())
 		}
 	}
 	log.Info().Object("config", provider).Str("file", proc.ConfigFile).Msg("PresenceProviderConfiguration")
 	log.Info().Object("process", proc).Msg("process configuration")
 
+	d := &daemon{log: log}
+	defer func() {
+		if err != nil {
+			d.closeNATS()
+		}
+	}()
 	var ns *server.Server
 	if proc.NATSURL == "" {
 		opts := bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir, Name: proc.ServerName,
 			Cluster: bus.ClusterOptions{Name: proc.ClusterName, Listen: proc.ClusterListen, Routes: proc.ClusterRoutes}}
-		if ns, err = bus.StartEmbedded(opts, log); err != nil {
-			return err
+		if d.ns, err = bus.StartEmbedded(opts, log); err != nil {
+			return nil, err
 		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
+		ns = d.ns.Server
 	}
-	conn, err := bus.Connect(proc.NATSURL, ns, "presenced "+proc.WorkerID, log)
-	if err != nil {
-		return err
+	if d.conn, err = bus.Connect(proc.NATSURL, ns, "presenced "+proc.WorkerID, log); err != nil {
+		return nil, err
 	}
-	defer conn.Close()
 
 	bucketCtx, cancelBuckets := context.WithTimeout(ctx, 2*time.Minute)
-	stores, err := conn.Buckets(bucketCtx, bus.BucketOptions{Replicas: proc.KVReplicas, WorkerLease: proc.WorkerLease}, log)
+	stores, err := d.conn.Buckets(bucketCtx, bus.BucketOptions{Replicas: proc.KVReplicas, WorkerLease: proc.WorkerLease}, log)
 	cancelBuckets()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	clock := clockwork.NewRealClock()
-	w := worker.New(workerConfig(proc, provider), stores, clock, log)
-	if err := addSources(w, proc, provider, clock, log); err != nil {
-		return err
+	d.w = worker.New(workerConfig(proc, provider), stores, clock, log)
+	if err := addSources(d.w, proc, provider, clock, log); err != nil {
+		return nil, err
 	}
 
-	// The worker and the service outlive the signal: Stop ends them in order,
-	// and requests in hand finish rather than fail on a cancelled context.
+	// The worker and the service outlive the signal: stop ends them in
+	// order, and requests in hand finish rather than fail on a cancelled
+	// context.
 	running := context.WithoutCancel(ctx)
-	if err := w.Start(running); err != nil {
-		return err
+	if err := d.w.Start(running); err != nil {
+		return nil, err
 	}
-	svc, err := conn.Serve(running, w, version, log)
-	if err != nil {
-		w.Stop(ctx)
-		return err
+	if d.svc, err = d.conn.Serve(running, d.w, version, log); err != nil {
+		d.w.Stop(ctx)
+		return nil, err
 	}
 	ready := log.Info().Str("worker", proc.WorkerID).Str("version", version)
-	if ns != nil {
-		ready = ready.Str("embedded_nats", ns.ClientURL()).Str("data_dir", proc.DataDir)
+	if d.ns != nil {
+		ready = ready.Str("embedded_nats", d.ns.ClientURL()).Str("data_dir", proc.DataDir)
 	} else {
-		ready = ready.Str("nats", conn.NC.ConnectedUrlRedacted())
+		ready = ready.Str("nats", d.conn.NC.ConnectedUrlRedacted())
 	}
 	ready.Msg("presence provider ready")
+	return d, nil
+}
 
-	<-ctx.Done()
-	log.Info().Msg("shutting down: no new requests, handing agents over, ending upstream subscriptions, releasing claims")
-	if err := svc.StopRequests(); err != nil {
-		log.Warn().Err(err).Msg("presence service stop")
+// workerShare is the part of the shutdown timeout the worker may take; the
+// rest is for the inputs, the flush and the embedded server's store.
+const workerShare = 4.0 / 5
+
+// stop ends requests, the worker, inputs and NATS in order within ctx.
+func (d *daemon) stop(ctx context.Context, timeout time.Duration) {
+	if err := d.svc.StopRequests(); err != nil {
+		d.log.Warn().Err(err).Msg("presence service stop")
 	}
-	stopping, cancelStop := context.WithTimeout(running, 10*time.Second)
-	defer cancelStop()
-	w.Stop(stopping)
-	if err := svc.Stop(); err != nil {
-		log.Warn().Err(err).Msg("presence inputs stop")
+	workerCtx, cancel := context.WithTimeout(ctx, time.Duration(float64(timeout)*workerShare))
+	d.w.Stop(workerCtx)
+	cancel()
+	if err := d.svc.Stop(); err != nil {
+		d.log.Warn().Err(err).Msg("presence inputs stop")
 	}
-	if err := conn.NC.FlushTimeout(5 * time.Second); err != nil {
-		log.Warn().Err(err).Msg("flush")
+	if err := d.conn.NC.FlushWithContext(ctx); err != nil {
+		d.log.Warn().Err(err).Msg("flush")
 	}
-	return nil
+	d.closeNATS()
+}
+
+func (d *daemon) closeNATS() {
+	if d.conn != nil {
+		d.conn.Close()
+	}
+	if d.ns != nil {
+		d.ns.Shutdown()
+	}
 }
 
 func workerConfig(proc config.Process, p config.Provider) worker.Config {

@@ -39,6 +39,16 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
 type daemon struct {
 	cmd  *exec.Cmd
 	logs *provtest.Logs
@@ -108,6 +118,8 @@ func TestReadmeTour(t *testing.T) {
 		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
 		"PRESENCE_DATA_DIR=" + dataDir,
 		"PRESENCE_SIP_APP_PASSWORD=s3cret-app",
+		// Not the example's fixed SIP port: a provider run by hand may hold it.
+		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freePort(t)),
 	}
 	d := startDaemon(t, presenced, env)
 	ctl := func(args ...string) string {

@@ -57,11 +57,8 @@ func Server(t testing.TB) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
+	t.Cleanup(ns.Shutdown)
+	return ns.Server
 }
 
 // Start runs a provider on a fake clock with the given worker configuration;

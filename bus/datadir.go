@@ -1,0 +1,57 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// lockFileName is the file in the data directory whose lock marks it taken.
+const lockFileName = "presenced.lock"
+
+// lockDataDir takes the data directory for this process. Two embedded
+// servers on one JetStream store take each other's claims and damage the
+// store, so a second one must not start at all. The lock is flock(2): the
+// kernel drops it when its holder dies, so a killed process leaves no stale
+// lock behind. The file records the holder's pid for the refusal message.
+func lockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("bus: data directory %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("bus: data directory %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := readHolder(f)
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("bus: data directory %s is in use by process %s; one presenced per PRESENCE_DATA_DIR", dir, holder)
+		}
+		return nil, fmt.Errorf("bus: lock data directory %s: %w", dir, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("bus: data directory %s: record the lock holder: %w", dir, err)
+	}
+	return f, nil
+}
+
+// readHolder reads the pid the lock's holder wrote; a holder that has the
+// lock but has not written yet is "unknown".
+func readHolder(f *os.File) string {
+	b, err := io.ReadAll(io.LimitReader(f, 32))
+	pid := strings.TrimSpace(string(b))
+	if _, perr := strconv.Atoi(pid); err != nil || perr != nil {
+		return "unknown"
+	}
+	return pid
+}
