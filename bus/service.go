@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -210,9 +211,20 @@ func statusOf(e *schemas.Error) int {
 
 func respondError(r micro.Request, log zerolog.Logger, e *schemas.Error) {
 	body, _ := json.Marshal(schemas.ErrorReply{Error: e})
-	if err := r.Error(strconv.Itoa(statusOf(e)), e.Message, body); err != nil {
+	if err := r.Error(strconv.Itoa(statusOf(e)), headerText(e.Message), body); err != nil {
 		log.Error().Err(err).Str("subject", r.Subject()).Msg("could not answer request")
 	}
+}
+
+// headerText keeps an error message on its header line: a line break in it
+// would end the header and corrupt the message.
+func headerText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // input handles presence.in.<source>.<key>, answering when asked.
@@ -226,9 +238,20 @@ func (s *Service) input(ctx context.Context, h Handler, m *nats.Msg) {
 			s.log.Warn().Err(err).Str("subject", m.Subject).Msg("could not answer input")
 		}
 	}
+	// A refusal carries the micro service error headers, as a request's
+	// does, so that a client tells it from a success without reading JSON.
 	fail := func(e *schemas.Error) {
 		s.log.Warn().Str("subject", m.Subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
-		reply(schemas.InputReply{Error: e})
+		if m.Reply == "" {
+			return
+		}
+		data, _ := json.Marshal(schemas.InputReply{Error: e})
+		answer := &nats.Msg{Data: data, Header: nats.Header{}}
+		answer.Header.Set(micro.ErrorHeader, headerText(e.Message))
+		answer.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(statusOf(e)))
+		if err := m.RespondMsg(answer); err != nil {
+			s.log.Warn().Err(err).Str("subject", m.Subject).Msg("could not answer input")
+		}
 	}
 	defer s.recoverPanic(m.Subject, func(msg string) { fail(internalError(msg)) })
 	tokens := strings.Split(m.Subject, ".")

@@ -16,6 +16,8 @@ func (p Provider) MarshalZerologObject(e *zerolog.Event) {
 		Str("ApplicationId", p.SIP.ApplicationID).
 		Str("Transport", p.SIP.Transport).
 		Str("Listen", p.SIP.Listen).
+		Str("TlsCAFile", p.SIP.TLSCAFile).Str("TlsCertFile", p.SIP.TLSCertFile).
+		Str("TlsKeyFile", p.SIP.TLSKeyFile).Str("TlsServerName", p.SIP.TLSServerName).
 		Int("subscriptionExpires", int(p.SIP.SubscriptionExpires.Seconds()))
 	apps := zerolog.Arr()
 	if p.SIP.Application.URI != "" {

@@ -4,8 +4,13 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"regexp"
@@ -42,6 +47,11 @@ type SIPSource struct {
 	SubscriptionExpires time.Duration
 	Application         Endpoint
 	User                *Endpoint
+	// TLSCAFile, TLSCertFile, TLSKeyFile and TLSServerName are the Tls
+	// attributes, which only Transport tls takes.
+	TLSCAFile, TLSCertFile, TLSKeyFile, TLSServerName string
+	// TLS is built from them when the source is enabled with Transport tls.
+	TLS *tls.Config
 }
 
 // Endpoint is an ApplicationEndpoint or UserEndpoint.
@@ -318,6 +328,11 @@ func (r *reader) sip(n *node) SIPSource {
 	if len(apps) > 0 {
 		s.Application = r.endpoint(apps[0], "OwnerUri", s.Enabled)
 	}
+	s.TLSCAFile = r.str(n, "TlsCAFile", false)
+	s.TLSCertFile = r.str(n, "TlsCertFile", false)
+	s.TLSKeyFile = r.str(n, "TlsKeyFile", false)
+	s.TLSServerName = r.str(n, "TlsServerName", false)
+	s.TLS = r.sipTLS(n, s)
 	users := n.all("UserEndpoint")
 	if len(users) > 1 {
 		r.fail(n, "", fmt.Sprintf("must contain at most one UserEndpoint element, has %d", len(users)))
@@ -327,6 +342,73 @@ func (r *reader) sip(n *node) SIPSource {
 		s.User = &user
 	}
 	return s
+}
+
+// sipTLS checks the Tls attributes and, for an enabled source with Transport
+// tls, loads the files they name: a TLS transport that lacks what it needs
+// stops start-up rather than run in clear.
+func (r *reader) sipTLS(n *node, s SIPSource) *tls.Config {
+	given := map[string]string{"TlsCAFile": s.TLSCAFile, "TlsCertFile": s.TLSCertFile,
+		"TlsKeyFile": s.TLSKeyFile, "TlsServerName": s.TLSServerName}
+	if s.Transport != "tls" {
+		for _, attr := range []string{"TlsCAFile", "TlsCertFile", "TlsKeyFile", "TlsServerName"} {
+			if given[attr] != "" {
+				r.fail(n, attr, fmt.Sprintf("is only used with Transport tls; Transport is %s", s.Transport))
+			}
+		}
+		return nil
+	}
+	if !s.Enabled {
+		return nil
+	}
+	const why = "is mandatory with Transport tls: the listener that receives NOTIFYs over TLS serves this certificate"
+	if s.TLSCertFile == "" {
+		r.fail(n, "TlsCertFile", why)
+	}
+	if s.TLSKeyFile == "" {
+		r.fail(n, "TlsKeyFile", why)
+	}
+	certPEM := r.file(n, "TlsCertFile", s.TLSCertFile)
+	keyPEM := r.file(n, "TlsKeyFile", s.TLSKeyFile)
+	if certPEM == nil || keyPEM == nil {
+		return nil
+	}
+	if block, _ := pem.Decode(certPEM); block == nil || block.Type != "CERTIFICATE" {
+		r.fail(n, "TlsCertFile", fmt.Sprintf("%q holds no PEM certificate", s.TLSCertFile))
+		return nil
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		r.fail(n, "TlsKeyFile", fmt.Sprintf("%q is not the key of TlsCertFile %q: %v", s.TLSKeyFile, s.TLSCertFile, err))
+		return nil
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{pair}, ServerName: s.TLSServerName, MinVersion: tls.VersionTLS12}
+	if s.TLSCAFile != "" {
+		caPEM := r.file(n, "TlsCAFile", s.TLSCAFile)
+		conf.RootCAs = x509.NewCertPool()
+		if caPEM != nil && !conf.RootCAs.AppendCertsFromPEM(caPEM) {
+			r.fail(n, "TlsCAFile", fmt.Sprintf("%q holds no PEM certificate", s.TLSCAFile))
+		}
+	}
+	return conf
+}
+
+// file reads a file an attribute names; nil when it is not given or cannot
+// be read.
+func (r *reader) file(n *node, attr, path string) []byte {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err // it names the path again
+		}
+		r.fail(n, attr, fmt.Sprintf("cannot read %q: %v", path, err))
+		return nil
+	}
+	return data
 }
 
 func (r *reader) endpoint(n *node, uriAttr string, mandatory bool) Endpoint {

@@ -115,7 +115,7 @@ func TestParseOddCase(t *testing.T) {
 	equal(t, "UCMAPRESENCESOURCE", p.SIP, config.SIPSource{
 		Enabled:             true,
 		ApplicationID:       "urn:application:odd",
-		Transport:           "tls",
+		Transport:           "tcp",
 		SubscriptionExpires: config.DefaultSubscriptionExpires,
 		Listen:              "0.0.0.0:5061",
 		Application:         config.Endpoint{URI: "sip:app@sipdomain.com", PoolFQDN: "pool.sipdomain.com:5061", Register: true},
@@ -225,6 +225,11 @@ func TestParseBrokenRules(t *testing.T) {
 		{"Listen with a bad port", wrap("", sip(`Listen="127.0.0.1:sip"`, app)), ucma, "Listen", "host:port"},
 		{"Listen port out of range", wrap("", sip(`Listen="127.0.0.1:70000"`, app)), ucma, "Listen", "host:port"},
 		{"enabled not a boolean", wrap("", `<UcmaPresenceSource enabled="yes" />`), ucma, "enabled", "not true or false"},
+		{"TlsCAFile with tcp", wrap("", sip(`TlsCAFile="/etc/ca.pem"`, app)), ucma, "TlsCAFile", "only used with Transport tls; Transport is tcp"},
+		{"TlsServerName with udp, disabled", wrap("", `<UcmaPresenceSource Transport="udp" TlsServerName="pool">`+app+`</UcmaPresenceSource>`), ucma, "TlsServerName", "only used with Transport tls"},
+		{"tls without TlsCertFile", wrap("", sip(`Transport="tls" TlsKeyFile="/etc/key.pem"`, app)), ucma, "TlsCertFile", "mandatory with Transport tls"},
+		{"tls without TlsKeyFile", wrap("", sip(`Transport="tls" TlsCertFile="/etc/cert.pem"`, app)), ucma, "TlsKeyFile", "mandatory with Transport tls"},
+		{"TlsCertFile missing", wrap("", sip(`Transport="tls" TlsCertFile="/nonexistent/cert.pem" TlsKeyFile="/nonexistent/key.pem"`, app)), ucma, "TlsCertFile", `cannot read "/nonexistent/cert.pem": no such file or directory`},
 
 		{"enabled AttendantServiceSource with no Match", wrap("", `<AttendantServiceSource enabled="true" />`), att, "", "one or more Match"},
 		{"Match without pattern", wrap("", `<AttendantServiceSource enabled="true"><Match /></AttendantServiceSource>`), att + "/Match", "pattern", "mandatory"},

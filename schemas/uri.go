@@ -30,7 +30,8 @@ func (a AgentURI) Key() string { return Key(a.URI) }
 func Key(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 // ParseURI normalises an agent URI as docs/contract.md, Agent URIs says. Every
-// rejection is an *Error with code invalid_uri.
+// rejection is an *Error with code invalid_uri. Case folding is ASCII only,
+// and text CheckText refuses is refused.
 func ParseURI(raw string) (AgentURI, error) {
 	s := strings.TrimSpace(raw)
 	switch {
@@ -38,8 +39,9 @@ func ParseURI(raw string) (AgentURI, error) {
 		return AgentURI{}, invalidURI(raw, "it is empty")
 	case len(s) > MaxURIBytes:
 		return AgentURI{}, invalidURI(raw, fmt.Sprintf("it is longer than %d bytes", MaxURIBytes))
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return AgentURI{}, invalidURI(raw, "it contains a control character")
+	}
+	if err := CheckText("it", s); err != nil {
+		return AgentURI{}, invalidURI(raw, err.Error())
 	}
 	var u AgentURI
 	var err error
@@ -73,7 +75,7 @@ func splitScheme(s string) (scheme, rest string) {
 		}
 		return "", s
 	default:
-		return strings.ToLower(s[:colon]), s[colon+1:]
+		return asciiLower(s[:colon]), s[colon+1:]
 	}
 }
 
@@ -90,7 +92,7 @@ func parseSIP(raw, rest string) (AgentURI, error) {
 	case strings.ContainsFunc(addr, unicode.IsSpace) || strings.ContainsAny(addr, "<>\""):
 		return AgentURI{}, invalidURI(raw, "it contains white space or <>\"")
 	}
-	uri := "sip:" + strings.ToLower(addr)
+	uri := "sip:" + asciiLower(addr)
 	pstn := isE164(user) && hasParam(params, "user", "phone")
 	return AgentURI{URI: uri, PSTN: pstn}, nil
 }
@@ -125,7 +127,7 @@ func isE164(s string) bool {
 func hasParam(params, name, value string) bool {
 	for _, p := range strings.Split(params, ";") {
 		k, v, _ := strings.Cut(p, "=")
-		if strings.EqualFold(strings.TrimSpace(k), name) && strings.EqualFold(strings.TrimSpace(v), value) {
+		if asciiEqualFold(strings.TrimSpace(k), name) && asciiEqualFold(strings.TrimSpace(v), value) {
 			return true
 		}
 	}

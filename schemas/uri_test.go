@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/contactcenter/presence-provider/schemas"
 )
@@ -105,6 +106,15 @@ func TestParseURIRejects(t *testing.T) {
 		{"DEL", "sip:user1@domain.com\x7f", "control character"},
 		{"C1 control", "sip:user1@domain.com\u0085x", "control character"},
 		{"escape in tel", "tel:+316\x1b12", "control character"},
+		{"zero-width space", "sip:agent\u200b1@domain.com", "U+200B, an invisible format character"},
+		{"right-to-left override", "sip:\u202eagent1@domain.com", "U+202E"},
+		{"left-to-right mark in the host", "sip:agent1@domain\u200e.com", "U+200E"},
+		{"byte order mark first", "\ufeffsip:agent1@domain.com", "U+FEFF"},
+		{"soft hyphen", "sip:agent\u00ad1@domain.com", "U+00AD"},
+		{"format character in a parameter", "sip:agent1@domain.com;x=\u2066", "U+2066"},
+		{"format character in tel", "tel:+3161234\u200d5678", "U+200D"},
+		{"line separator", "sip:agent1@domain.com\u2028x", "U+2028, a line or paragraph separator"},
+		{"invalid UTF-8", "sip:agent\xff@domain.com", "not valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.rule, func(t *testing.T) {
@@ -181,6 +191,29 @@ func TestParseURIUnicodeWhiteSpace(t *testing.T) {
 	}
 }
 
+// Case folding is ASCII only: Unicode would fold the Kelvin sign U+212A to
+// "k" (and the long s U+017F to "s" in EqualFold), merging two different
+// agents into one key.
+func TestParseURIFoldsASCIIOnly(t *testing.T) {
+	for _, tt := range []struct{ in, want, ascii string }{
+		{"sip:agent@\u212Aelvin.example", "sip:agent@\u212Aelvin.example", "sip:agent@kelvin.example"},
+		{"SIP:Agent@\u212AELVIN.example", "sip:agent@\u212Aelvin.example", "sip:agent@kelvin.example"},
+		{"sip:\u00c4gent@example.com", "sip:\u00c4gent@example.com", "sip:\u00e4gent@example.com"},
+	} {
+		u, err := schemas.ParseURI(tt.in)
+		if err != nil {
+			t.Fatalf("ParseURI(%q): %v", tt.in, err)
+		}
+		other, _ := schemas.ParseURI(tt.ascii)
+		if u.URI != tt.want || u.Key() == other.Key() {
+			t.Fatalf("ParseURI(%q) = %q; want %q, another agent than %q", tt.in, u.URI, tt.want, other.URI)
+		}
+	}
+	if u, _ := schemas.ParseURI("sip:+31612345678@domain.com;u\u017Fer=phone"); u.PSTN {
+		t.Fatal("u\u017Fer=phone is taken for user=phone")
+	}
+}
+
 // ;user=phone is a URI parameter; after '?' it is part of a header.
 func TestParseURIUserPhoneInHeaders(t *testing.T) {
 	u, err := schemas.ParseURI("sip:+31612345678@domain.com?x=y;user=phone")
@@ -202,7 +235,7 @@ func FuzzParseURI(f *testing.F) {
 		"sip:user1@domain.com", "  SIPS:User1@Domain.COM:5061;transport=tls?subject=x ", "user1@domain.com",
 		"+31 (6) 1234-5678", "tel:+31612345678", "sip:+31612345678@domain.com;user=phone", "tel:+", "mailto:a@b",
 		"sip:", "sip:@h", "sip:u@", "", "\x00", "a@b:c", "sip:a:b@c", "a@b@c", "sip:ÄÖ@ÉX.com", "tel:+1;ext=2",
-		"sip:a@b;user=phone?x", "sip:u@h\u0085", "SIP:U@H;USER=PHONE",
+		"sip:a@b;user=phone?x", "sip:u@h\u0085", "SIP:U@H;USER=PHONE", "sip:a@\u212Aelvin", "sip:a\u200b@b", "sip:\u202eb@c",
 	} {
 		f.Add(s)
 	}
@@ -221,8 +254,14 @@ func FuzzParseURI(f *testing.F) {
 		if !strings.HasPrefix(u.URI, "sip:") && !strings.HasPrefix(u.URI, "tel:") {
 			t.Fatalf("ParseURI(%q) = %q: neither sip: nor tel:", raw, u.URI)
 		}
-		if strings.IndexFunc(u.URI, unicode.IsControl) >= 0 {
-			t.Fatalf("ParseURI(%q) = %q holds a control character", raw, u.URI)
+		if err := schemas.CheckText("uri", u.URI); err != nil {
+			t.Fatalf("ParseURI(%q) = %q: %v", raw, u.URI, err)
+		}
+		if strings.ContainsFunc(u.URI, func(r rune) bool { return r < utf8.RuneSelf && unicode.IsUpper(r) }) {
+			t.Fatalf("ParseURI(%q) = %q holds an ASCII capital", raw, u.URI)
+		}
+		if strings.Count(u.URI, "\u212A") != strings.Count(raw, "\u212A") && strings.HasPrefix(u.URI, "sip:") && !strings.ContainsAny(raw, ";?") {
+			t.Fatalf("ParseURI(%q) = %q folded the Kelvin sign", raw, u.URI)
 		}
 		if strings.HasPrefix(u.URI, "tel:") && !u.PSTN {
 			t.Fatalf("ParseURI(%q) = %+v: a tel URI is PSTN", raw, u)

@@ -32,8 +32,9 @@ func checkUCC(ucc string) error {
 		return badRequest("ucc is mandatory")
 	case len(ucc) > MaxUCCBytes:
 		return badRequest("ucc is longer than %d bytes", MaxUCCBytes)
-	case strings.IndexFunc(ucc, unicode.IsControl) >= 0:
-		return badRequest("ucc contains a control character")
+	}
+	if err := schemas.CheckText("ucc", ucc); err != nil {
+		return badRequest("%v", err)
 	}
 	return nil
 }
@@ -53,6 +54,19 @@ func checkTeamsUPN(upn string) error {
 	if !ok || user == "" || domain == "" || len(upn) > MaxTeamsUPNBytes || strings.ContainsFunc(upn, unicode.IsSpace) {
 		return &schemas.Error{Code: schemas.CodeInvalidUPN,
 			Message: fmt.Sprintf("teams_upn %q is not user@domain of at most %d bytes", upn, MaxTeamsUPNBytes)}
+	}
+	if err := schemas.CheckText("teams_upn", upn); err != nil {
+		return &schemas.Error{Code: schemas.CodeInvalidUPN, Message: err.Error()}
+	}
+	return nil
+}
+
+// checkSyncAgents refuses a sync that does not say which agents the UCC
+// keeps: a missing (or null) agents field would clear them all. An explicit
+// empty list still clears.
+func checkSyncAgents(agents []schemas.AgentRef) error {
+	if agents == nil {
+		return badRequest("sync needs the agents field; an empty list [] clears the UCC's agents")
 	}
 	return nil
 }
@@ -187,6 +201,9 @@ func (w *Worker) Unsubscribe(ctx context.Context, req schemas.UnsubscribeRequest
 
 // Sync makes the UCC's interests exactly the agents of the request.
 func (w *Worker) Sync(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error) {
+	if err := checkSyncAgents(req.Agents); err != nil {
+		return schemas.AgentsReply{}, err
+	}
 	reply, err := w.Subscribe(ctx, req)
 	if err != nil {
 		return reply, err

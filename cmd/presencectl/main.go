@@ -86,7 +86,8 @@ func run(args []string, out io.Writer) error {
 
 	switch cmd {
 	case "subscribe", "sync":
-		req := schemas.SubscribeRequest{UCC: *ucc, LeaseS: *lease}
+		// Never null: "sync" with no agents clears the UCC's agents.
+		req := schemas.SubscribeRequest{UCC: *ucc, LeaseS: *lease, Agents: []schemas.AgentRef{}}
 		for _, arg := range uris {
 			uri, upn, _ := strings.Cut(arg, "=")
 			req.Agents = append(req.Agents, schemas.AgentRef{URI: uri, TeamsUPN: upn})

@@ -324,7 +324,7 @@ func sipConfig(proc config.Process, c config.SIPSource) sip.Config {
 	endpoint := func(name string, ep config.Endpoint, password config.Secret) sip.Endpoint {
 		return sip.Endpoint{Name: name, URI: ep.URI, Pool: ep.PoolFQDN, Register: ep.Register, Password: string(password)}
 	}
-	cfg := sip.Config{Transport: c.Transport, Listen: c.Listen, Expires: c.SubscriptionExpires,
+	cfg := sip.Config{Transport: c.Transport, TLS: c.TLS, Listen: c.Listen, Expires: c.SubscriptionExpires,
 		Application: endpoint("application", c.Application, proc.SIPAppPassword)}
 	if proc.SIPListen != "" {
 		cfg.Listen = proc.SIPListen

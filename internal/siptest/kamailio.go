@@ -38,6 +38,24 @@ type KamailioOptions struct {
 	// SharedMemoryMB is Kamailio's shared memory; its transactions live
 	// there, so a load of many NOTIFYs needs more. Default 32.
 	SharedMemoryMB int
+	// TLS, when set, adds a SIP over TLS listener (the kamailio-tls-modules
+	// package).
+	TLS *KamailioTLS
+}
+
+// KamailioTLS is Kamailio's TLS listener and how it checks its peers.
+type KamailioTLS struct {
+	// Port is the TLS listener's port; StartKamailio takes a free one.
+	Port int
+	// CertFile and KeyFile are Kamailio's certificate and key (PEM).
+	CertFile, KeyFile string
+	// CAFile, when set, is what Kamailio verifies peers with: the
+	// certificate of the NOTIFY listener it connects to, and a client's.
+	// Empty: no verification either way.
+	CAFile string
+	// RequireClientCert makes the listener refuse a client without a
+	// certificate from CAFile (mutual TLS).
+	RequireClientCert bool
 }
 
 func (o KamailioOptions) withDefaults() KamailioOptions {
@@ -57,7 +75,7 @@ func (o KamailioOptions) withDefaults() KamailioOptions {
 }
 
 // Kamailio is a Kamailio presence server running for one test, listening on
-// UDP and TCP at the same loopback port.
+// UDP and TCP at the same loopback port, and on TLS at another when asked.
 //
 // Subscriptions are kept in memory and written through to db_text tables
 // (presence subs_db_mode 1), which is what lets Subscriptions list them
@@ -79,6 +97,10 @@ func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 	t.Helper()
 	bin := requireBinary(t, "kamailio", "kamailio kamailio-presence-modules")
 	opts = opts.withDefaults()
+	if opts.TLS != nil {
+		tlsOpts := *opts.TLS
+		opts.TLS = &tlsOpts // its port is ours to choose
+	}
 	if strings.ContainsAny(opts.AuthUser+opts.AuthPassword+opts.Domain, "\"\\\r\n") {
 		t.Fatal("siptest: Domain, AuthUser and AuthPassword must not contain quotes, backslashes or line breaks")
 	}
@@ -100,6 +122,11 @@ func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 		if k.port, err = freePort(); err != nil {
 			break
 		}
+		if opts.TLS != nil {
+			if opts.TLS.Port, err = freePort(); err != nil {
+				break
+			}
+		}
 		if err = k.start(); err == nil {
 			return k
 		}
@@ -108,7 +135,7 @@ func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 		}
 	}
 	if strings.Contains(k.log.String(), "could not find module") {
-		unavailable(t, "a kamailio module is missing (see the log); install them with: apt-get install kamailio kamailio-presence-modules")
+		unavailable(t, "a kamailio module is missing (see the log); install them with: apt-get install "+kamailioPackages(opts))
 	}
 	t.Fatalf("siptest: starting kamailio: %v", err)
 	return nil
@@ -117,6 +144,23 @@ func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 // Addr is Kamailio's address, 127.0.0.1:port, for both UDP and TCP.
 func (k *Kamailio) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(k.port))
+}
+
+// TLSAddr is Kamailio's SIP over TLS address, 127.0.0.1:port; empty
+// without a TLS listener.
+func (k *Kamailio) TLSAddr() string {
+	if k.opts.TLS == nil {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(k.opts.TLS.Port))
+}
+
+// kamailioPackages is what Debian packages the options need.
+func kamailioPackages(opts KamailioOptions) string {
+	if opts.TLS != nil {
+		return "kamailio kamailio-presence-modules kamailio-tls-modules"
+	}
+	return "kamailio kamailio-presence-modules"
 }
 
 // Domain is the SIP domain (and digest realm) the server was started with.
@@ -204,15 +248,49 @@ func writeConfig(dir string, port int, opts KamailioOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	tlsCfg := ""
+	if opts.TLS != nil {
+		if tlsCfg, err = writeTLSConfig(dir, *opts.TLS); err != nil {
+			_ = f.Close()
+			return "", err
+		}
+	}
 	err = kamailioCfg.Execute(f, struct {
 		KamailioOptions
-		Port  int
-		DBURL string
-	}{opts, port, "text://" + filepath.Join(dir, "db")})
+		Port      int
+		DBURL     string
+		TLSConfig string
+	}{opts, port, "text://" + filepath.Join(dir, "db"), tlsCfg})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return cfg, err
+}
+
+// writeTLSConfig writes the tls module's own configuration file: one
+// profile for the listener, one for the connections Kamailio opens (to send
+// NOTIFYs to a watcher's Contact).
+func writeTLSConfig(dir string, o KamailioTLS) (string, error) {
+	for _, name := range []string{o.CertFile, o.KeyFile, o.CAFile} {
+		if strings.ContainsAny(name, "\r\n\"") {
+			return "", fmt.Errorf("TLS file name %q has a quote or a line break", name)
+		}
+	}
+	yes := map[bool]string{true: "yes", false: "no"}
+	verify := o.CAFile != ""
+	var b strings.Builder
+	fmt.Fprintf(&b, "[server:default]\nmethod = TLSv1.2+\ncertificate = %s\nprivate_key = %s\n", o.CertFile, o.KeyFile)
+	mutual := yes[verify && o.RequireClientCert]
+	fmt.Fprintf(&b, "verify_certificate = %s\nrequire_certificate = %s\n", mutual, mutual)
+	if verify {
+		fmt.Fprintf(&b, "ca_list = %s\n", o.CAFile)
+	}
+	fmt.Fprintf(&b, "\n[client:default]\nmethod = TLSv1.2+\nverify_certificate = %s\nrequire_certificate = %s\n", yes[verify], yes[verify])
+	if verify {
+		fmt.Fprintf(&b, "ca_list = %s\n", o.CAFile)
+	}
+	path := filepath.Join(dir, "tls.cfg")
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // commandLine is kamailio's arguments. -DD: stay in the foreground (workers
@@ -399,10 +477,18 @@ auto_aliases=no
 alias="{{.Domain}}"
 listen=udp:{{.Host}}:{{.Port}}
 listen=tcp:{{.Host}}:{{.Port}}
+{{- if .TLS}}
+enable_tls=yes
+listen=tls:{{.Host}}:{{.TLS.Port}}
+{{- end}}
 # xhttp (RPC over HTTP) shares the SIP TCP port.
 tcp_accept_no_cl=yes
 http_reply_parse=yes
 
+{{- if .TLS}}
+loadmodule "tls.so"
+modparam("tls", "config", "{{.TLSConfig}}")
+{{- end}}
 loadmodule "db_text.so"
 loadmodule "tm.so"
 loadmodule "sl.so"

@@ -74,6 +74,11 @@ func (s *Source) Input(_ sources.Agent, body []byte) (schemas.Presence, error) {
 		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput,
 			Message: fmt.Sprintf("activity and device are at most %d bytes", MaxFieldBytes)}
 	}
+	for _, f := range [][2]string{{"activity", in.Activity}, {"device", in.Device}} {
+		if err := schemas.CheckText(f[0], f[1]); err != nil {
+			return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput, Message: err.Error()}
+		}
+	}
 	return schemas.Presence{
 		Availability:      availability,
 		AvailabilityValue: value,

@@ -103,6 +103,11 @@ func (s *Source) Input(a sources.Agent, body []byte) (schemas.Presence, error) {
 		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput,
 			Message: fmt.Sprintf("state %q is not %q or %q", in.State, schemas.CallConnected, schemas.CallEnded)}
 	}
+	for _, f := range [][2]string{{"ucc", in.UCC}, {"call_id", in.CallID}} {
+		if err := schemas.CheckText(f[0], f[1]); err != nil {
+			return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput, Message: err.Error()}
+		}
+	}
 	ref := callRef{in.UCC, in.CallID}
 	s.mu.Lock()
 	if in.State == schemas.CallConnected {

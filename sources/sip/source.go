@@ -6,6 +6,7 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,11 @@ import (
 type Config struct {
 	// Transport is udp, tcp or tls.
 	Transport string
+	// TLS is what transport tls needs: RootCAs (nil: the system's) and
+	// ServerName (empty: the pool's host) check the server; Certificates
+	// holds this stack's certificate, shown to a server that asks for one
+	// (mutual TLS) and served by the listener NOTIFYs come to.
+	TLS *tls.Config
 	// Listen is host:port of this stack: where NOTIFYs come, the Contact.
 	// Port 0 takes a free port.
 	Listen      string
@@ -137,12 +143,20 @@ func (s *Source) listen() error {
 		if err == nil {
 			addr = s.udp.LocalAddr()
 		}
-	case "TCP", "TLS":
-		// TLS needs certificates this stack is not given yet; TCP carries it meanwhile.
-		s.transport = "TCP"
+	case "TCP":
 		s.stream, err = net.Listen("tcp", s.cfg.Listen)
 		if err == nil {
 			addr = s.stream.Addr()
+		}
+	case "TLS":
+		if s.cfg.TLS == nil || len(s.cfg.TLS.Certificates) == 0 {
+			// Never TCP instead: the digest and the agents' presence would go in clear.
+			return errors.New("sip: transport tls needs a certificate and key, served to the server that sends NOTIFYs")
+		}
+		var l net.Listener
+		if l, err = net.Listen("tcp", s.cfg.Listen); err == nil {
+			addr = l.Addr()
+			s.stream = tls.NewListener(l, &tls.Config{Certificates: s.cfg.TLS.Certificates, MinVersion: tls.VersionTLS12})
 		}
 	default:
 		return fmt.Errorf("sip: transport %q is not udp, tcp or tls", s.cfg.Transport)
@@ -153,10 +167,19 @@ func (s *Source) listen() error {
 	host, portText, _ := net.SplitHostPort(addr.String())
 	port, _ := strconv.Atoi(portText)
 	s.contact = sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sip.NewParams()}
-	s.contact.UriParams.Add("transport", strings.ToLower(s.transport))
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("presence-provider")}
+	if s.transport == "TLS" {
+		// sips: NOTIFYs must come over TLS too (RFC 3261 section 19.1).
+		s.contact.Scheme = "sips"
+		client := s.cfg.TLS.Clone()
+		client.MinVersion = max(client.MinVersion, tls.VersionTLS12)
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(client))
+	} else {
+		s.contact.UriParams.Add("transport", strings.ToLower(s.transport))
+	}
 
 	quiet := slog.New(slog.DiscardHandler)
-	if s.ua, err = sipgo.NewUA(sipgo.WithUserAgent("presence-provider")); err != nil {
+	if s.ua, err = sipgo.NewUA(uaOpts...); err != nil {
 		return err
 	}
 	opts := []sipgo.ClientOption{sipgo.WithClientLogger(quiet), sipgo.WithClientHostname(host)}
@@ -215,7 +238,9 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 		}
 	}
-	if s.stream != nil {
+	if s.stream != nil && s.transport == "TLS" {
+		serve(func() error { return s.server.ServeTLS(s.stream) })
+	} else if s.stream != nil {
 		serve(func() error { return s.server.ServeTCP(s.stream) })
 	}
 	for _, ep := range s.endpoints {
@@ -266,14 +291,22 @@ func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
 			break
 		}
 	}
+	err := errors.Join(errs...)
 	if !anyUp {
 		s.mu.Lock()
 		s.waiting[a.Key] = a
 		s.mu.Unlock()
-		errs = append(errs, fmt.Errorf("no SIP endpoint is up: %w", sources.ErrSourceDown))
+		// A server that is reached but not trusted is no outage: it may be
+		// an impostor, and its failures count.
+		if !errors.Is(err, errUntrusted) {
+			err = errors.Join(err, fmt.Errorf("no SIP endpoint is up: %w", sources.ErrSourceDown))
+		}
 	}
-	return errors.Join(errs...)
+	return err
 }
+
+// errUntrusted marks a server whose TLS certificate does not verify.
+var errUntrusted = errors.New("TLS certificate not trusted (check TlsCAFile and TlsServerName)")
 
 // order is the endpoints to try: those up, in configured order; when none
 // is up, all of them, since health may be stale.
@@ -352,6 +385,10 @@ func (s *Source) send(ctx context.Context, ep *endpoint, req *sip.Request) (*sip
 	req.SetDestination(ep.pool)
 	req.SetTransport(s.transport)
 	res, err := s.client.Do(ctx, req)
+	var untrusted *tls.CertificateVerificationError
+	if errors.As(err, &untrusted) {
+		return nil, fmt.Errorf("%s: %w: %w", ep.pool, errUntrusted, err)
+	}
 	if err != nil {
 		return nil, err
 	}
