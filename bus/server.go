@@ -6,8 +6,6 @@ package bus
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,6 +27,12 @@ type EmbeddedOptions struct {
 	// Listen address: three presenced processes make a 3-node JetStream
 	// cluster with no other software.
 	Cluster ClusterOptions
+	// ConfigFile is a nats-server configuration file (users, permissions,
+	// TLS, route authorization); see serverOptions for what wins.
+	ConfigFile string
+	// Insecure allows a listen address beyond loopback, or routes, with no
+	// authentication.
+	Insecure bool
 }
 
 // ClusterOptions are the embedded server's cluster settings.
@@ -42,40 +46,9 @@ type ClusterOptions struct {
 
 // StartEmbedded starts a NATS server with JetStream inside this process.
 func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*server.Server, error) {
-	host, portText, err := net.SplitHostPort(opts.Listen)
+	sopts, err := serverOptions(opts)
 	if err != nil {
-		return nil, fmt.Errorf("bus: listen address %q: %w", opts.Listen, err)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return nil, fmt.Errorf("bus: listen port %q: %w", portText, err)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
-	if opts.Name == "" {
-		opts.Name = "presence-embedded"
-	}
-	sopts := &server.Options{
-		ServerName: opts.Name,
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   opts.DataDir,
-		MaxPayload: MaxPayload,
-		NoSigs:     true,
-	}
-	if opts.Cluster.Listen != "" {
-		chost, cportText, err := net.SplitHostPort(opts.Cluster.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("bus: cluster listen address %q: %w", opts.Cluster.Listen, err)
-		}
-		cport, err := strconv.Atoi(cportText)
-		if err != nil {
-			return nil, fmt.Errorf("bus: cluster listen port %q: %w", cportText, err)
-		}
-		sopts.Cluster = server.ClusterOpts{Name: opts.Cluster.Name, Host: chost, Port: cport}
-		sopts.Routes = server.RoutesFromStr(opts.Cluster.Routes)
+		return nil, err
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {

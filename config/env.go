@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -24,9 +26,91 @@ func (Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("[redacted]"))
 // MarshalText keeps the value out of JSON and zerolog output too.
 func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
+// NATSAuth is how a client proves who it is to NATS and checks the server:
+// presenced (joining an external NATS, or its own embedded server when that
+// asks for authentication) and presencectl read the same variables.
+type NATSAuth struct {
+	// CredsFile is a .creds file: a user JWT and its nkey seed.
+	CredsFile string `envconfig:"PRESENCE_NATS_CREDS"`
+	// NKeyFile holds a user nkey seed.
+	NKeyFile string `envconfig:"PRESENCE_NATS_NKEY"`
+	User     string `envconfig:"PRESENCE_NATS_USER"`
+	Password Secret `envconfig:"PRESENCE_NATS_PASSWORD"`
+	// TLSCA verifies the server (system roots when empty); TLSCert and
+	// TLSKey are the client's certificate for mutual TLS.
+	TLSCA   string `envconfig:"PRESENCE_NATS_TLS_CA"`
+	TLSCert string `envconfig:"PRESENCE_NATS_TLS_CERT"`
+	TLSKey  string `envconfig:"PRESENCE_NATS_TLS_KEY"`
+}
+
+// LoadNATSAuth reads the client's NATS credentials from the environment.
+func LoadNATSAuth() (NATSAuth, error) {
+	var a NATSAuth
+	if err := envconfig.Process("", &a); err != nil {
+		return NATSAuth{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if err := a.validate(); err != nil {
+		return NATSAuth{}, fmt.Errorf("config: environment: %w", err)
+	}
+	return a, nil
+}
+
+func (a NATSAuth) validate() error {
+	ways := 0
+	for _, set := range []bool{a.CredsFile != "", a.NKeyFile != "", a.User != ""} {
+		if set {
+			ways++
+		}
+	}
+	switch {
+	case ways > 1:
+		return errors.New("set only one of PRESENCE_NATS_CREDS, PRESENCE_NATS_NKEY and PRESENCE_NATS_USER")
+	case a.Password != "" && a.User == "":
+		return errors.New("PRESENCE_NATS_PASSWORD is set without PRESENCE_NATS_USER")
+	case (a.TLSCert == "") != (a.TLSKey == ""):
+		return errors.New("PRESENCE_NATS_TLS_CERT and PRESENCE_NATS_TLS_KEY go together (mutual TLS needs both)")
+	}
+	return nil
+}
+
+// MarshalZerologObject logs the files and the user; the password shows only
+// whether it is set.
+func (a NATSAuth) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("creds", a.CredsFile).Str("nkey", a.NKeyFile).Str("user", a.User).Bool("password_set", a.Password != "").
+		Str("tls_ca", a.TLSCA).Str("tls_cert", a.TLSCert).Str("tls_key", a.TLSKey)
+}
+
+// RedactURLs masks the password of each URL in a comma-separated list, as
+// NATS URLs and routes are written, so that the list can be logged.
+func RedactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, part := range parts {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil {
+			// Unparseable: it may still hold a password, so nothing of it is shown.
+			if strings.Contains(part, "@") {
+				parts[i] = "[redacted]"
+			}
+			continue
+		}
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "[redacted]")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // Process holds the process settings of the contract's section 7.
 type Process struct {
-	NATSURL            string `envconfig:"PRESENCE_NATS_URL"`
+	NATSURL string `envconfig:"PRESENCE_NATS_URL"`
+	NATSAuth
+	// NATSConfig is a nats-server configuration file for the embedded
+	// server: accounts, users, permissions, TLS, route authorization.
+	NATSConfig string `envconfig:"PRESENCE_NATS_CONFIG"`
+	// Insecure lets the embedded server listen beyond loopback, or open
+	// routes, with no authentication.
+	Insecure           bool   `envconfig:"PRESENCE_INSECURE"`
 	EmbeddedListen     string `envconfig:"PRESENCE_EMBEDDED_LISTEN" default:"127.0.0.1:4222"`
 	DataDir            string `envconfig:"PRESENCE_DATA_DIR" default:"./presence-data"`
 	ConfigFile         string `envconfig:"PRESENCE_CONFIG"`
@@ -51,12 +135,13 @@ type Process struct {
 
 // MarshalZerologObject logs the settings; the secrets show only whether they are set.
 func (p Process) MarshalZerologObject(e *zerolog.Event) {
-	e.Str("nats_url", p.NATSURL).Str("embedded_listen", p.EmbeddedListen).Str("data_dir", p.DataDir).
+	e.Str("nats_url", RedactURLs(p.NATSURL)).Object("nats_auth", p.NATSAuth).Str("nats_config", p.NATSConfig).
+		Bool("insecure", p.Insecure).Str("embedded_listen", p.EmbeddedListen).Str("data_dir", p.DataDir).
 		Str("config", p.ConfigFile).Str("worker_id", p.WorkerID).Str("log_level", p.LogLevel).
 		Bool("sip_app_password_set", p.SIPAppPassword != "").Bool("sip_user_password_set", p.SIPUserPassword != "").
 		Str("graph_base_url", p.GraphBaseURL).Str("graph_authority_host", p.GraphAuthorityHost).
 		Int("kv_replicas", p.KVReplicas).Str("sip_listen", p.SIPListen).Str("server_name", p.ServerName).Str("cluster_name", p.ClusterName).
-		Str("cluster_listen", p.ClusterListen).Str("cluster_routes", p.ClusterRoutes).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease)
+		Str("cluster_listen", p.ClusterListen).Str("cluster_routes", RedactURLs(p.ClusterRoutes)).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease)
 }
 
 // LoadProcess reads the process settings from the environment.
@@ -66,6 +151,12 @@ func LoadProcess() (Process, error) {
 	// to the unprefixed names (CONFIG, NATS_URL...) that other programs set.
 	if err := envconfig.Process("", &p); err != nil {
 		return Process{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if err := p.validate(); err != nil {
+		return Process{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if p.NATSConfig != "" && p.NATSURL != "" {
+		return Process{}, errors.New("config: environment: PRESENCE_NATS_CONFIG configures the embedded NATS server, which does not run with PRESENCE_NATS_URL; set one of them")
 	}
 	if _, err := zerolog.ParseLevel(p.LogLevel); err != nil {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_LOG_LEVEL %q is not a zerolog level", p.LogLevel)

@@ -53,11 +53,15 @@ func run(ctx context.Context) error {
 	}
 	log.Info().Object("config", provider).Str("file", proc.ConfigFile).Msg("PresenceProviderConfiguration")
 	log.Info().Object("process", proc).Msg("process configuration")
+	if proc.Insecure {
+		log.Warn().Msg("PRESENCE_INSECURE=true: the embedded NATS server may listen beyond loopback or open routes with no authentication; anyone who reaches it can forge presence")
+	}
 
 	var ns *server.Server
 	if proc.NATSURL == "" {
 		opts := bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir, Name: proc.ServerName,
-			Cluster: bus.ClusterOptions{Name: proc.ClusterName, Listen: proc.ClusterListen, Routes: proc.ClusterRoutes}}
+			Cluster:    bus.ClusterOptions{Name: proc.ClusterName, Listen: proc.ClusterListen, Routes: proc.ClusterRoutes},
+			ConfigFile: proc.NATSConfig, Insecure: proc.Insecure}
 		if ns, err = bus.StartEmbedded(opts, log); err != nil {
 			return err
 		}
@@ -66,7 +70,11 @@ func run(ctx context.Context) error {
 			ns.WaitForShutdown()
 		}()
 	}
-	conn, err := bus.Connect(proc.NATSURL, ns, "presenced "+proc.WorkerID, log)
+	auth, err := bus.ClientOptions(proc.NATSAuth)
+	if err != nil {
+		return err
+	}
+	conn, err := bus.Connect(proc.NATSURL, ns, "presenced "+proc.WorkerID, log, auth...)
 	if err != nil {
 		return err
 	}
