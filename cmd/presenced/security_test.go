@@ -4,6 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -271,4 +276,133 @@ func TestRolesOfTheExampleConfiguration(t *testing.T) {
 	if i := waitEvent("the last attendant input", eventsBefore, key, schemas.Away); i != eventsBefore {
 		t.Errorf("%d events came between the refusals and the last input", i-eventsBefore)
 	}
+}
+
+// TestClusterWithRouteAuthorization runs three presenced whose embedded
+// servers form a cluster with examples/nats-cluster.conf: the routes carry
+// the route user, and a node that does not present it is refused.
+func TestClusterWithRouteAuthorization(t *testing.T) {
+	presenced, _ := build(t)
+	attendantOnly := filepath.Join(t.TempDir(), "Config.xml")
+	if err := os.WriteFile(attendantOnly, []byte(`<config><PresenceProvider>
+		<AttendantServiceSource enabled="true"><Match pattern="attendant\.example$" /></AttendantServiceSource>
+		</PresenceProvider></config>`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clusterPorts := []int{freePort(t), freePort(t), freePort(t)}
+	urls := make([]string, 3)
+	daemons := make([]*daemon, 3)
+	for i := range daemons {
+		var routes []string
+		for j, p := range clusterPorts {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+			}
+		}
+		client := freePort(t)
+		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", client)
+		daemons[i] = spawnDaemon(t, presenced, append(authEnv("../../examples/nats-cluster.conf"), "PRESENCE_CONFIG="+attendantOnly,
+			fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", client),
+			"PRESENCE_DATA_DIR="+t.TempDir(),
+			fmt.Sprintf("PRESENCE_SERVER_NAME=n%d", i),
+			fmt.Sprintf("PRESENCE_WORKER_ID=w%d", i),
+			fmt.Sprintf("PRESENCE_CLUSTER_LISTEN=127.0.0.1:%d", clusterPorts[i]),
+			"PRESENCE_CLUSTER_ROUTES="+strings.Join(routes, ",")))
+	}
+	for _, d := range daemons {
+		d.waitReady(t) // ready means its replicated buckets exist: the routes work
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// A UCC on one node, a source on another, an operator on the third.
+	operator := connectAs(t, urls[1], "operator")
+	events := make(chan schemas.Event, 16)
+	if _, err := operator.nc.Subscribe(schemas.EventWildcard, func(m *nats.Msg) {
+		var ev schemas.Event
+		if json.Unmarshal(m.Data, &ev) == nil {
+			events <- ev
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := operator.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const agent = "sip:agent1@attendant.example"
+	if _, err := bus.NewClient(connectAs(t, urls[0], "ucc").nc).Subscribe(ctx,
+		schemas.SubscribeRequest{UCC: "ucc_app01", Agents: []schemas.AgentRef{{URI: agent}}}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := bus.NewClient(connectAs(t, urls[2], "source").nc).Attendant(ctx, schemas.Key(agent),
+		schemas.AttendantInput{Availability: "Busy"}); err != nil || !rep.OK {
+		t.Fatalf("attendant input: %+v, %v", rep, err)
+	}
+	select {
+	case ev := <-events:
+		if ev.URI != agent || ev.Presence.Availability != schemas.Busy {
+			t.Fatalf("event %+v; want the agent Busy", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("the event did not cross the cluster")
+	}
+	st, err := bus.NewClient(operator.nc).Status(ctx)
+	if err != nil || len(st.Workers) != 3 {
+		t.Fatalf("status: %+v, %v; want three workers", st.Workers, err)
+	}
+
+	// A node without the route user's password is refused.
+	for _, user := range []string{"", `"user":"route","pass":"guess",`} {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", clusterPorts[0]), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "CONNECT {%s\"verbose\":false,\"pedantic\":false,\"name\":\"rogue\",\"cluster\":\"presence\"}\r\nPING\r\n", user)
+		var got strings.Builder
+		_, _ = io.Copy(&got, conn) // until the server closes it, or the deadline
+		conn.Close()
+		if !strings.Contains(got.String(), "Authorization Violation") || strings.Contains(got.String(), "PONG") {
+			t.Errorf("a route with credentials {%s} was answered %q; want an authorization violation", user, got.String())
+		}
+	}
+}
+
+// TestExposedEmbeddedServerRefused starts presenced with its client port on
+// every address, then with cluster routes, and no authentication: it stops
+// with one line saying why and how to fix it, unless PRESENCE_INSECURE=true,
+// which it warns of.
+func TestExposedEmbeddedServerRefused(t *testing.T) {
+	presenced, _ := build(t)
+	for _, exposed := range [][]string{
+		{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=0.0.0.0:%d", freePort(t))},
+		{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)), fmt.Sprintf("PRESENCE_CLUSTER_LISTEN=127.0.0.1:%d", freePort(t))},
+	} {
+		cmd := exec.Command(presenced)
+		cmd.Env = append(append(os.Environ(), exposed...), "PRESENCE_DATA_DIR="+t.TempDir())
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err == nil {
+			t.Fatalf("%v: presenced ran", exposed)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		last := lines[len(lines)-1]
+		if !strings.HasPrefix(last, "presenced: bus: the embedded NATS server would") || !strings.Contains(last, "PRESENCE_NATS_CONFIG") ||
+			!strings.Contains(last, "PRESENCE_INSECURE=true") {
+			t.Errorf("%v: presenced ended with %q; want one line saying why and how to fix it", exposed, last)
+		}
+
+	}
+	// A lone node of a cluster never gets ready, so only the client port
+	// runs insecure here; TestClusterSurvivesAKilledWorker runs routes so.
+	d := startDaemon(t, presenced, []string{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=0.0.0.0:%d", freePort(t)),
+		"PRESENCE_DATA_DIR=" + t.TempDir(), "PRESENCE_INSECURE=true"})
+	warned := false
+	for _, line := range strings.Split(d.logs.String(), "\n") {
+		warned = warned || strings.Contains(line, `"level":"warn"`) && strings.Contains(line, `"message":"PRESENCE_INSECURE=true: `)
+	}
+	if !warned {
+		t.Errorf("PRESENCE_INSECURE=true: no warning in\n%s", d.logs.String())
+	}
+	d.stop(t)
 }
