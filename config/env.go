@@ -81,21 +81,21 @@ func (a NATSAuth) MarshalZerologObject(e *zerolog.Event) {
 }
 
 // RedactURLs masks the password of each URL in a comma-separated list, as
-// NATS URLs and routes are written, so that the list can be logged.
+// NATS URLs and routes are written, so that the list can be logged. A user
+// without a password is a NATS token, and masked too.
 func RedactURLs(list string) string {
 	parts := strings.Split(list, ",")
 	for i, part := range parts {
 		u, err := url.Parse(strings.TrimSpace(part))
-		if err != nil {
-			// Unparseable: it may still hold a password, so nothing of it is shown.
-			if strings.Contains(part, "@") {
-				parts[i] = "[redacted]"
+		switch {
+		case err == nil:
+			if _, hasPassword := u.User.Password(); u.User != nil && !hasPassword {
+				u.User = url.User("xxxxx")
 			}
-			continue
-		}
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "[redacted]")
-			parts[i] = u.String()
+			parts[i] = u.Redacted()
+		case strings.Contains(part, "@"):
+			// Unparseable, and it may hold a password: nothing of it is shown.
+			parts[i] = "[redacted]"
 		}
 	}
 	return strings.Join(parts, ",")
