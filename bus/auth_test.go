@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -243,4 +244,40 @@ func TestMutualTLS(t *testing.T) {
 	}
 	wantRefused(t, "a key that does not match", connect(t, ns, config.NATSAuth{TLSCA: ca.caFile, TLSCert: certFile, TLSKey: strangerKey}),
 		"PRESENCE_NATS_TLS_CERT")
+}
+
+// TestEmbeddedServerWithTLSFromConfigFile loads a nats-server file that
+// asks for mutual TLS into the embedded server: the provider's own
+// in-process connection runs TLS with its certificate like any client (the
+// server makes TLS optional in-process only), and a client without a
+// certificate is refused.
+func TestEmbeddedServerWithTLSFromConfigFile(t *testing.T) {
+	ca := newPKI(t)
+	serverCert, serverKey := ca.issue("server")
+	conf := writeFile(t, "nats.conf", []byte(fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n",
+		serverCert, serverKey, ca.caFile)))
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: t.TempDir(), ConfigFile: conf}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	workerCert, workerKey := ca.issue("worker")
+	opts, err := bus.ClientOptions(config.NATSAuth{TLSCA: ca.caFile, TLSCert: workerCert, TLSKey: workerKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := bus.Connect("", ns, "worker", zerolog.Nop(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if state, err := conn.NC.TLSConnectionState(); err != nil || len(state.PeerCertificates) == 0 {
+		t.Errorf("the in-process connection does not run TLS: %v", err)
+	}
+	if err := connect(t, ns, config.NATSAuth{TLSCA: ca.caFile}); err == nil {
+		t.Error("a client without a certificate joined the embedded server")
+	}
 }
