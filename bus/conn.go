@@ -7,6 +7,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/config"
 )
 
 // Conn is a connection to NATS with JetStream.
@@ -16,8 +18,9 @@ type Conn struct {
 }
 
 // Connect joins NATS at url, or the embedded server ns without a socket
-// when url is empty. It reconnects for ever: a worker outlives NATS restarts.
-func Connect(url string, ns *server.Server, name string, log zerolog.Logger) (*Conn, error) {
+// when url is empty, with extra options such as ClientOptions' credentials.
+// It reconnects for ever: a worker outlives NATS restarts.
+func Connect(url string, ns *server.Server, name string, log zerolog.Logger, extra ...nats.Option) (*Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -44,9 +47,9 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger) (*C
 		url = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("bus: connect %s: %w", url, err)
+		return nil, fmt.Errorf("bus: connect %s: %w", config.RedactURLs(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -1,13 +1,11 @@
 // Package bus is the only code that touches NATS: the embedded server, the
-// connection, the KV buckets and subjects of docs/contract.md, and the
-// presence micro service.
+// connection, the contract's KV buckets and subjects, and the presence micro
+// service.
 package bus
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,6 +27,12 @@ type EmbeddedOptions struct {
 	// Listen address: three presenced processes make a 3-node JetStream
 	// cluster with no other software.
 	Cluster ClusterOptions
+	// ConfigFile is a nats-server configuration file (users, permissions,
+	// TLS, route authorization); see serverOptions for what wins.
+	ConfigFile string
+	// Insecure allows a listen address beyond loopback, or routes, with no
+	// authentication.
+	Insecure bool
 }
 
 // ClusterOptions are the embedded server's cluster settings.
@@ -62,40 +66,9 @@ func (e *Embedded) Shutdown() {
 // holds DataDir for this process until Shutdown, and fails at once when the
 // server cannot start (an address in use, a store it cannot open).
 func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*Embedded, error) {
-	host, portText, err := net.SplitHostPort(opts.Listen)
+	sopts, err := serverOptions(opts)
 	if err != nil {
-		return nil, fmt.Errorf("bus: listen address %q: %w", opts.Listen, err)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return nil, fmt.Errorf("bus: listen port %q: %w", portText, err)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
-	if opts.Name == "" {
-		opts.Name = "presence-embedded"
-	}
-	sopts := &server.Options{
-		ServerName: opts.Name,
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   opts.DataDir,
-		MaxPayload: MaxPayload,
-		NoSigs:     true,
-	}
-	if opts.Cluster.Listen != "" {
-		chost, cportText, err := net.SplitHostPort(opts.Cluster.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("bus: cluster listen address %q: %w", opts.Cluster.Listen, err)
-		}
-		cport, err := strconv.Atoi(cportText)
-		if err != nil {
-			return nil, fmt.Errorf("bus: cluster listen port %q: %w", cportText, err)
-		}
-		sopts.Cluster = server.ClusterOpts{Name: opts.Cluster.Name, Host: chost, Port: cport}
-		sopts.Routes = server.RoutesFromStr(opts.Cluster.Routes)
+		return nil, err
 	}
 	lock, err := lockDataDir(opts.DataDir)
 	if err != nil {

@@ -59,7 +59,7 @@ func TestListenAddressInUseFailsAtOnce(t *testing.T) {
 	addr := taken.Addr().String()
 	for name, opts := range map[string]bus.EmbeddedOptions{
 		"client":  {Listen: addr},
-		"cluster": {Listen: "127.0.0.1:0", Cluster: bus.ClusterOptions{Name: "c", Listen: addr}},
+		"cluster": {Listen: "127.0.0.1:0", Cluster: bus.ClusterOptions{Name: "c", Listen: addr, Routes: "nats-route://" + addr}, Insecure: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			opts.DataDir = t.TempDir()

@@ -5,7 +5,6 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,15 +28,14 @@ func readProductDoc(t *testing.T) string {
 // Environment.
 func TestProductDocNamesEveryVariable(t *testing.T) {
 	doc := readProductDoc(t)
-	process := reflect.TypeOf(config.Process{})
-	for i := range process.NumField() {
-		name := process.Field(i).Tag.Get("envconfig")
+	for _, f := range processFields() {
+		name := f.Tag.Get("envconfig")
 		if name == "" {
-			t.Errorf("config.Process.%s has no envconfig tag", process.Field(i).Name)
+			t.Errorf("config.Process.%s has no envconfig tag", f.Name)
 			continue
 		}
 		if !strings.Contains(doc, "`"+name+"`") {
-			t.Errorf("%s is read (config.Process.%s) but not written in %s", name, process.Field(i).Name, productDoc)
+			t.Errorf("%s is read (config.Process.%s) but not written in %s", name, f.Name, productDoc)
 		}
 	}
 	if !strings.Contains(doc, "`"+config.DefaultClientSecretEnv+"`") {

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -26,11 +28,93 @@ func (Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte("[redacted]"))
 // MarshalText keeps the value out of JSON and zerolog output too.
 func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
+// NATSAuth is how a client proves who it is to NATS and checks the server:
+// presenced (joining an external NATS, or its own embedded server when that
+// asks for authentication) and presencectl read the same variables.
+type NATSAuth struct {
+	// CredsFile is a .creds file: a user JWT and its nkey seed.
+	CredsFile string `envconfig:"PRESENCE_NATS_CREDS" desc:"a .creds file (user JWT and nkey seed) to authenticate to NATS"`
+	// NKeyFile holds a user nkey seed.
+	NKeyFile string `envconfig:"PRESENCE_NATS_NKEY" desc:"a file with a user nkey seed to authenticate to NATS"`
+	User     string `envconfig:"PRESENCE_NATS_USER" desc:"the NATS user name"`
+	Password Secret `envconfig:"PRESENCE_NATS_PASSWORD" desc:"the NATS user's password"`
+	// TLSCA verifies the server (system roots when empty); TLSCert and
+	// TLSKey are the client's certificate for mutual TLS.
+	TLSCA   string `envconfig:"PRESENCE_NATS_TLS_CA" desc:"the CA that signs the NATS server's certificate; empty: system roots"`
+	TLSCert string `envconfig:"PRESENCE_NATS_TLS_CERT" desc:"our client certificate, for mutual TLS"`
+	TLSKey  string `envconfig:"PRESENCE_NATS_TLS_KEY" desc:"the key of PRESENCE_NATS_TLS_CERT"`
+}
+
+// LoadNATSAuth reads the client's NATS credentials from the environment.
+func LoadNATSAuth() (NATSAuth, error) {
+	var a NATSAuth
+	if err := envconfig.Process("", &a); err != nil {
+		return NATSAuth{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if err := a.validate(); err != nil {
+		return NATSAuth{}, fmt.Errorf("config: environment: %w", err)
+	}
+	return a, nil
+}
+
+func (a NATSAuth) validate() error {
+	ways := 0
+	for _, set := range []bool{a.CredsFile != "", a.NKeyFile != "", a.User != ""} {
+		if set {
+			ways++
+		}
+	}
+	switch {
+	case ways > 1:
+		return errors.New("set only one of PRESENCE_NATS_CREDS, PRESENCE_NATS_NKEY and PRESENCE_NATS_USER")
+	case a.Password != "" && a.User == "":
+		return errors.New("PRESENCE_NATS_PASSWORD is set without PRESENCE_NATS_USER")
+	case (a.TLSCert == "") != (a.TLSKey == ""):
+		return errors.New("PRESENCE_NATS_TLS_CERT and PRESENCE_NATS_TLS_KEY go together (mutual TLS needs both)")
+	}
+	return nil
+}
+
+// MarshalZerologObject logs the files and the user; the password shows only
+// whether it is set.
+func (a NATSAuth) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("creds", a.CredsFile).Str("nkey", a.NKeyFile).Str("user", a.User).Bool("password_set", a.Password != "").
+		Str("tls_ca", a.TLSCA).Str("tls_cert", a.TLSCert).Str("tls_key", a.TLSKey)
+}
+
+// RedactURLs masks the password of each URL in a comma-separated list, as
+// NATS URLs and routes are written, so that the list can be logged. A user
+// without a password is a NATS token, and masked too.
+func RedactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, part := range parts {
+		u, err := url.Parse(strings.TrimSpace(part))
+		switch {
+		case err == nil:
+			if _, hasPassword := u.User.Password(); u.User != nil && !hasPassword {
+				u.User = url.User("xxxxx")
+			}
+			parts[i] = u.Redacted()
+		case strings.Contains(part, "@"):
+			// Unparseable, and it may hold a password: nothing of it is shown.
+			parts[i] = "[redacted]"
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // Process holds the process settings (docs/product.md, Environment), read
 // from PRESENCE_* variables. The tags are the one description of them:
 // LoadProcess reads them and Usage prints them.
 type Process struct {
-	NATSURL            string `envconfig:"PRESENCE_NATS_URL" desc:"NATS to join, comma-separated URLs; empty starts an embedded server"`
+	NATSURL string `envconfig:"PRESENCE_NATS_URL" desc:"NATS to join, comma-separated URLs; empty starts an embedded server"`
+	NATSAuth
+	// NATSConfig is a nats-server configuration file for the embedded
+	// server: accounts, users, permissions, TLS, route authorization.
+	NATSConfig string `envconfig:"PRESENCE_NATS_CONFIG" desc:"a nats-server configuration file for the embedded server (users, permissions, TLS, route authorization)"`
+	// Insecure lets the embedded server listen beyond loopback, or open
+	// routes, with no authentication.
+	Insecure           bool   `envconfig:"PRESENCE_INSECURE" desc:"let the embedded server listen beyond loopback or open routes with no authentication"`
 	EmbeddedListen     string `envconfig:"PRESENCE_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"the embedded server's client address"`
 	DataDir            string `envconfig:"PRESENCE_DATA_DIR" default:"./presence-data" desc:"the embedded server's JetStream store; one presenced per directory"`
 	ConfigFile         string `envconfig:"PRESENCE_CONFIG" desc:"the product's Config.xml; empty runs the PSTN source alone"`
@@ -72,12 +156,13 @@ func Usage(w io.Writer) error {
 
 // MarshalZerologObject logs the settings; the secrets show only whether they are set.
 func (p Process) MarshalZerologObject(e *zerolog.Event) {
-	e.Str("nats_url", p.NATSURL).Str("embedded_listen", p.EmbeddedListen).Str("data_dir", p.DataDir).
+	e.Str("nats_url", RedactURLs(p.NATSURL)).Object("nats_auth", p.NATSAuth).Str("nats_config", p.NATSConfig).
+		Bool("insecure", p.Insecure).Str("embedded_listen", p.EmbeddedListen).Str("data_dir", p.DataDir).
 		Str("config", p.ConfigFile).Str("worker_id", p.WorkerID).Str("log_level", p.LogLevel).
 		Bool("sip_app_password_set", p.SIPAppPassword != "").Bool("sip_user_password_set", p.SIPUserPassword != "").
 		Str("graph_base_url", p.GraphBaseURL).Str("graph_authority_host", p.GraphAuthorityHost).
 		Int("kv_replicas", p.KVReplicas).Str("sip_listen", p.SIPListen).Str("server_name", p.ServerName).Str("cluster_name", p.ClusterName).
-		Str("cluster_listen", p.ClusterListen).Str("cluster_routes", p.ClusterRoutes).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease).
+		Str("cluster_listen", p.ClusterListen).Str("cluster_routes", RedactURLs(p.ClusterRoutes)).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease).
 		Stringer("shutdown_timeout", p.ShutdownTimeout)
 }
 
@@ -88,6 +173,12 @@ func LoadProcess() (Process, error) {
 	// to the unprefixed names (CONFIG, NATS_URL...) that other programs set.
 	if err := envconfig.Process("", &p); err != nil {
 		return Process{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if err := p.validate(); err != nil {
+		return Process{}, fmt.Errorf("config: environment: %w", err)
+	}
+	if p.NATSConfig != "" && p.NATSURL != "" {
+		return Process{}, errors.New("config: environment: PRESENCE_NATS_CONFIG configures the embedded NATS server, which does not run with PRESENCE_NATS_URL; set one of them")
 	}
 	if _, err := zerolog.ParseLevel(p.LogLevel); err != nil {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_LOG_LEVEL %q is not a zerolog level", p.LogLevel)

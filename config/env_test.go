@@ -21,6 +21,8 @@ var processVars = []string{
 	"SIP_APP_PASSWORD", "SIP_USER_PASSWORD", "GRAPH_BASE_URL", "GRAPH_AUTHORITY_HOST",
 	"KV_REPLICAS", "UNSUBSCRIBE_LINGER", "WORKER_LEASE",
 	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN", "SHUTDOWN_TIMEOUT",
+	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
+	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -175,9 +177,8 @@ func TestUsageListsEveryVariable(t *testing.T) {
 			lines[f[0]] = line
 		}
 	}
-	typ := reflect.TypeFor[config.Process]()
-	for i := range typ.NumField() {
-		f := typ.Field(i)
+	fields := processFields()
+	for _, f := range fields {
 		line, ok := lines[f.Tag.Get("envconfig")]
 		if !ok {
 			t.Errorf("usage lacks %s:\n%s", f.Tag.Get("envconfig"), buf.String())
@@ -191,9 +192,21 @@ func TestUsageListsEveryVariable(t *testing.T) {
 			t.Errorf("usage line %q; want default %q and the field's description", line, def)
 		}
 	}
-	if len(processVars) != typ.NumField() {
-		t.Errorf("processVars has %d names, Process %d fields", len(processVars), typ.NumField())
+	if len(processVars) != len(fields) {
+		t.Errorf("processVars has %d names, Process %d fields", len(processVars), len(fields))
 	}
+}
+
+// processFields are the fields of config.Process that name a variable,
+// those of the structs it embeds included.
+func processFields() []reflect.StructField {
+	var fields []reflect.StructField
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[config.Process]()) {
+		if !f.Anonymous {
+			fields = append(fields, f)
+		}
+	}
+	return fields
 }
 
 // The contract's variables all have the PRESENCE_ prefix; an unrelated
@@ -287,6 +300,84 @@ func TestSecretOtherVerbs(t *testing.T) {
 	for _, verb := range []string{"%#v", "%d"} {
 		if out := fmt.Sprintf(verb, p); strings.Contains(out, appPassword) {
 			t.Fatalf("env.go Secret implements String but not fmt.Formatter (or GoStringer): fmt %s of Process shows the password: %s", verb, out)
+		}
+	}
+}
+
+func TestLoadNATSAuth(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("PRESENCE_NATS_USER", "ucc")
+	t.Setenv("PRESENCE_NATS_PASSWORD", "nats-pw")
+	t.Setenv("PRESENCE_NATS_TLS_CA", "/etc/ca.pem")
+	t.Setenv("PRESENCE_NATS_TLS_CERT", "/etc/me.pem")
+	t.Setenv("PRESENCE_NATS_TLS_KEY", "/etc/me-key.pem")
+	want := config.NATSAuth{User: "ucc", Password: "nats-pw", TLSCA: "/etc/ca.pem", TLSCert: "/etc/me.pem", TLSKey: "/etc/me-key.pem"}
+	a, err := config.LoadNATSAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "NATSAuth", a, want)
+	p, err := config.LoadProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "Process.NATSAuth", p.NATSAuth, want)
+
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	log.Info().Object("process", p).Msg("")
+	if strings.Contains(buf.String(), "nats-pw") || !strings.Contains(buf.String(), `"password_set":true`) {
+		t.Errorf("the process line shows the NATS password, or not that it is set: %s", buf.String())
+	}
+}
+
+func TestLoadNATSAuthRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		message string
+	}{
+		{"creds and user", map[string]string{"PRESENCE_NATS_CREDS": "a.creds", "PRESENCE_NATS_USER": "u"}, "only one of"},
+		{"nkey and creds", map[string]string{"PRESENCE_NATS_CREDS": "a.creds", "PRESENCE_NATS_NKEY": "a.nk"}, "only one of"},
+		{"password alone", map[string]string{"PRESENCE_NATS_PASSWORD": "pw"}, "PRESENCE_NATS_PASSWORD is set without PRESENCE_NATS_USER"},
+		{"certificate without key", map[string]string{"PRESENCE_NATS_TLS_CERT": "c.pem"}, "PRESENCE_NATS_TLS_CERT and PRESENCE_NATS_TLS_KEY"},
+		{"key without certificate", map[string]string{"PRESENCE_NATS_TLS_KEY": "k.pem"}, "PRESENCE_NATS_TLS_CERT and PRESENCE_NATS_TLS_KEY"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			for what, load := range map[string]func() error{
+				"LoadNATSAuth": func() error { _, err := config.LoadNATSAuth(); return err },
+				"LoadProcess":  func() error { _, err := config.LoadProcess(); return err },
+			} {
+				if err := load(); err == nil || !strings.Contains(err.Error(), tt.message) || strings.Contains(err.Error(), "pw") {
+					t.Errorf("%s: %v; want an error saying %q", what, err, tt.message)
+				}
+			}
+		})
+	}
+	clearEnv(t)
+	t.Setenv("PRESENCE_NATS_URL", "nats://nats:4222")
+	t.Setenv("PRESENCE_NATS_CONFIG", "nats.conf")
+	if _, err := config.LoadProcess(); err == nil || !strings.Contains(err.Error(), "PRESENCE_NATS_CONFIG") {
+		t.Errorf("PRESENCE_NATS_CONFIG with PRESENCE_NATS_URL: %v; want an error", err)
+	}
+}
+
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                              "",
+		"nats://a:4222,nats://b:4222":   "nats://a:4222,nats://b:4222",
+		"nats://u:pw@a:4222,nats://b:1": "nats://u:xxxxx@a:4222,nats://b:1",
+		"nats-route://route:pw@n2:6222": "nats-route://route:xxxxx@n2:6222",
+		"nats://s3cr3t-token@a:4222":    "nats://xxxxx@a:4222",
+		"nats://u:p%w@a:4222":           "[redacted]",
+	} {
+		if got := config.RedactURLs(in); got != want {
+			t.Errorf("RedactURLs(%q) = %q; want %q", in, got, want)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/config"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
@@ -34,6 +35,9 @@ const usage = `usage: presencectl [-nats URL] [-timeout D] COMMAND ...
   call        -ucc UCC -call ID URI connected|ended     report a PSTN call
 
 The NATS url defaults to $PRESENCE_NATS_URL, else nats://127.0.0.1:4222.
+Credentials and TLS come from PRESENCE_NATS_CREDS, PRESENCE_NATS_NKEY,
+PRESENCE_NATS_USER and PRESENCE_NATS_PASSWORD, PRESENCE_NATS_TLS_CA,
+PRESENCE_NATS_TLS_CERT and PRESENCE_NATS_TLS_KEY (see docs/security.md).
 `
 
 func main() {
@@ -55,9 +59,17 @@ func run(args []string, out io.Writer) error {
 		global.Usage()
 		return errors.New("no command")
 	}
-	nc, err := nats.Connect(*url, nats.Name("presencectl"))
+	auth, err := config.LoadNATSAuth()
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", *url, err)
+		return err
+	}
+	opts, err := bus.ClientOptions(auth)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*url, append(opts, nats.Name("presencectl"))...)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", config.RedactURLs(*url), err)
 	}
 	defer nc.Close()
 	c := bus.NewClient(nc)

@@ -66,6 +66,8 @@ func TestClusterSurvivesAKilledWorker(t *testing.T) {
 			"PRESENCE_CLUSTER_ROUTES=" + strings.Join(routes, ","),
 			"PRESENCE_WORKER_LEASE=6s",
 			"PRESENCE_UNSUBSCRIBE_LINGER=1s",
+			// Open routes: TestClusterWithRouteAuthorization runs them authorized.
+			"PRESENCE_INSECURE=true",
 		}}
 	}
 	startAll := func() {

@@ -3,7 +3,9 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"net/url"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -13,32 +15,63 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/contactcenter/presence-provider/config"
 )
 
 // envNames are the variables presenced reads: the envconfig tags of
-// config.Process.
+// config.Process, and of the structs it embeds.
 func envNames() map[string]bool {
 	names := map[string]bool{}
-	typ := reflect.TypeFor[config.Process]()
-	for i := range typ.NumField() {
-		if tag := typ.Field(i).Tag.Get("envconfig"); tag != "" {
-			names[tag] = true
+	var add func(typ reflect.Type)
+	add = func(typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			if f.Anonymous && f.Type.Kind() == reflect.Struct {
+				add(f.Type)
+			} else if tag := f.Tag.Get("envconfig"); tag != "" {
+				names[tag] = true
+			}
 		}
 	}
+	add(reflect.TypeFor[config.Process]())
 	return names
+}
+
+// composeSecrets are what an operator exports before `docker compose up`.
+var composeSecrets = map[string]string{"WORKER_PASSWORD": "compose-w", "UCC_PASSWORD": "compose-u",
+	"SOURCE_PASSWORD": "compose-s", "OPERATOR_PASSWORD": "compose-o", "ROUTE_PASSWORD": "compose-r"}
+
+// mounted is the host file behind a path inside a service's container.
+func mounted(svc types.ServiceConfig, inside string) string {
+	for _, v := range svc.Volumes {
+		if rel, ok := strings.CutPrefix(inside, v.Target+"/"); ok {
+			return filepath.Join(v.Source, rel)
+		}
+	}
+	return ""
+}
+
+// flagValue is the argument after name in a command line.
+func flagValue(args []string, name string) string {
+	if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
 }
 
 // TestComposeFileAgreesWithTheCode parses docker-compose.yml as Compose
 // does (no Docker engine runs here) and checks it against the code's own
 // configuration: the variables exist, the Config.xml it mounts is valid and
-// points at the compose Kamailio, the workers reach every NATS node, and
-// the NATS nodes route to each other.
+// points at the compose Kamailio, the workers reach every NATS node as the
+// worker user of the nodes' configuration file, and the NATS nodes route to
+// each other with route authorization.
 func TestComposeFileAgreesWithTheCode(t *testing.T) {
 	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  "../..",
 		ConfigFiles: []types.ConfigFile{{Filename: "../../docker-compose.yml"}},
+		Environment: composeSecrets,
 	}, func(o *loader.Options) { o.SetProjectName("presence", true) })
 	if err != nil {
 		t.Fatal(err)
@@ -63,16 +96,50 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 		t.Fatal("no kamailio service built from the Dockerfile's kamailio target")
 	}
 
-	for _, name := range nats {
-		cmd := strings.Join(project.Services[name].Command, " ")
+	users := map[string]string{} // the user and password every node accepts
+	for i, name := range nats {
+		svc := project.Services[name]
+		args := []string(svc.Command)
+		if !slices.Contains(args, "-js") || flagValue(args, "--cluster_name") != "presence" {
+			t.Errorf("%s is not a JetStream node of cluster presence: %v", name, args)
+		}
+		cluster, err := url.Parse(flagValue(args, "--cluster"))
+		if err != nil || cluster.User == nil {
+			t.Fatalf("%s: --cluster %q has no route authorization", name, flagValue(args, "--cluster"))
+		}
+		routes := server.RoutesFromStr(flagValue(args, "--routes"))
 		for _, other := range nats {
-			if other != name && !strings.Contains(cmd, "nats-route://"+other+":6222") {
-				t.Errorf("%s has no route to %s: %s", name, other, cmd)
+			found := false
+			for _, r := range routes {
+				found = found || r.Host == other+":6222" && r.User.String() == cluster.User.String()
+			}
+			if other != name && !found {
+				t.Errorf("%s has no route to %s with the route user: %v", name, other, flagValue(args, "--routes"))
 			}
 		}
-		if !strings.Contains(cmd, "-js") || !strings.Contains(cmd, "--cluster_name presence") {
-			t.Errorf("%s is not a JetStream node of cluster presence: %s", name, cmd)
+
+		// The users it loads, with the secrets its container gets.
+		conf := mounted(svc, flagValue(args, "-c"))
+		if conf == "" {
+			t.Fatalf("%s: -c %q is not in a mounted volume", name, flagValue(args, "-c"))
 		}
+		for k, v := range svc.Environment {
+			if v != nil {
+				t.Setenv(k, *v)
+			}
+		}
+		opts, err := server.ProcessConfigFile(conf)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		nodeUsers := map[string]string{}
+		for _, u := range opts.Users {
+			nodeUsers[u.Username] = u.Password
+		}
+		if i > 0 && !maps.Equal(nodeUsers, users) {
+			t.Errorf("%s has users of its own", name)
+		}
+		users = nodeUsers
 	}
 
 	ids := map[string]bool{}
@@ -89,6 +156,9 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 			if strings.HasPrefix(k, "PRESENCE_") && !known[k] {
 				t.Errorf("%s sets %s, which presenced does not read", name, k)
 			}
+		}
+		if password, ok := users[env["PRESENCE_NATS_USER"]]; !ok || env["PRESENCE_NATS_USER"] != "worker" || password != env["PRESENCE_NATS_PASSWORD"] {
+			t.Errorf("%s does not join NATS as its worker user", name)
 		}
 		for _, n := range nats {
 			if !strings.Contains(env["PRESENCE_NATS_URL"], "nats://"+n+":4222") {
@@ -107,12 +177,7 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 		}
 
 		// The Config.xml it mounts: valid, and aimed at the compose Kamailio.
-		var cfgFile string
-		for _, v := range svc.Volumes {
-			if rel, ok := strings.CutPrefix(env["PRESENCE_CONFIG"], v.Target+"/"); ok {
-				cfgFile = filepath.Join(v.Source, rel)
-			}
-		}
+		cfgFile := mounted(svc, env["PRESENCE_CONFIG"])
 		if cfgFile == "" {
 			t.Fatalf("%s: PRESENCE_CONFIG=%q is not in a mounted volume", name, env["PRESENCE_CONFIG"])
 		}

@@ -187,6 +187,9 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	}
 	log.Info().Object("config", provider).Str("file", proc.ConfigFile).Msg("PresenceProviderConfiguration")
 	log.Info().Object("process", proc).Msg("process configuration")
+	if proc.Insecure {
+		log.Warn().Msg("PRESENCE_INSECURE=true: the embedded NATS server may listen beyond loopback or open routes with no authentication; anyone who reaches it can forge presence")
+	}
 
 	d := &daemon{log: log}
 	defer func() {
@@ -197,13 +200,18 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	var ns *server.Server
 	if proc.NATSURL == "" {
 		opts := bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir, Name: proc.ServerName,
-			Cluster: bus.ClusterOptions{Name: proc.ClusterName, Listen: proc.ClusterListen, Routes: proc.ClusterRoutes}}
+			Cluster:    bus.ClusterOptions{Name: proc.ClusterName, Listen: proc.ClusterListen, Routes: proc.ClusterRoutes},
+			ConfigFile: proc.NATSConfig, Insecure: proc.Insecure}
 		if d.ns, err = bus.StartEmbedded(opts, log); err != nil {
 			return nil, err
 		}
 		ns = d.ns.Server
 	}
-	if d.conn, err = bus.Connect(proc.NATSURL, ns, "presenced "+proc.WorkerID, log); err != nil {
+	auth, err := bus.ClientOptions(proc.NATSAuth)
+	if err != nil {
+		return nil, err
+	}
+	if d.conn, err = bus.Connect(proc.NATSURL, ns, "presenced "+proc.WorkerID, log, auth...); err != nil {
 		return nil, err
 	}
 
