@@ -1,6 +1,6 @@
 // Package bus is the only code that touches NATS: the embedded server, the
-// connection, the contract's KV buckets and subjects, and the presence micro
-// service.
+// connection, the KV buckets and subjects of docs/contract.md, and the
+// presence micro service.
 package bus
 
 import (

@@ -209,8 +209,6 @@ func processFields() []reflect.StructField {
 	return fields
 }
 
-// The contract's variables all have the PRESENCE_ prefix; an unrelated
-// variable of the same name without it must not be read.
 // The variables of docs/product.md, Environment all have the PRESENCE_
 // prefix; an unrelated variable of the same name without it must not be read.
 func TestLoadProcessIgnoresUnprefixed(t *testing.T) {

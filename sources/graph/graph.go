@@ -464,7 +464,6 @@ func (*Source) Serves(_ schemas.AgentURI, teamsUPN string) bool { return teamsUP
 
 // Health tells, per account, the agents, the last cycle's length and the
 // budget in use.
-
 func (s *Source) Health() sources.Health {
 	s.mu.Lock()
 	defer s.mu.Unlock()

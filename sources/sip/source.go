@@ -355,7 +355,6 @@ func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 func (*Source) Serves(uri schemas.AgentURI, _ string) bool { return strings.HasPrefix(uri.URI, "sip:") }
 
 // Health is up when any endpoint is.
-
 func (s *Source) Health() sources.Health {
 	s.mu.Lock()
 	dialogs := len(s.byAgent)
