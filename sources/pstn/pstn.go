@@ -62,7 +62,6 @@ func (*Source) Unsubscribe(context.Context, sources.Agent) error { return nil }
 func (*Source) Serves(uri schemas.AgentURI, _ string) bool { return uri.PSTN }
 
 // Health reports the calls in progress.
-
 func (s *Source) Health() sources.Health {
 	s.mu.Lock()
 	defer s.mu.Unlock()
