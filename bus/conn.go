@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -13,15 +14,18 @@ import (
 
 // Conn is a connection to NATS with JetStream.
 type Conn struct {
-	NC *nats.Conn
-	JS jetstream.JetStream
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	closed chan struct{} // closed once the connection is
 }
 
 // Connect joins NATS at url, or the embedded server ns without a socket
 // when url is empty, with extra options such as ClientOptions' credentials.
 // It reconnects for ever: a worker outlives NATS restarts.
 func Connect(url string, ns *server.Server, name string, log zerolog.Logger, extra ...nats.Option) (*Conn, error) {
+	closed := make(chan struct{})
 	opts := []nats.Option{
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
@@ -32,7 +36,10 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger, ext
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
 		}),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if nc.IsClosed() || nc.IsDraining() {
+				return // what a closing connection still reports is no fault
+			}
 			ev := log.Error().Err(err)
 			if sub != nil {
 				ev = ev.Str("subject", sub.Subject)
@@ -56,10 +63,22 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger, ext
 		nc.Close()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	return &Conn{NC: nc, JS: js}, nil
+	return &Conn{NC: nc, JS: js, closed: closed}, nil
 }
 
-// Close flushes what is pending and closes the connection.
+// drainTimeout bounds Close: a connection whose server is gone cannot drain.
+const drainTimeout = 5 * time.Second
+
+// Close delivers what is pending, then closes the connection, and returns
+// once it is closed: a server shut down after Close no longer has clients.
 func (c *Conn) Close() {
-	_ = c.NC.Drain()
+	if err := c.NC.Drain(); err != nil {
+		c.NC.Close()
+	}
+	select {
+	case <-c.closed:
+	case <-time.After(drainTimeout):
+		c.NC.Close()
+		<-c.closed
+	}
 }

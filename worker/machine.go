@@ -2,6 +2,7 @@ package worker
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/contactcenter/presence-provider/schemas"
@@ -377,6 +378,9 @@ func (t *transition) stopTimer() {
 // stop ends the upstream subscription and gives the claim up; evEnded then
 // decides again (a changed route subscribes anew).
 func (t *transition) stop() {
+	// A claim about to be released need not be written first: the write
+	// would race the release.
+	t.effects = slices.DeleteFunc(t.effects, func(e effect) bool { return e.kind == effWriteClaim })
 	t.stopTimer()
 	t.l.phase = phaseStopping
 	t.emit(effect{kind: effEnd, source: t.l.source, claimRev: t.l.claimRev})

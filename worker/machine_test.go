@@ -138,7 +138,8 @@ func rows() []row {
 		{name: "lost during the attempt", from: sub, life: func(l *lifecycle) { l.lost, l.lostErr = true, sources.ErrTerminated }, event: succeeded,
 			want: q, effs: []effectKind{effLogSubscribed, effWriteClaim, effLogResubscribe, effQueue}},
 		{name: "succeeded, unwanted meanwhile", from: sub, view: unwanted, event: succeeded, want: act, effs: []effectKind{effLogSubscribed, effWriteClaim, effArmLinger}},
-		{name: "succeeded, not its share any more", from: sub, view: notMine, event: succeeded, want: st, effs: []effectKind{effLogSubscribed, effWriteClaim, effEnd}},
+		{name: "succeeded, not its share any more", from: sub, view: notMine, event: succeeded, want: st, effs: []effectKind{effLogSubscribed, effEnd}},
+		{name: "failed, not its share any more", from: sub, view: notMine, event: failedOnce, want: st, effs: []effectKind{effArmBackoff, effLogFailed, effStopTimer, effEnd}},
 		{name: "an older attempt succeeded", from: sub, event: event{kind: evAttemptDone, attempt: 0, source: schemas.SourceSIP, claimRev: 3}, want: sub, effs: []effectKind{effEndOrphan}},
 		// The source ends the subscription by itself.
 		{from: sub, event: terminated, want: sub, check: func(t *testing.T, l lifecycle, _ []effect) {

@@ -132,7 +132,7 @@ func claimOf(t *testing.T, url, uri string) (schemas.Claim, uint64) {
 // before it touches anything, and the first keeps its agent and its claim.
 func TestSecondDaemonOnTheSameDataDirectory(t *testing.T) {
 	dataDir := t.TempDir()
-	first := sipDaemon(t, "PRESENCE_DATA_DIR="+dataDir, "PRESENCE_WORKER_ID=first")
+	first := sipDaemon(t, false, "PRESENCE_DATA_DIR="+dataDir, "PRESENCE_WORKER_ID=first")
 	claim, rev := claimOf(t, first.url, sipAgent)
 	if claim.Worker != "first" {
 		t.Fatalf("claim %+v; want the first worker's", claim)
@@ -177,8 +177,10 @@ func TestListenAddressInUse(t *testing.T) {
 	}
 	defer taken.Close()
 	for name, env := range map[string][]string{
-		"client":  {"PRESENCE_EMBEDDED_LISTEN=" + taken.Addr().String()},
-		"cluster": {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)), "PRESENCE_CLUSTER_LISTEN=" + taken.Addr().String()},
+		"client": {"PRESENCE_EMBEDDED_LISTEN=" + taken.Addr().String()},
+		// Insecure: open routes are refused before any port is tried.
+		"cluster": {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)), "PRESENCE_CLUSTER_LISTEN=" + taken.Addr().String(),
+			"PRESENCE_CLUSTER_ROUTES=nats-route://" + taken.Addr().String(), "PRESENCE_INSECURE=true"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, _, stderr := exited(t, presenced, append(env, "PRESENCE_DATA_DIR="+t.TempDir()))
@@ -191,29 +193,53 @@ func TestListenAddressInUse(t *testing.T) {
 }
 
 // silentPool is a SIP server that reads every request and answers none, as
-// a hung presence server does.
+// a hung presence server does; or, with answerFirst, one that accepts the
+// first SUBSCRIBE and then hangs.
 type silentPool struct {
-	conn *net.UDPConn
-	got  chan string
+	conn        *net.UDPConn
+	got         chan string
+	answerFirst bool
 }
 
-func startSilentPool(t *testing.T) *silentPool {
+// accept answers a SUBSCRIBE with 200 OK: the dialog is up.
+func accept(conn *net.UDPConn, to *net.UDPAddr, request string) {
+	var reply strings.Builder
+	reply.WriteString("SIP/2.0 200 OK\r\n")
+	for _, line := range strings.Split(request, "\r\n") {
+		name, _, _ := strings.Cut(line, ":")
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "via", "from", "call-id", "cseq":
+			reply.WriteString(line + "\r\n")
+		case "to":
+			reply.WriteString(line + ";tag=pool\r\n")
+		}
+	}
+	fmt.Fprintf(&reply, "Contact: <sip:pool@%s>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n", conn.LocalAddr())
+	_, _ = conn.WriteToUDP([]byte(reply.String()), to)
+}
+
+func startSilentPool(t *testing.T, answerFirst bool) *silentPool {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &silentPool{conn: conn, got: make(chan string, 100)}
+	p := &silentPool{conn: conn, got: make(chan string, 100), answerFirst: answerFirst}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		buf := make([]byte, 65536)
+		answered := false
 		for {
-			n, _, err := conn.ReadFromUDP(buf)
+			n, from, err := conn.ReadFromUDP(buf)
 			if err != nil {
 				return
 			}
 			method, _, _ := strings.Cut(string(buf[:n]), " ")
+			if p.answerFirst && !answered && method == "SUBSCRIBE" {
+				answered = true
+				accept(conn, from, string(buf[:n]))
+			}
 			select {
 			case p.got <- method:
 			default:
@@ -262,12 +288,14 @@ func (r *sipRun) ctl(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// sipDaemon starts it; env adds to and overrides its settings.
-func sipDaemon(t *testing.T, env ...string) *sipRun {
+// sipDaemon starts it; env adds to and overrides its settings. With
+// answerFirst the pool accepts the SUBSCRIBE and hangs afterwards, so the
+// un-SUBSCRIBE of the stop waits in vain.
+func sipDaemon(t *testing.T, answerFirst bool, env ...string) *sipRun {
 	t.Helper()
 	r := &sipRun{config: filepath.Join(t.TempDir(), "Config.xml")}
 	r.presenced, r.presencectl = build(t)
-	pool := startSilentPool(t)
+	pool := startSilentPool(t, answerFirst)
 	xml := fmt.Sprintf(`<config><PresenceProvider>
 		<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="udp" Listen="127.0.0.1:%d">
 		  <ApplicationEndpoint OwnerUri="sip:presenceprovider@example.com" PoolFqdn="%s" />
@@ -284,18 +312,34 @@ func sipDaemon(t *testing.T, env ...string) *sipRun {
 	}, env...))
 	r.ctl(t, "subscribe", "-ucc", "ucc_app01", sipAgent)
 	pool.waitFor(t, "SUBSCRIBE")
+	if answerFirst {
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(r.logs.String(), "upstream subscribed") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the accepted SUBSCRIBE never made the agent active:\n%s", r.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return r
 }
 
 // misleading are log texts a clean stop must not show: they read as faults.
 var misleading = []string{"context canceled", "closed pipe", `"level":"error"`}
 
-// TestStopIsBoundedWhenTheSIPPoolHangs: the SUBSCRIBE in flight would hold
-// the stop for its transaction timeout (32 s); the process exits 0 within
-// PRESENCE_SHUTDOWN_TIMEOUT all the same.
+// TestStopIsBoundedWhenTheSIPPoolHangs: a SUBSCRIBE in flight, or an
+// un-SUBSCRIBE nobody answers, would hold the stop for its transaction
+// timeout (32 s); the process exits 0 within PRESENCE_SHUTDOWN_TIMEOUT all
+// the same.
 func TestStopIsBoundedWhenTheSIPPoolHangs(t *testing.T) {
+	for name, answerFirst := range map[string]bool{"SUBSCRIBE in flight": false, "un-SUBSCRIBE unanswered": true} {
+		t.Run(name, func(t *testing.T) { stopsWithin(t, answerFirst) })
+	}
+}
+
+func stopsWithin(t *testing.T, answerFirst bool) {
 	const timeout = 3 * time.Second
-	d := sipDaemon(t, "PRESENCE_SHUTDOWN_TIMEOUT="+timeout.String())
+	d := sipDaemon(t, answerFirst, "PRESENCE_SHUTDOWN_TIMEOUT="+timeout.String())
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +366,7 @@ func TestStopIsBoundedWhenTheSIPPoolHangs(t *testing.T) {
 // TestSecondSignalExitsAtOnce: with a long shutdown timeout, a second
 // SIGTERM ends the stop, with a status that says it was cut short.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	d := sipDaemon(t, "PRESENCE_SHUTDOWN_TIMEOUT=10m")
+	d := sipDaemon(t, true, "PRESENCE_SHUTDOWN_TIMEOUT=10m")
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

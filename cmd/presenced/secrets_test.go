@@ -16,6 +16,7 @@ import (
 
 	"github.com/contactcenter/presence-provider/internal/graphtest"
 	"github.com/contactcenter/presence-provider/internal/siptest"
+	"github.com/contactcenter/presence-provider/schemas"
 )
 
 // TestNoSecretInOutput runs presenced and presencectl with every secret set,
@@ -98,7 +99,9 @@ func TestNoSecretInOutput(t *testing.T) {
 	ctl("ucc", true, "subscribe", "-ucc", "ucc_app01", "sip:agent1@example.com", "sip:agent2@attendant.example",
 		"sip:agent3@example.com=agent3@contoso.com")
 	ctl("source", true, "attendant", "sip:agent2@attendant.example", "Busy")
-	if out := ctl("source", true, "attendant", "sip:agent2@attendant.example", "Sleepy"); !strings.Contains(out, `"error"`) {
+	// A refused input is an error reply (micro service error headers): the
+	// command fails and prints the code.
+	if out := ctl("source", false, "attendant", "sip:agent2@attendant.example", "Sleepy"); !strings.Contains(out, schemas.CodeInvalidInput) {
 		t.Fatalf("a bad attendant input answered %s; want an error", out)
 	}
 	if out := ctl("ucc", true, "subscribe", "-ucc", "ucc_app01", "sip:"); !strings.Contains(out, `"error"`) {
