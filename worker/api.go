@@ -71,7 +71,8 @@ func checkSyncAgents(agents []schemas.AgentRef) error {
 	return nil
 }
 
-// asError makes any error a contract error, keeping the code of one that is.
+// asError makes any error an error of docs/contract.md (Error codes), keeping
+// the code of one that is.
 func asError(err error) *schemas.Error {
 	var e *schemas.Error
 	if errors.As(err, &e) {
