@@ -184,3 +184,31 @@ func splitDBTextRow(line string) []string {
 	}
 	return append(fields, cur.String())
 }
+
+// Connection is one TCP or TLS connection Kamailio holds.
+type Connection struct {
+	Type string `json:"type"` // "TCP", "TLS"
+	// Kamailio names the far end src and its own dst, whichever side
+	// opened the connection.
+	SrcIP   string `json:"src_ip"`
+	SrcPort int    `json:"src_port"`
+	DstIP   string `json:"dst_ip"`
+	DstPort int    `json:"dst_port"`
+}
+
+// Connections lists the TCP and TLS connections Kamailio holds (the RPC's
+// own included).
+func (k *Kamailio) Connections(t testing.TB) []Connection {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out, err := k.rpc("core.tcp_list")
+	if err != nil {
+		t.Fatalf("siptest: %v", err)
+	}
+	var conns []Connection
+	if err := json.Unmarshal(out, &conns); err != nil {
+		t.Fatalf("siptest: core.tcp_list: %v", err)
+	}
+	return conns
+}

@@ -3,7 +3,9 @@ package sip_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +58,7 @@ func TestPresenceFromKamailioOverTLS(t *testing.T) {
 	ca := testca.New(t, "test-ca")
 	k := kamailioTLS(t, ca, ca)
 	cert, key := ca.Issue("provider", "127.0.0.1")
-	env, _ := provider(t, sip.Config{Transport: "tls", TLS: tlsConfig(t, ca.File, cert, key),
+	env, src := provider(t, sip.Config{Transport: "tls", TLS: tlsConfig(t, ca.File, cert, key),
 		Application: appEndpoint(k.TLSAddr())}, nil)
 	const agent = "sip:agent1@example.com"
 	evs := env.Collect(schemas.Key(agent))
@@ -69,6 +71,16 @@ func TestPresenceFromKamailioOverTLS(t *testing.T) {
 	k.Publish(t, agent, siptest.PIDF(agent, "open", "on-the-phone", ""), 60)
 	if ev := waitEvent(t, evs, 1, schemas.Busy); ev.Presence.Activity != "on-the-phone" {
 		t.Fatalf("event %+v; want on-the-phone", ev)
+	}
+	// Kamailio sent the NOTIFYs on a TLS connection of its own to the
+	// listener (as over TCP), which it accepted only with our certificate.
+	_, listenPort, _ := net.SplitHostPort(src.Addr())
+	toListener := false
+	for _, c := range k.Connections(t) {
+		toListener = toListener || (c.Type == "TLS" && strconv.Itoa(c.SrcPort) == listenPort)
+	}
+	if !toListener {
+		t.Fatalf("Kamailio holds no TLS connection to the listener %s: %+v", src.Addr(), k.Connections(t))
 	}
 	log := k.Log()
 	if !strings.Contains(log, "siptest: tls SUBSCRIBE") || strings.Contains(log, "siptest: tcp SUBSCRIBE") || strings.Contains(log, "siptest: udp SUBSCRIBE") {
