@@ -42,10 +42,10 @@ func kindOf(r rune) string {
 	}
 }
 
-// asciiLower lower-cases ASCII letters only. Unicode case mapping would fold
+// ASCIILower lower-cases ASCII letters only. Unicode case mapping would fold
 // other letters onto ASCII ones (the Kelvin sign U+212A becomes "k"), and
 // so merge two different agents into one key.
-func asciiLower(s string) string {
+func ASCIILower(s string) string {
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
@@ -56,4 +56,4 @@ func asciiLower(s string) string {
 }
 
 // asciiEqualFold is strings.EqualFold for ASCII letters only.
-func asciiEqualFold(a, b string) bool { return asciiLower(a) == asciiLower(b) }
+func asciiEqualFold(a, b string) bool { return ASCIILower(a) == ASCIILower(b) }

@@ -75,7 +75,7 @@ func splitScheme(s string) (scheme, rest string) {
 		}
 		return "", s
 	default:
-		return asciiLower(s[:colon]), s[colon+1:]
+		return ASCIILower(s[:colon]), s[colon+1:]
 	}
 }
 
@@ -92,7 +92,7 @@ func parseSIP(raw, rest string) (AgentURI, error) {
 	case strings.ContainsFunc(addr, unicode.IsSpace) || strings.ContainsAny(addr, "<>\""):
 		return AgentURI{}, invalidURI(raw, "it contains white space or <>\"")
 	}
-	uri := "sip:" + asciiLower(addr)
+	uri := "sip:" + ASCIILower(addr)
 	pstn := isE164(user) && hasParam(params, "user", "phone")
 	return AgentURI{URI: uri, PSTN: pstn}, nil
 }

@@ -23,6 +23,11 @@ type agent struct {
 	// current one from a late firing of one stopped since.
 	timer    clockwork.Timer
 	timerRun int
+	// claimWriting is set while a claim write is under way; nextClaim is
+	// the newest state to write after it, at the revision it leaves: two
+	// writes at one revision would fail the second.
+	claimWriting bool
+	nextClaim    *effect
 }
 
 // uccInterest is one UCC's interest, kept small: a service holds millions.
@@ -179,7 +184,7 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 	case effStopTimer:
 		a.stopTimer()
 	case effWriteClaim:
-		w.writeClaim(key, eff)
+		w.writeClaim(a, eff)
 	case effReleaseStale:
 		w.releaseStale(key)
 	case effReadLive:
@@ -344,19 +349,41 @@ func (w *Worker) claim(ctx context.Context, a sources.Agent, source string, rev 
 }
 
 // writeClaim records how the subscription stands in the claim, for replies
-// from other workers and for operators. The caller holds w.mu.
-func (w *Worker) writeClaim(key string, eff effect) {
+// from other workers and for operators, one write at a time per agent. The
+// caller holds w.mu.
+func (w *Worker) writeClaim(a *agent, eff effect) {
+	if a.claimWriting {
+		a.nextClaim = &eff
+		return
+	}
+	a.claimWriting = true
+	key := a.Key
 	c := schemas.Claim{Worker: w.cfg.ID, Source: eff.source, Since: w.clock.Now().UTC(),
 		State: eff.claim.state, Failures: eff.claim.failures, Reason: eff.claim.reason}
 	w.goEffect("write claim", func(ctx context.Context) {
 		newRev, ok, err := w.stores.Claims.Update(ctx, key, c, eff.claimRev)
-		if err != nil || !ok {
-			if !errors.Is(err, context.Canceled) {
-				w.log.Warn().Err(err).Str("key", key).Msg("could not update claim")
-			}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		switch {
+		case err != nil && !errors.Is(err, context.Canceled):
+			w.log.Warn().Err(err).Str("key", key).Msg("could not update claim")
+		case err == nil && !ok:
+			// Released or taken meanwhile: the claim has moved on.
+			w.log.Debug().Str("key", key).Msg("claim changed before its update")
+		}
+		if w.agents[key] != a {
 			return
 		}
-		w.handleKey(key, event{kind: evClaimWritten, claimRev: eff.claimRev, newRev: newRev})
+		a.claimWriting = false
+		if err == nil && ok {
+			w.handle(a, event{kind: evClaimWritten, claimRev: eff.claimRev, newRev: newRev})
+		}
+		next := a.nextClaim
+		a.nextClaim = nil
+		if next != nil && a.life.claimRev != 0 {
+			next.claimRev = a.life.claimRev
+			w.writeClaim(a, *next)
+		}
 	})
 }
 

@@ -225,7 +225,7 @@ func (s *Source) leastLoaded() *account {
 }
 
 func (s *Source) resolve(ctx context.Context, acct *account, upn string) (string, error) {
-	cacheKey := acct.cfg.TenantID + "/" + strings.ToLower(upn)
+	cacheKey := acct.cfg.TenantID + "/" + schemas.ASCIILower(upn)
 	s.mu.Lock()
 	id, ok := s.ids[cacheKey]
 	s.mu.Unlock()
