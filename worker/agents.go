@@ -394,13 +394,66 @@ func (w *Worker) writeClaim(a *agent, eff effect) {
 func (w *Worker) Observe(a sources.Agent, p schemas.Presence) {
 	w.mu.Lock()
 	mine := w.servedBy(a.Key)
+	waiting := w.unstored[a.Key] != nil
+	if mine && waiting {
+		// An older observation waits to be stored: this one goes after it.
+		w.unstored[a.Key].presence = p
+	}
 	w.mu.Unlock()
-	if !mine {
+	if !mine || waiting {
 		return
 	}
 	if _, _, err := w.writePresence(w.ctx, a, p); err != nil {
-		w.log.Error().Err(err).Str("uri", a.URI).Msg("could not store presence")
+		w.log.Warn().Err(err).Str("uri", a.URI).Msg("could not store presence; trying again")
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.unstored[a.Key] = &observation{agent: a, presence: p}
+		w.storeLater(a.Key, firstStoreRetry)
 	}
+}
+
+// observation is a presence a source saw that is not stored yet.
+type observation struct {
+	agent    sources.Agent
+	presence schemas.Presence
+}
+
+// Retries of an observation NATS did not store (a stream electing a leader,
+// a reconnect): the newest one of the agent is stored, not lost.
+const (
+	firstStoreRetry = 250 * time.Millisecond
+	maxStoreRetry   = 5 * time.Second
+)
+
+// storeLater tries again to store the agent's newest unstored observation;
+// the caller holds w.mu.
+func (w *Worker) storeLater(key string, delay time.Duration) {
+	w.after(delay, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		obs := w.unstored[key]
+		if obs == nil || !w.servedBy(key) {
+			// Another worker serves the agent now: its source reports anew.
+			delete(w.unstored, key)
+			return
+		}
+		agent, p := obs.agent, obs.presence
+		w.goEffect("store presence", func(ctx context.Context) {
+			_, _, err := w.writePresence(ctx, agent, p)
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			switch {
+			case err != nil:
+				w.storeLater(key, min(max(2*delay, firstStoreRetry), maxStoreRetry))
+			case w.unstored[key] == obs && obs.presence == p:
+				delete(w.unstored, key)
+				w.log.Info().Str("uri", agent.URI).Msg("presence stored after a retry")
+			default:
+				// A newer observation came meanwhile: store it too.
+				w.storeLater(key, 0)
+			}
+		})
+	})
 }
 
 // Lost handles an upstream subscription that ended without being asked to.

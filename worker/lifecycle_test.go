@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -418,4 +419,52 @@ func TestAgentOfADeadHolderIsTakenOver(t *testing.T) {
 		c, found := claimOf(t, env, uri)
 		return found && c.Worker == "worker-a" && c.State == schemas.StateActive && src.count() == 1
 	})
+}
+
+// unanswered fails the first writes of presence, as a state stream that is
+// electing a leader does.
+type unanswered struct {
+	worker.StateStore
+	mu    sync.Mutex
+	fails int
+}
+
+func (u *unanswered) Swap(ctx context.Context, ev schemas.Event, revision uint64) (uint64, bool, error) {
+	u.mu.Lock()
+	fail := u.fails > 0
+	u.fails--
+	u.mu.Unlock()
+	if fail {
+		return 0, false, errors.New("nats: no response from stream")
+	}
+	return u.StateStore.Swap(ctx, ev, revision)
+}
+
+// A presence the source saw while NATS could not store it is stored once
+// NATS answers again, the newest one, in order; nothing is lost.
+func TestObservationsNATSDidNotStoreAreStoredLater(t *testing.T) {
+	failing := &unanswered{fails: 3}
+	env := provtest.StartFaulty(t, provtest.Server(t), provtest.Config(),
+		clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)),
+		func(s worker.Stores) worker.Stores { failing.StateStore = s.State; s.State = failing; return s },
+		func(w *worker.Worker, clock clockwork.Clock) { w.AddSource(schemas.SourceSIP, newScripted(clock)) })
+	const uri = "sip:agent@domain.com"
+	agent := sources.Agent{URI: uri, Key: keyOf(uri)}
+	evs := env.Collect(agent.Key)
+	busy := schemas.Presence{Availability: schemas.Busy, AvailabilityValue: 6500, Source: schemas.SourceSIP}
+	away := schemas.Presence{Availability: schemas.Away, AvailabilityValue: 15500, Source: schemas.SourceSIP}
+	env.Worker.Observe(agent, busy)
+	env.Worker.Observe(agent, away) // while busy waits: stored after it, or instead of it
+	env.AdvanceUntil("the newest presence stored", func() bool {
+		got := evs.List()
+		return len(got) > 0 && got[len(got)-1].Presence.Availability == schemas.Away
+	})
+	for _, ev := range evs.List() {
+		if ev.Presence.Availability != schemas.Busy && ev.Presence.Availability != schemas.Away {
+			t.Fatalf("event %+v; want Busy then Away, or Away alone", ev)
+		}
+	}
+	if !strings.Contains(env.Logs.String(), "presence stored after a retry") {
+		t.Fatal("no log line says the presence was stored after a retry")
+	}
 }

@@ -73,13 +73,15 @@ type Worker struct {
 	quiet    chan struct{}
 	// endBase bounds ending upstream subscriptions: no bound but their own
 	// timeout while running, the shutdown deadline once Stop began.
-	endBase  context.Context
-	agents   map[string]*agent
-	leases   map[leaseKey]clockwork.Timer
-	queue    queue
-	queued   chan struct{} // wakes the dispatcher; capacity 1
-	closing  bool
-	claims   map[string]schemas.Claim // every worker's claims, as watched
+	endBase context.Context
+	agents  map[string]*agent
+	leases  map[leaseKey]clockwork.Timer
+	queue   queue
+	queued  chan struct{} // wakes the dispatcher; capacity 1
+	closing bool
+	claims  map[string]schemas.Claim // every worker's claims, as watched
+	// unstored holds, per agent, the newest observation NATS did not store yet.
+	unstored map[string]*observation
 	presence presenceCache
 	// live is the sorted ids of the live workers, this one included: who
 	// owns which agent follows from it. alive also has the leaving ones.
@@ -124,6 +126,7 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		leases:      map[leaseKey]clockwork.Timer{},
 		queued:      make(chan struct{}, 1),
 		claims:      map[string]schemas.Claim{},
+		unstored:    map[string]*observation{},
 		live:        []string{cfg.ID},
 		alive:       map[string]bool{cfg.ID: true},
 		liveChanged: make(chan struct{}, 1),

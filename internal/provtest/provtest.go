@@ -79,6 +79,13 @@ func StartReal(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock
 // or a restart). Env.Clock is set when clock is a fake one.
 func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
+	return StartFaulty(t, ns, cfg, clock, nil, add)
+}
+
+// StartFaulty is StartOn with the worker's stores passed through faults
+// first, for tests of what NATS failing to answer does to the worker.
+func StartFaulty(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
 	t.Cleanup(func() {
@@ -94,6 +101,9 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: 10 * time.Second}, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if faults != nil {
+		stores = faults(stores)
 	}
 	w := worker.New(cfg, stores, clock, log)
 	if add != nil {
