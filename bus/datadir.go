@@ -1,14 +1,12 @@
 package bus
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // lockFileName is the file in the data directory whose lock marks it taken.
@@ -16,9 +14,10 @@ const lockFileName = "presenced.lock"
 
 // lockDataDir takes the data directory for this process. Two embedded
 // servers on one JetStream store take each other's claims and damage the
-// store, so a second one must not start at all. The lock is flock(2): the
-// kernel drops it when its holder dies, so a killed process leaves no stale
-// lock behind. The file records the holder's pid for the refusal message.
+// store, so a second one must not start at all. The lock is the system's
+// file lock, which it drops when its holder dies: a killed process leaves no
+// stale lock behind. The file records the holder's pid for the refusal
+// message.
 func lockDataDir(dir string) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("bus: data directory %s: %w", dir, err)
@@ -27,10 +26,10 @@ func lockDataDir(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: data directory %s: %w", dir, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if held, err := tryLock(f); held || err != nil {
 		holder := readHolder(f)
 		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if held {
 			return nil, fmt.Errorf("bus: data directory %s is in use by process %s; one presenced per PRESENCE_DATA_DIR", dir, holder)
 		}
 		return nil, fmt.Errorf("bus: lock data directory %s: %w", dir, err)
