@@ -67,13 +67,18 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*url, append(opts, nats.Name("presencectl"))...)
+	// A request the server refuses (a permissions violation) would only
+	// time out: the server's error ends the command at once instead.
+	refused, stopRefused := context.WithCancelCause(context.Background())
+	defer stopRefused(nil)
+	nc, err := nats.Connect(*url, append(opts, nats.Name("presencectl"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { stopRefused(err) }))...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", config.RedactURLs(*url), err)
 	}
 	defer nc.Close()
 	c := bus.NewClient(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(refused, *timeout)
 	defer cancel()
 
 	cmd, rest := global.Arg(0), global.Args()[1:]
@@ -88,6 +93,9 @@ func run(args []string, out io.Writer) error {
 	}
 	uris := flags.Args()
 	show := func(reply any, err error) error {
+		if cause := context.Cause(refused); err != nil && cause != nil {
+			return cause
+		}
 		if err != nil {
 			return err
 		}
