@@ -45,7 +45,7 @@ func (p Provider) MarshalZerologObject(e *zerolog.Event) {
 			Str("ClientSecretEnv", a.ClientSecretEnv).Str("CertificateFile", a.CertificateFile))
 	}
 	e.Dict("MsGraphPresenceSource", zerolog.Dict().Bool("enabled", p.Graph.Enabled).
-		Int("requestsPer30Seconds", p.Graph.RequestsPer30s).
+		Int("requestsPer30Seconds", p.Graph.RequestsPer30s).Int("budgetPercent", p.Graph.BudgetPercent).
 		Int("minCycleSeconds", int(p.Graph.MinCycle.Seconds())).
 		Array("Accounts", accounts))
 }

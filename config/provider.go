@@ -80,7 +80,9 @@ type GraphSource struct {
 	Accounts []GraphAccount
 	// RequestsPer30s is each account's request budget.
 	RequestsPer30s int
-	MinCycle       time.Duration
+	// BudgetPercent is the part of the budget the source spends.
+	BudgetPercent int
+	MinCycle      time.Duration
 }
 
 // GraphAccount is one app registration the Graph source polls with.
@@ -105,7 +107,8 @@ const (
 	DefaultMaxFailuresPerURI         = 3
 	DefaultMaxCallDuration           = 4 * time.Hour
 	DefaultGraphRequestsPer30s       = 1500
-	DefaultGraphMinCycle             = 10 * time.Second
+	DefaultGraphMinCycle             = time.Second
+	DefaultGraphBudgetPercent        = 80
 	DefaultClientSecretEnv           = "PRESENCE_GRAPH_CLIENT_SECRET"
 	DefaultSIPTransport              = "tcp"
 	DefaultSubscriptionExpires       = 600 * time.Second
@@ -121,7 +124,8 @@ func Default() Provider {
 		MaxFailuresPerURI:         DefaultMaxFailuresPerURI,
 		PSTN:                      PSTNSource{Enabled: true, MaxCallDuration: DefaultMaxCallDuration},
 		SIP:                       SIPSource{Transport: DefaultSIPTransport, SubscriptionExpires: DefaultSubscriptionExpires},
-		Graph:                     GraphSource{RequestsPer30s: DefaultGraphRequestsPer30s, MinCycle: DefaultGraphMinCycle},
+		Graph: GraphSource{RequestsPer30s: DefaultGraphRequestsPer30s, BudgetPercent: DefaultGraphBudgetPercent,
+			MinCycle: DefaultGraphMinCycle},
 	}
 }
 
@@ -444,6 +448,7 @@ func (r *reader) graph(n *node) GraphSource {
 	g := GraphSource{
 		Enabled:        r.bool(n, "enabled", false),
 		RequestsPer30s: r.int(n, "requestsPer30Seconds", DefaultGraphRequestsPer30s, 1, 100000),
+		BudgetPercent:  r.int(n, "budgetPercent", DefaultGraphBudgetPercent, 1, 100),
 		MinCycle:       r.seconds(n, "minCycleSeconds", DefaultGraphMinCycle, 1, 86400),
 	}
 	var accounts []*node

@@ -55,7 +55,8 @@ func TestParseSpecExample(t *testing.T) {
 	equal(t, "MsGraphPresenceSource", p.Graph, config.GraphSource{
 		Enabled:        true,
 		RequestsPer30s: 1500,
-		MinCycle:       10 * time.Second,
+		BudgetPercent:  80,
+		MinCycle:       time.Second,
 		Accounts: []config.GraphAccount{{
 			ID:              "my-presence-account1",
 			TenantID:        "4119dd4d-e455-4535-9d45-b3535f584cad",
@@ -78,7 +79,7 @@ func TestParseDefaults(t *testing.T) {
 		SIP:                       config.SIPSource{Transport: "tcp", SubscriptionExpires: config.DefaultSubscriptionExpires},
 		// A file without a PstnPresenceSource element does not enable it.
 		PSTN:  config.PSTNSource{Enabled: false, MaxCallDuration: 4 * time.Hour},
-		Graph: config.GraphSource{RequestsPer30s: 1500, MinCycle: 10 * time.Second},
+		Graph: config.GraphSource{RequestsPer30s: 1500, BudgetPercent: 80, MinCycle: time.Second},
 	}
 	equal(t, "Provider", p, want)
 
@@ -128,7 +129,7 @@ func TestParseOddCase(t *testing.T) {
 		t.Error("pattern does not match")
 	}
 	equal(t, "MsGraphPresenceSource", p.Graph, config.GraphSource{
-		Enabled: true, RequestsPer30s: 100, MinCycle: 5 * time.Second,
+		Enabled: true, RequestsPer30s: 100, BudgetPercent: 80, MinCycle: 5 * time.Second,
 		Accounts: []config.GraphAccount{
 			{ID: "acc1", TenantID: "tenant-1", ClientID: "client-1", ClientSecretEnv: "MY_GRAPH_SECRET", CertificateFile: "/etc/presence/acc1.pem"},
 			{ID: "acc2", TenantID: "tenant-2", ClientID: "acc2", ClientSecretEnv: "PRESENCE_GRAPH_CLIENT_SECRET"},
@@ -252,6 +253,7 @@ func TestParseBrokenRules(t *testing.T) {
 		{"maxCallDuration under a minute", wrap("", `<PstnPresenceSource enabled="true" maxCallDuration="59" />`), pp + "/PstnPresenceSource", "maxCallDuration", "out of range 60"},
 		{"requestsPer30Seconds 0", wrap("", `<MsGraphPresenceSource requestsPer30Seconds="0" />`), graph, "requestsPer30Seconds", "out of range"},
 		{"minCycleSeconds over a day", wrap("", `<MsGraphPresenceSource minCycleSeconds="86401" />`), graph, "minCycleSeconds", "out of range"},
+		{"budgetPercent over 100", wrap("", `<MsGraphPresenceSource budgetPercent="101" />`), graph, "budgetPercent", "out of range"},
 
 		{"Graph enabled without Accounts", wrap("", `<MsGraphPresenceSource enabled="true" />`), graph, "", "one or more Account"},
 		{"Graph enabled with empty Accounts", wrap("", `<MsGraphPresenceSource enabled="true"><Accounts /></MsGraphPresenceSource>`), graph, "", "one or more Account"},

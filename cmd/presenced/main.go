@@ -317,7 +317,7 @@ func addSources(w *worker.Worker, proc config.Process, p config.Provider, clock 
 
 func graphConfig(proc config.Process, g config.GraphSource) graph.Config {
 	cfg := graph.Config{BaseURL: proc.GraphBaseURL, AuthorityHost: proc.GraphAuthorityHost,
-		RequestsPer30s: g.RequestsPer30s, MinCycle: g.MinCycle}
+		RequestsPer30s: g.RequestsPer30s, BudgetShare: float64(g.BudgetPercent) / 100, MinCycle: g.MinCycle}
 	for _, a := range g.Accounts {
 		cfg.Accounts = append(cfg.Accounts, graph.Account{ID: a.ID, TenantID: a.TenantID, ClientID: a.ClientID,
 			Secret: string(a.Secret()), CertificateFile: a.CertificateFile})

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // Server is a fake Entra ID and Graph for one test.
@@ -28,7 +30,9 @@ type Server struct {
 	missing  map[string]bool
 	faults   []Fault
 	calls    map[string][]time.Time // client id → Graph calls
+	polled   [][]string             // the ids of each presence request
 	lookups  int
+	clock    clockwork.Clock // the time calls are recorded at
 }
 
 // Presence is what Graph answers for one user.
@@ -43,10 +47,14 @@ type Fault struct {
 }
 
 // Start runs the server until the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWithClock(t, clockwork.NewRealClock()) }
+
+// StartWithClock runs the server, recording calls at the clock's time: the
+// provider's fake clock, for tests of the budget's spacing.
+func StartWithClock(t testing.TB, clock clockwork.Clock) *Server {
 	s := &Server{secrets: map[string]string{}, tokens: map[string]string{}, issued: map[string]int{},
 		users: map[string]string{}, presence: map[string]Presence{}, missing: map[string]bool{},
-		calls: map[string][]time.Time{}}
+		calls: map[string][]time.Time{}, clock: clock}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", s.openIDConfiguration)
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.token)
@@ -106,6 +114,13 @@ func (s *Server) Calls(clientID string) []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]time.Time(nil), s.calls[clientID]...)
+}
+
+// Polled is the ids of each presence request, in order.
+func (s *Server) Polled() [][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]string(nil), s.polled...)
 }
 
 // TokensIssued is how many tokens the client got.
@@ -180,7 +195,7 @@ func (s *Server) graph(serve func(http.ResponseWriter, *http.Request)) http.Hand
 			graphError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty or invalid.")
 			return
 		}
-		s.calls[client] = append(s.calls[client], time.Now())
+		s.calls[client] = append(s.calls[client], s.clock.Now())
 		var fault *Fault
 		if len(s.faults) > 0 {
 			f := s.faults[0]
@@ -227,6 +242,7 @@ func (s *Server) presences(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	s.polled = append(s.polled, req.IDs)
 	value := []map[string]string{}
 	for _, id := range req.IDs {
 		p, ok := s.presence[id]

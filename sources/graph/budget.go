@@ -30,6 +30,13 @@ func (w *window) wait(now time.Time) time.Duration {
 
 func (w *window) take(now time.Time) { w.times = append(w.times, now) }
 
+// untake gives the last request back: it was not made.
+func (w *window) untake() { w.times = w.times[:len(w.times)-1] }
+
+// pace is the spacing that spends the budget evenly over the span: a burst
+// of the whole budget would leave every agent stale for the rest of it.
+func (w *window) pace() time.Duration { return w.span / time.Duration(w.limit) }
+
 func (w *window) used(now time.Time) int {
 	w.drop(now)
 	return len(w.times)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -31,8 +32,12 @@ type Config struct {
 	// BaseURL is the Graph root; AuthorityHost the Entra ID authority.
 	BaseURL, AuthorityHost string
 	Accounts               []Account
-	// RequestsPer30s is each account's budget.
+	// RequestsPer30s is each account's budget, as Graph counts it.
 	RequestsPer30s int
+	// BudgetShare is the part of the budget the source spends, leaving
+	// headroom for other callers of the app registration and for Graph's
+	// own counting.
+	BudgetShare float64
 	// MinCycle is the shortest time between two reads of the same agent.
 	MinCycle time.Duration
 	// FailingAfter consecutive failed cycles make an account's agents
@@ -84,6 +89,7 @@ type account struct {
 	client      *client
 	budget      window
 	pausedUntil time.Time
+	nextRequest time.Time // the budget's pace
 	failures    int
 	lastError   string
 	lastCycle   time.Duration
@@ -92,6 +98,14 @@ type account struct {
 	broken error
 }
 
+// DefaultBudgetShare is the part of requestsPer30Seconds spent by default.
+const DefaultBudgetShare = 0.8
+
+// budgetSpan is Graph's 30 s window with a margin: Graph counts requests by
+// the time they reach it, which network delays move, so counting over a
+// longer span here keeps any 30 s at Graph within the budget.
+const budgetSpan = 32 * time.Second
+
 // New builds the credentials and clients of every account. It reads no
 // secret from anywhere but cfg, and says none.
 func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logger) (*Source, error) {
@@ -99,7 +113,10 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 		cfg.RequestsPer30s = 1500
 	}
 	if cfg.MinCycle == 0 {
-		cfg.MinCycle = 10 * time.Second
+		cfg.MinCycle = time.Second
+	}
+	if cfg.BudgetShare == 0 {
+		cfg.BudgetShare = DefaultBudgetShare
 	}
 	if cfg.FailingAfter == 0 {
 		cfg.FailingAfter = 3
@@ -113,7 +130,7 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 	s := &Source{cfg: cfg, clock: clock, sink: sink, log: log.With().Str("source", "graph").Logger(),
 		agents: map[string]*member{}, ids: map[string]string{}}
 	for _, a := range cfg.Accounts {
-		acct := &account{cfg: a, budget: window{span: 30 * time.Second, limit: cfg.RequestsPer30s}}
+		acct := &account{cfg: a, budget: window{span: budgetSpan, limit: max(1, int(float64(cfg.RequestsPer30s)*cfg.BudgetShare))}}
 		cred, err := credential(a, cfg)
 		if err != nil {
 			// One account without credentials must not stop the provider:
@@ -256,20 +273,26 @@ func (s *Source) Unsubscribe(_ context.Context, a sources.Agent) error {
 	return nil
 }
 
+// errNothingToAsk is a budgeted call's answer when, after waiting for the
+// budget, nothing is left to ask: the request is not made nor counted.
+var errNothingToAsk = errors.New("graph: nothing to ask")
+
 // request runs one Graph call; a presence call (budgeted) within the
 // account's budget, which is Graph's limit for the presence endpoints (user
-// lookups have the directory's own, higher limits). A 429 pauses the whole
-// account for its Retry-After and the call is made again.
+// lookups have the directory's own, higher limits), at the budget's pace. A
+// 429 pauses the whole account for its Retry-After and the call is made
+// again.
 func (s *Source) request(ctx context.Context, acct *account, budgeted bool, call func(context.Context) error) error {
 	for {
 		s.mu.Lock()
 		now := s.clock.Now()
 		wait := acct.pausedUntil.Sub(now)
 		if budgeted {
-			wait = max(wait, acct.budget.wait(now))
+			wait = max(wait, acct.budget.wait(now), acct.nextRequest.Sub(now))
 		}
 		if wait <= 0 && budgeted {
 			acct.budget.take(now)
+			acct.nextRequest = now.Add(acct.budget.pace())
 			acct.requests++
 		}
 		s.mu.Unlock()
@@ -282,6 +305,14 @@ func (s *Source) request(ctx context.Context, acct *account, budgeted bool, call
 			continue
 		}
 		err := call(ctx)
+		if errors.Is(err, errNothingToAsk) {
+			s.mu.Lock()
+			acct.budget.untake()
+			acct.nextRequest = now
+			acct.requests--
+			s.mu.Unlock()
+			return nil
+		}
 		var h *httpError
 		if !errors.As(err, &h) || h.Status != http.StatusTooManyRequests {
 			return err
@@ -354,32 +385,50 @@ func (s *Source) backoff(failures int) time.Duration {
 }
 
 // cycle reads every agent of the account in batches of MaxIDsPerRequest.
+// Each batch is read again from the members once the budget lets it go:
+// an agent unsubscribed while the account waited is not asked for.
 func (s *Source) cycle(ctx context.Context, acct *account) error {
 	s.mu.Lock()
-	byID := map[string][]*member{}
-	var ids []string
-	for _, m := range s.agents {
-		if m.account == acct && m.id != "" {
-			if len(byID[m.id]) == 0 {
-				ids = append(ids, m.id)
-			}
-			byID[m.id] = append(byID[m.id], m)
-		}
-	}
+	ids := s.members(acct, nil)
 	s.mu.Unlock()
-	slices.Sort(ids)
-	for batch := range slices.Chunk(ids, MaxIDsPerRequest) {
+	for batch := range slices.Chunk(slices.Sorted(maps.Keys(ids)), MaxIDsPerRequest) {
 		var got []graphPresence
+		var byID map[string][]*member
 		err := s.request(ctx, acct, true, func(ctx context.Context) (err error) {
-			got, err = acct.client.presences(ctx, batch)
+			s.mu.Lock()
+			byID = s.members(acct, batch)
+			s.mu.Unlock()
+			if len(byID) == 0 {
+				return errNothingToAsk
+			}
+			got, err = acct.client.presences(ctx, slices.Sorted(maps.Keys(byID)))
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		s.deliver(acct, batch, got, byID)
+		s.deliver(acct, slices.Sorted(maps.Keys(byID)), got, byID)
 	}
 	return nil
+}
+
+// members maps the Graph ids of the account's agents to them, all of them
+// or those of ids; the caller holds s.mu.
+func (s *Source) members(acct *account, ids []string) map[string][]*member {
+	var wanted map[string]bool
+	if ids != nil {
+		wanted = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			wanted[id] = true
+		}
+	}
+	byID := map[string][]*member{}
+	for _, m := range s.agents {
+		if m.account == acct && m.id != "" && (ids == nil || wanted[m.id]) {
+			byID[m.id] = append(byID[m.id], m)
+		}
+	}
+	return byID
 }
 
 // deliver hands changed presences to the worker and reports users Graph

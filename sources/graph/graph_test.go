@@ -32,6 +32,12 @@ const secret = "s3cret-value-never-logged"
 // srv, and the attendant source for agents of attendant.example.
 func provider(t testing.TB, srv *graphtest.Server, tune func(*graph.Config)) (*provtest.Env, *graph.Source) {
 	t.Helper()
+	return providerOn(t, srv, clockwork.NewRealClock(), tune)
+}
+
+// providerOn is provider on a clock of the test's.
+func providerOn(t testing.TB, srv *graphtest.Server, clock clockwork.Clock, tune func(*graph.Config)) (*provtest.Env, *graph.Source) {
+	t.Helper()
 	cfg := graph.Config{BaseURL: srv.BaseURL(), AuthorityHost: srv.AuthorityHost(), HTTPClient: srv.Client(),
 		MinCycle: 100 * time.Millisecond, FailingAfter: 3,
 		Accounts: []graph.Account{{ID: "account-a", TenantID: "tenant-1", ClientID: "client-a", Secret: secret}}}
@@ -45,7 +51,7 @@ func provider(t testing.TB, srv *graphtest.Server, tune func(*graph.Config)) (*p
 	wcfg.SubscriptionsPerSecond = 1000
 	wcfg.FirstRetry, wcfg.MaxRetry = time.Hour, time.Hour
 	var src *graph.Source
-	env := provtest.StartReal(t, wcfg, func(w *worker.Worker, clock clockwork.Clock) {
+	env := provtest.StartOn(t, provtest.Server(t), wcfg, clock, func(w *worker.Worker, clock clockwork.Clock) {
 		var err error
 		if src, err = graph.New(cfg, clock, w, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)); err != nil {
 			t.Fatal(err)
@@ -247,15 +253,91 @@ func TestAccountThatKeepsFailingMakesItsAgentsRetrying(t *testing.T) {
 	})
 }
 
-func TestBudgetIsNeverExceeded(t *testing.T) {
-	srv := graphtest.Start(t)
+// fakeNow is the time the fake-clock tests start at.
+var fakeNow = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+// The budget is spent evenly over Graph's window with its margin, never in
+// a burst, and no 30 s ever holds more than the share of the budget: with
+// 50 requests per 30 s at 80 %, 40 requests in any 32 s, one every 0.8 s.
+func TestBudgetIsSpentEvenlyAndNeverExceeded(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(fakeNow)
+	srv := graphtest.StartWithClock(t, clock)
 	srv.User("agent1@contoso.com", graphtest.Presence{Availability: "Available"})
-	env, src := provider(t, srv, func(c *graph.Config) { c.RequestsPer30s = 6; c.MinCycle = 50 * time.Millisecond })
-	subscribeTeams(t, env, "ucc_app01", "sip:agent1@contoso.com", "agent1@contoso.com")
-	provtest.Eventually(t, "budget used up", func() bool { return accountStats(src)[0]["requests_last_30s"] == 6 })
-	time.Sleep(time.Second) // the polls a budget-blind source would make in this second: 20
-	if n := len(srv.Calls("client-a")) - srv.Lookups(); n != 6 {
-		t.Fatalf("%d presence calls within 30 s on a budget of 6", n)
+	env, _ := providerOn(t, srv, clock, func(c *graph.Config) { c.RequestsPer30s = 50; c.MinCycle = 100 * time.Millisecond })
+	subscribeTeams(t, env, "ucc_app01", agent1, "agent1@contoso.com")
+	provtest.Eventually(t, "the UPN resolved", func() bool { return srv.Lookups() == 1 })
+	// Time moves in 50 ms steps, each a moment for the poller to take its
+	// turn: a poller that falls behind makes fewer calls, never more.
+	for clock.Since(fakeNow) < 64*time.Second {
+		clock.Advance(50 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+	}
+	calls := srv.Calls("client-a")[srv.Lookups():]
+	if len(calls) < 70 {
+		t.Fatalf("%d presence calls in 64 s; the budget allows 80: it is not spent", len(calls))
+	}
+	for i := range calls {
+		in30 := 0
+		for _, c := range calls[i:] {
+			if c.Sub(calls[i]) < 30*time.Second {
+				in30++
+			}
+		}
+		if in30 > 40 {
+			t.Fatalf("%d calls within 30 s from %s; the source spends at most 40", in30, calls[i].Sub(fakeNow))
+		}
+		// The server notes a call when it arrives, up to one step after the
+		// source decided to make it.
+		if i > 0 && calls[i].Sub(calls[i-1]) < 800*time.Millisecond-50*time.Millisecond {
+			t.Fatalf("calls %s apart at %s: a burst; the pace is 0.8 s", calls[i].Sub(calls[i-1]), calls[i].Sub(fakeNow))
+		}
+	}
+}
+
+// An agent unsubscribed while its account waits for budget is not asked
+// for: the ids of each request are read when the request goes.
+func TestAgentsUnsubscribedWhileWaitingForBudgetAreNotAsked(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(fakeNow)
+	srv := graphtest.StartWithClock(t, clock)
+	var pairs, ids []string
+	for i := range 700 {
+		upn := fmt.Sprintf("agent%03d@contoso.com", i)
+		ids = append(ids, srv.User(upn, graphtest.Presence{Availability: "Available"}))
+		pairs = append(pairs, "sip:"+upn, upn)
+	}
+	// One request every 16 s: the second batch of a cycle waits that long.
+	env, _ := providerOn(t, srv, clock, func(c *graph.Config) { c.RequestsPer30s, c.BudgetShare = 2, 1 })
+	subscribeTeams(t, env, "ucc_app01", pairs...)
+	env.AdvanceUntil("a first request of 650 ids", func() bool {
+		polled := srv.Polled()
+		return len(polled) > 0 && len(polled[len(polled)-1]) == 650
+	})
+	first := map[string]bool{}
+	for _, id := range srv.Polled()[len(srv.Polled())-1] {
+		first[id] = true
+	}
+	asked := len(srv.Polled())
+	// The 50 agents of the second batch leave; their upstream subscriptions
+	// end after the worker's linger (5 s), before the budget's next slot.
+	var leaving []string
+	for i, id := range ids {
+		if !first[id] {
+			leaving = append(leaving, fmt.Sprintf("sip:agent%03d@contoso.com", i))
+		}
+	}
+	if len(leaving) != 50 {
+		t.Fatalf("%d agents outside the first request; want 50", len(leaving))
+	}
+	if _, err := env.Client.Unsubscribe(env.Ctx(), schemas.UnsubscribeRequest{UCC: "ucc_app01", URIs: leaving}); err != nil {
+		t.Fatal(err)
+	}
+	env.AdvanceUntil("the next cycle's first request", func() bool { return len(srv.Polled()) > asked })
+	for _, ids := range srv.Polled()[asked:] {
+		for _, id := range ids {
+			if !first[id] {
+				t.Fatalf("asked for %s, whose agent left while the account waited for budget", id)
+			}
+		}
 	}
 }
 
