@@ -19,11 +19,12 @@ import (
 	"github.com/contactcenter/presence-provider/sources/graph"
 )
 
-// BenchmarkFifteenThousandAgents polls 15,000 Teams agents on one account at
-// the production cycle (10 s) and budget (1,500 per 30 s) for a minute while
-// one user changes every half second on the server, and reports the cycle
-// length, the requests in the last 30 s, the latency from a change on the
-// server to its event at a UCC, and memory. Run it once:
+// BenchmarkFifteenThousandAgents polls 15,000 Teams agents on one account
+// with the production settings (1,500 requests per 30 s, 80 % of it spent,
+// cycles of 1 s at the least) for a minute while one user changes every
+// half second on the server, and reports the cycle length, the most
+// requests in any 30 s, the latency from a change on the server to its
+// event at a UCC, and memory. Run it once:
 //
 //	go test -run '^$' -bench FifteenThousand -benchtime 1x ./sources/graph/
 func BenchmarkFifteenThousandAgents(b *testing.B) {
@@ -36,7 +37,7 @@ func BenchmarkFifteenThousandAgents(b *testing.B) {
 		srv.User(upn, graphtest.Presence{Availability: "Available"})
 		upns = append(upns, upn)
 	}
-	env, src := provider(b, srv, func(c *graph.Config) { c.MinCycle = 10 * time.Second; c.RequestsPer30s = 1500 })
+	env, src := provider(b, srv, func(c *graph.Config) { c.MinCycle = time.Second; c.RequestsPer30s = 1500 })
 
 	var mu sync.Mutex
 	changedAt := map[string]time.Time{}
@@ -76,8 +77,9 @@ func BenchmarkFifteenThousandAgents(b *testing.B) {
 			b.Fatalf("not all %d agents active after 3 minutes", agents)
 		}
 	}
-	time.Sleep(11 * time.Second) // one whole cycle with every agent in it
+	time.Sleep(2 * time.Second) // one whole cycle with every agent in it
 
+	measured := len(srv.Calls("client-a"))
 	for b.Loop() {
 		deadline := time.Now().Add(measure)
 		for time.Now().Before(deadline) {
@@ -90,9 +92,15 @@ func BenchmarkFifteenThousandAgents(b *testing.B) {
 			mu.Unlock()
 			time.Sleep(500 * time.Millisecond)
 		}
-		time.Sleep(11 * time.Second) // the last changes' cycle
+		time.Sleep(2 * time.Second) // the last changes' cycle
 	}
 	b.StopTimer()
+	calls := srv.Calls("client-a")[measured:]
+	most := 0
+	for i := range calls {
+		n, _ := slices.BinarySearchFunc(calls[i:], calls[i].Add(30*time.Second), func(t, at time.Time) int { return t.Compare(at) })
+		most = max(most, n)
+	}
 
 	st := src.Health().Stats["accounts"].([]map[string]any)[0]
 	var ms runtime.MemStats
@@ -106,7 +114,7 @@ func BenchmarkFifteenThousandAgents(b *testing.B) {
 		b.Fatal("no change arrived")
 	}
 	b.ReportMetric(float64(st["cycle_ms"].(int64)), "cycle-ms")
-	b.ReportMetric(float64(st["requests_last_30s"].(int)), "requests/30s")
+	b.ReportMetric(float64(most), "most-requests/30s")
 	b.ReportMetric(float64(latencies[n/2].Milliseconds()), "latency-p50-ms")
 	b.ReportMetric(float64(latencies[n*99/100].Milliseconds()), "latency-p99-ms")
 	b.ReportMetric(float64(n), "changes")
