@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/config"
 )
 
 // setExampleSecrets sets the variables examples/nats-auth.conf and
@@ -122,4 +126,30 @@ func absExample(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// The provider's own connection to an embedded server with users needs
+// credentials like any client's, and is told so without them.
+func TestEmbeddedServerWithUsersNeedsTheWorkersCredentials(t *testing.T) {
+	setExampleSecrets(t)
+	ns, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: t.TempDir(), ConfigFile: "../examples/nats-auth.conf"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	if _, err := Connect("", ns, "no credentials", zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "PRESENCE_NATS_USER") {
+		t.Fatalf("connect without credentials: %v; want an error saying which variables to set", err)
+	}
+	opts, err := ClientOptions(config.NATSAuth{User: "worker", Password: config.Secret(os.Getenv("WORKER_PASSWORD"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := Connect("", ns, "worker", zerolog.Nop(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
 }
