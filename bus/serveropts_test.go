@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/contactcenter/presence-provider/config"
 )
@@ -144,6 +145,34 @@ func TestEmbeddedServerWithUsersNeedsTheWorkersCredentials(t *testing.T) {
 		t.Fatalf("connect without credentials: %v; want an error saying which variables to set", err)
 	}
 	opts, err := ClientOptions(config.NATSAuth{User: "worker", Password: config.Secret(os.Getenv("WORKER_PASSWORD"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := Connect("", ns, "worker", zerolog.Nop(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+}
+
+// The example's secrets may be bcrypt hashes: the server keeps the hash,
+// the worker still sends its password.
+func TestExampleUsersWithBcryptHashes(t *testing.T) {
+	setExampleSecrets(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("worker-plain-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("WORKER_PASSWORD", string(hash))
+	ns, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: t.TempDir(), ConfigFile: "../examples/nats-auth.conf"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	opts, err := ClientOptions(config.NATSAuth{User: "worker", Password: "worker-plain-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
