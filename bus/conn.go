@@ -47,14 +47,25 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger, ext
 			ev.Msg("NATS error")
 		}),
 	}
-	if url == "" {
+	inProcess := url == ""
+	if inProcess {
 		if ns == nil {
 			return nil, fmt.Errorf("bus: no NATS url and no embedded server")
 		}
 		url = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns))
 	}
+	// In process, a refused connection shows only as a closed pipe, after
+	// the server's write deadline: say what is missing instead.
+	const needCredentials = "the embedded server's configuration file asks for credentials: give presenced its worker user " +
+		"with PRESENCE_NATS_USER and PRESENCE_NATS_PASSWORD (or PRESENCE_NATS_NKEY, PRESENCE_NATS_CREDS)"
+	if inProcess && len(extra) == 0 && authRequired(ns) {
+		return nil, fmt.Errorf("bus: %s", needCredentials)
+	}
 	nc, err := nats.Connect(url, append(opts, extra...)...)
+	if err != nil && inProcess && authRequired(ns) {
+		return nil, fmt.Errorf("bus: connect to the embedded server: %w; %s", err, needCredentials)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bus: connect %s: %w", config.RedactURLs(url), err)
 	}
@@ -64,6 +75,11 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger, ext
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 	return &Conn{NC: nc, JS: js, closed: closed}, nil
+}
+
+func authRequired(ns *server.Server) bool {
+	v, err := ns.Varz(nil)
+	return err == nil && v.AuthRequired
 }
 
 // drainTimeout bounds Close: a connection whose server is gone cannot drain.
