@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,16 +56,26 @@ func (r *pstnRun) ctl(t *testing.T, args ...string) string {
 
 func (r *pstnRun) call(t *testing.T, id, state string) {
 	t.Helper()
+	r.callOn(t, pstnAgent, id, state)
+}
+
+func (r *pstnRun) callOn(t *testing.T, agent, id, state string) {
+	t.Helper()
 	var rep schemas.InputReply
-	if out := r.ctl(t, "call", "-ucc", "ucc_app01", "-call", id, pstnAgent, state); json.Unmarshal([]byte(out), &rep) != nil || !rep.OK {
-		t.Fatalf("call %s %s answered %s", id, state, out)
+	if out := r.ctl(t, "call", "-ucc", "ucc_app01", "-call", id, agent, state); json.Unmarshal([]byte(out), &rep) != nil || !rep.OK {
+		t.Fatalf("call %s on %s %s answered %s", id, agent, state, out)
 	}
 }
 
 func (r *pstnRun) availability(t *testing.T) schemas.Availability {
 	t.Helper()
+	return r.availabilityOf(t, pstnAgent)
+}
+
+func (r *pstnRun) availabilityOf(t *testing.T, agent string) schemas.Availability {
+	t.Helper()
 	var rep schemas.AgentsReply
-	if err := json.Unmarshal([]byte(r.ctl(t, "get", pstnAgent)), &rep); err != nil {
+	if err := json.Unmarshal([]byte(r.ctl(t, "get", agent)), &rep); err != nil {
 		t.Fatal(err)
 	}
 	if p := rep.Agents[0].Presence; p != nil {
@@ -162,4 +173,57 @@ func TestPSTNSafetyLimitCountsFromConnected(t *testing.T) {
 		t.Fatalf("cleared %s after connected; want at the limit, %s", since, limit)
 	}
 	r.callsKnown(t, 0)
+}
+
+// TestPSTNBusySurvivesFailover: two workers share one NATS; the one that
+// owns some of the agents is killed with SIGKILL, and once its lease ran out
+// the other, which takes its agents over, knows their calls.
+func TestPSTNBusySurvivesFailover(t *testing.T) {
+	r := newPSTNRun(t, 14400)
+	r.env = append(r.env, "PRESENCE_WORKER_LEASE=3s")
+	hub := startDaemon(t, r.presenced, r.env)
+	// The second worker joins the first one's embedded NATS.
+	other := startDaemon(t, r.presenced, append(append([]string{}, r.env...),
+		"PRESENCE_NATS_URL="+r.url, "PRESENCE_WORKER_ID=w2", "PRESENCE_DATA_DIR="+t.TempDir()))
+	provtest.Eventually(t, "two workers", func() bool {
+		var st schemas.Status
+		return json.Unmarshal([]byte(r.ctl(t, "status")), &st) == nil && len(st.Workers) == 2
+	})
+	var agents []string
+	for i := range 20 {
+		agents = append(agents, fmt.Sprintf("tel:+316111111%02d", i))
+	}
+	r.ctl(t, append([]string{"subscribe", "-ucc", "ucc_app01"}, agents...)...)
+	for _, a := range agents {
+		r.callOn(t, a, "c1", schemas.CallConnected)
+	}
+	// The owner stores the presence: the agents the second worker stored
+	// Busy are the ones its death hands over.
+	var owned []string
+	for _, line := range strings.Split(other.logs.String(), "\n") {
+		var l struct{ Message, URI string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Message == "presence change" && strings.Contains(line, `"availability":"Busy"`) {
+			owned = append(owned, l.URI)
+		}
+	}
+	if len(owned) == 0 {
+		t.Fatal("the second worker owns none of the 20 agents; nothing fails over")
+	}
+	other.kill(t)
+	provtest.Eventually(t, "the killed worker's lease over", func() bool {
+		var st schemas.Status
+		return json.Unmarshal([]byte(r.ctl(t, "status")), &st) == nil && len(st.Workers) == 1
+	})
+	for _, a := range owned {
+		r.callOn(t, a, "c2", schemas.CallConnected)
+		r.callOn(t, a, "c2", schemas.CallEnded)
+		if got := r.availabilityOf(t, a); got != schemas.Busy {
+			t.Fatalf("%s after the failover, a second call came and went: %s; want Busy", a, got)
+		}
+		r.callOn(t, a, "c1", schemas.CallEnded)
+		if got := r.availabilityOf(t, a); got != schemas.Available {
+			t.Fatalf("%s after ended: %s; want Available", a, got)
+		}
+	}
+	hub.stop(t)
 }
