@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,11 +46,7 @@ func newPSTNRun(t *testing.T, maxCallSeconds int) *pstnRun {
 
 func (r *pstnRun) ctl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(r.presencectl, append([]string{"-nats", r.url}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("presencectl %v: %v\n%s", args, err, out)
-	}
-	return string(out)
+	return ctl(t, r.presencectl, r.url, args...)
 }
 
 func (r *pstnRun) call(t *testing.T, id, state string) {

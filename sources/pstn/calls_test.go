@@ -78,18 +78,36 @@ func stillBusy(t *testing.T, env *provtest.Env) {
 	}
 }
 
-// TestBusyOutlivesARestart: the calls are in presence_calls, so the worker
-// started after a stop knows the call is up; ended then frees the agent.
-func TestBusyOutlivesARestart(t *testing.T) {
+// restarted reports the call c1 connected to a provider, stops it, lets
+// down time pass, and returns the provider started again once it has read
+// the call.
+func restarted(t *testing.T, down time.Duration) (*provtest.Env, *clockwork.FakeClock) {
+	t.Helper()
 	ns := provtest.Server(t)
 	clock := clockwork.NewFakeClockAt(start)
 	first := provider(t, ns, "worker-a", clock)
 	first.Subscribe("ucc_app01", phone)
 	report(t, first, "c1", schemas.CallConnected)
 	first.Stop()
-
+	clock.Advance(down)
 	second := provider(t, ns, "worker-a", clock)
 	callsKnown(t, second, 1)
+	return second, clock
+}
+
+// endsAvailable waits until the last event is Available.
+func endsAvailable(t *testing.T, events *provtest.Events) {
+	t.Helper()
+	provtest.Eventually(t, "an Available event", func() bool {
+		evs := events.List()
+		return len(evs) > 0 && evs[len(evs)-1].Presence.Availability == schemas.Available
+	})
+}
+
+// TestBusyOutlivesARestart: the calls are in presence_calls, so the worker
+// started after a stop knows the call is up; ended then frees the agent.
+func TestBusyOutlivesARestart(t *testing.T) {
+	second, _ := restarted(t, 0)
 	if got := availability(t, second); got != schemas.Busy {
 		t.Fatalf("after the restart: %s; want Busy", got)
 	}
@@ -124,10 +142,7 @@ func TestBusyOutlivesAHandOver(t *testing.T) {
 	if got := availability(t, b); got != schemas.Available {
 		t.Fatalf("after ended: %s; want Available", got)
 	}
-	provtest.Eventually(t, "the Available event", func() bool {
-		evs := events.List()
-		return len(evs) > 0 && evs[len(evs)-1].Presence.Availability == schemas.Available
-	})
+	endsAvailable(t, events)
 	evs := events.List()
 	for _, ev := range evs[:len(evs)-1] {
 		if ev.Presence.Availability != schemas.Busy {
@@ -140,26 +155,14 @@ func TestBusyOutlivesAHandOver(t *testing.T) {
 // at connected plus maxCallDuration, even when the worker that armed the
 // limit stopped and another started in between.
 func TestSafetyLimitCountsFromConnected(t *testing.T) {
-	ns := provtest.Server(t)
-	clock := clockwork.NewFakeClockAt(start)
-	first := provider(t, ns, "worker-a", clock)
-	first.Subscribe("ucc_app01", phone)
-	report(t, first, "c1", schemas.CallConnected)
-	first.Stop()
-
-	clock.Advance(3 * time.Hour)
-	second := provider(t, ns, "worker-a", clock)
-	callsKnown(t, second, 1)
+	second, clock := restarted(t, 3*time.Hour)
 	events := second.Collect(schemas.Key(phone))
 	clock.Advance(maxCall - 3*time.Hour - time.Second)
 	if got := availability(t, second); got != schemas.Busy {
 		t.Fatalf("a second before the limit: %s; want Busy", got)
 	}
 	clock.Advance(time.Second)
-	provtest.Eventually(t, "Available at the limit", func() bool {
-		evs := events.List()
-		return len(evs) > 0 && evs[len(evs)-1].Presence.Availability == schemas.Available
-	})
+	endsAvailable(t, events)
 	callsKnown(t, second, 0)
 	if got := availability(t, second); got != schemas.Available {
 		t.Fatalf("at the limit: %s; want Available", got)
