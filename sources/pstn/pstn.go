@@ -74,6 +74,10 @@ type Source struct {
 
 	mu     sync.Mutex
 	agents map[string]*agentCalls // by agent key
+	// seen is the highest revision the watch showed: it shows the bucket's
+	// writes in order, so a write of this worker's at or below it is one
+	// the watch already told, or made stale.
+	seen   uint64
 	loaded bool
 	closed bool
 	// ctx is Run's, for the deletions at the safety limit.
@@ -228,19 +232,24 @@ func parse(body []byte) (schemas.PSTNInput, error) {
 }
 
 // load takes the calls read from the store as the whole truth: a call this
-// worker knows that is not among them ended while the watch was away.
+// worker knows that is not among them, and not written since, ended while
+// the watch was away.
 func (s *Source) load(current []schemas.Change[schemas.Call]) {
-	seen := make(map[string]bool, len(current))
+	s.mu.Lock()
+	s.seen = 0 // a bucket made again by hand counts from 1
+	s.mu.Unlock()
+	listed := make(map[string]bool, len(current))
 	for _, ch := range current {
-		seen[ch.Key] = true
+		listed[ch.Key] = true
 		s.apply(ch)
 	}
+	gone := func(key string, c *call) bool { return !listed[key] && c.rev <= s.seen }
 	s.mu.Lock()
-	var gone []sources.Agent
+	var agents []sources.Agent
 	for _, ac := range s.agents {
-		for key := range ac.calls {
-			if !seen[key] {
-				gone = append(gone, ac.agent)
+		for key, c := range ac.calls {
+			if gone(key, c) {
+				agents = append(agents, ac.agent)
 				break
 			}
 		}
@@ -248,10 +257,10 @@ func (s *Source) load(current []schemas.Change[schemas.Call]) {
 	first := !s.loaded
 	s.loaded = true
 	s.mu.Unlock()
-	for _, a := range gone {
+	for _, a := range agents {
 		s.update(a, true, func(ac *agentCalls) {
-			for key := range ac.calls {
-				if !seen[key] {
+			for key, c := range ac.calls {
+				if gone(key, c) {
 					ac.remove(key)
 				}
 			}
@@ -278,6 +287,12 @@ func (s *Source) apply(ch schemas.Change[schemas.Call]) {
 // says the change is the watch's, not this worker's own write.
 func (s *Source) change(a sources.Agent, ch schemas.Change[schemas.Call], observe bool) {
 	s.update(a, observe, func(ac *agentCalls) {
+		switch {
+		case observe:
+			s.seen = max(s.seen, ch.Revision)
+		case ch.Revision <= s.seen:
+			return
+		}
 		c := ac.calls[ch.Key]
 		// The same revision is news only as the deletion that follows an
 		// ended this worker wrote: it ends the wait for it.
