@@ -117,6 +117,16 @@ type Interest struct {
 	PSTN bool `json:"pstn,omitempty"`
 }
 
+// Call is the value of presence_calls <key>.<ucc key>.<call id key>: one
+// call in progress on a PSTN agent.
+type Call struct {
+	UCC    string `json:"ucc"`
+	CallID string `json:"call_id"`
+	// Connected is when the call was last reported connected; its safety
+	// limit counts from here.
+	Connected time.Time `json:"connected"`
+}
+
 // Claim is the value of presence_claims <key>: the one worker that holds the
 // agent's upstream subscription, and how that subscription stands.
 type Claim struct {

@@ -21,6 +21,7 @@ import (
 var schemaFiles = []string{
 	"agents-reply.schema.json",
 	"attendant-input.schema.json",
+	"call.schema.json",
 	"claim.schema.json",
 	"error-reply.schema.json",
 	"event.schema.json",
@@ -128,6 +129,7 @@ func TestSchemasAcceptGoValues(t *testing.T) {
 			Since: observed, State: schemas.StateRetrying, Failures: 2, Reason: "408 Request Timeout"}},
 		{"claim minimal", "claim", schemas.Claim{Worker: "w1", Source: schemas.SourceAttendant, Since: observed, State: schemas.StateActive}},
 		{"worker", "worker", schemas.WorkerInfo{ID: "w1", Started: observed}},
+		{"call", "call", schemas.Call{UCC: "ucc_app01", CallID: "c-123", Connected: observed}},
 		{"status", "status", schemas.Status{Worker: "w1",
 			Workers: []schemas.WorkerInfo{{ID: "w1", Started: observed}, {ID: "w2", Started: observed}},
 			Agents:  3, Interests: 4, Queued: 1,
@@ -341,6 +343,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		{"agents-reply.schema.json", nil, schemas.AgentsReply{}, nil, true},
 		{"agents-reply.schema.json", []string{"$defs", "agent_result"}, schemas.AgentResult{}, nil, true},
 		{"error-reply.schema.json", nil, schemas.ErrorReply{}, nil, true},
+		{"call.schema.json", nil, schemas.Call{}, nil, true},
 		{"error-reply.schema.json", []string{"$defs", "error"}, schemas.Error{}, nil, true},
 		{"attendant-input.schema.json", nil, schemas.AttendantInput{}, nil, false},
 		{"pstn-input.schema.json", nil, schemas.PSTNInput{}, nil, false},

@@ -50,11 +50,11 @@ type Runner interface {
 
 // Fed is a source fed by inputs on presence.in.<name>.<key> (AttendantService,
 // PSTN) rather than by upstream subscriptions: it needs neither a claim nor
-// the throttle. Input turns one input body into the agent's presence; a
-// rejected input is a *schemas.Error.
+// the throttle. Input turns one input body into the agent's presence, storing
+// what the source keeps of it first; a rejected input is a *schemas.Error.
 type Fed interface {
 	Source
-	Input(a Agent, body []byte) (schemas.Presence, error)
+	Input(ctx context.Context, a Agent, body []byte) (schemas.Presence, error)
 }
 
 // Health is how a source stands, for presence.api.status.

@@ -174,8 +174,8 @@ func TestCutOffWorkerFencesAndItsAgentsAreTakenOver(t *testing.T) {
 }
 
 // TestInputsWithTwoWorkers: every worker sees every input, the agent's
-// owner alone stores and answers, so a PSTN agent's calls reported to any
-// worker add up, and each input is answered once.
+// owner alone applies, stores and answers it, so a PSTN agent's calls from
+// several UCCs add up, and each input is answered once.
 func TestInputsWithTwoWorkers(t *testing.T) {
 	ns := provtest.Server(t)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
@@ -183,9 +183,9 @@ func TestInputsWithTwoWorkers(t *testing.T) {
 	for _, id := range []string{"worker-a", "worker-b"} {
 		cfg := provtest.Config()
 		cfg.ID, cfg.WorkerLease = id, 3*time.Second
-		envs = append(envs, provtest.StartOn(t, ns, cfg, clock, func(w *worker.Worker, clock clockwork.Clock) {
-			w.AddSource(schemas.SourceAttendant, attendant.New(clock, matchPatterns()))
-			w.AddSource(schemas.SourcePSTN, pstn.New(4*time.Hour, clock, w))
+		envs = append(envs, provtest.StartParts(t, ns, cfg, clock, func(p provtest.Parts) {
+			p.Worker.AddSource(schemas.SourceAttendant, attendant.New(p.Clock, matchPatterns()))
+			p.Worker.AddSource(schemas.SourcePSTN, pstn.New(p.Calls, 4*time.Hour, p.Clock, p.Worker, p.Log))
 		}))
 	}
 	env := envs[0]
