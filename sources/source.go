@@ -57,6 +57,14 @@ type Fed interface {
 	Input(ctx context.Context, a Agent, body []byte) (schemas.Presence, error)
 }
 
+// Current is a source whose view of an agent changes on several goroutines
+// (its inputs, and a store it watches): the worker asks it for the agent's
+// presence as it stores one, one store of an agent at a time, so that an
+// older view is never stored over a newer one.
+type Current interface {
+	Current(a Agent) schemas.Presence
+}
+
 // Health is how a source stands, for presence.api.status.
 type Health struct {
 	Healthy bool

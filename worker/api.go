@@ -289,6 +289,9 @@ func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (sc
 		return schemas.InputReply{}, &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
 	}
 	agent := sources.Agent{URI: u.URI, Key: key}
+	storing := w.storeLock(key)
+	storing.Lock()
+	defer storing.Unlock()
 	p, err := f.Input(ctx, agent, body)
 	if err != nil {
 		return schemas.InputReply{}, err

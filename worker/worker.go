@@ -82,6 +82,8 @@ type Worker struct {
 	claims  map[string]schemas.Claim // every worker's claims, as watched
 	// unstored holds, per agent, the newest observation NATS did not store yet.
 	unstored map[string]*observation
+	// storing serializes the presence writes of each agent (striped).
+	storing  [64]sync.Mutex
 	presence presenceCache
 	// live is the sorted ids of the live workers, this one included: who
 	// owns which agent follows from it. alive also has the leaving ones.

@@ -395,6 +395,14 @@ func (s *Source) busy(agentKey string) bool {
 	return ac != nil && ac.up > 0
 }
 
+// Current is the agent's presence as the calls known now make it.
+func (s *Source) Current(a sources.Agent) schemas.Presence {
+	s.mu.Lock()
+	busy := s.busy(a.Key)
+	s.mu.Unlock()
+	return s.presence(busy)
+}
+
 func (s *Source) presence(busy bool) schemas.Presence {
 	p := schemas.Presence{
 		Availability:      schemas.Available,
