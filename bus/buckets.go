@@ -50,8 +50,8 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 	return worker.Stores{
 		State:    &States{kv: kvs[schemas.BucketState], conn: c, log: log},
 		Interest: &Interests{kv: kvs[schemas.BucketInterest], conn: c, log: log},
-		Claims:   &Claims{kv: kvs[schemas.BucketClaims], log: log},
-		Workers:  &Workers{kv: kvs[schemas.BucketWorkers], log: log},
+		Claims:   &Claims{kv: kvs[schemas.BucketClaims], conn: c, log: log},
+		Workers:  &Workers{kv: kvs[schemas.BucketWorkers], conn: c, log: log},
 	}, nil
 }
 

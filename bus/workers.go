@@ -15,8 +15,9 @@ import (
 // Workers is the presence_workers bucket. Its bucket-wide TTL ends a worker
 // that stops beating.
 type Workers struct {
-	kv  jetstream.KeyValue
-	log zerolog.Logger
+	kv   jetstream.KeyValue
+	conn *Conn
+	log  zerolog.Logger
 }
 
 // Beat records the worker as alive for one more lease.
@@ -69,5 +70,5 @@ func (s *Workers) Leave(ctx context.Context, id string) error {
 
 // Watch streams the workers' entries as they beat, leave and go.
 func (s *Workers) Watch(ctx context.Context) (<-chan schemas.Change[schemas.WorkerInfo], error) {
-	return watch(ctx, s.kv, s.log, decodeJSON[schemas.WorkerInfo])
+	return watch(ctx, s.conn, s.kv, s.log, decodeJSON[schemas.WorkerInfo])
 }
