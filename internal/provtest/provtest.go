@@ -79,6 +79,19 @@ func StartReal(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock
 // or a restart). Env.Clock is set when clock is a fake one.
 func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
+	return start(t, "", ns, cfg, clock, add)
+}
+
+// Join runs a provider whose worker and observer join NATS at url, as
+// presenced does with PRESENCE_NATS_URL: they reconnect when the server
+// there restarts. Env.Server is nil.
+func Join(t testing.TB, url string, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return start(t, url, nil, cfg, clock, add)
+}
+
+func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
 	t.Cleanup(func() {
@@ -86,7 +99,7 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 			t.Logf("provider logs:\n%s", logs.String())
 		}
 	})
-	conn, err := bus.Connect("", ns, cfg.ID, log)
+	conn, err := bus.Connect(url, ns, cfg.ID, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +117,7 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 	}
 	// The test looks on with a connection of its own, as a UCC would, so it
 	// can still look after the worker stopped.
-	observer, err := bus.Connect("", ns, "observer", zerolog.Nop())
+	observer, err := bus.Connect(url, ns, "observer", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
