@@ -112,7 +112,7 @@ func (s *Workers) Join(ctx context.Context, w schemas.WorkerInfo) error {
 			return &IDInUseError{Holder: held}
 		}
 		s.log.Warn().Str("worker", w.ID).Str("host", held.Host).Int("pid", held.PID).
-			Msg("worker id last used by a process on another host: waiting for its lease to end, refusing if it beats")
+			Msg("worker id last used by a process this one cannot check (on another host, or an older presenced): waiting for its lease to end, refusing if it beats")
 		if err := s.awaitEnd(ctx, held, e.Revision()); err != nil {
 			return err
 		}
