@@ -40,8 +40,9 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 		{Bucket: schemas.BucketState, Description: "current presence event of each agent"},
 		{Bucket: schemas.BucketInterest, Description: "interest of each UCC in each agent"},
 		{Bucket: schemas.BucketClaims, Description: "the one worker that holds each agent's upstream subscription"},
-		// A bucket-wide TTL, renewed by plain puts: per-key TTLs are lost on
-		// update. Limit markers let a watcher see a worker's lease run out.
+		// A bucket-wide TTL, renewed by every write of an entry: per-key
+		// TTLs are lost on update. Limit markers let a watcher see a
+		// worker's lease run out.
 		{Bucket: schemas.BucketWorkers, Description: "liveness of workers", TTL: opts.WorkerLease,
 			LimitMarkerTTL: max(opts.WorkerLease, time.Second)},
 		// Marker TTLs let ended calls' markers go (Calls.Delete).
@@ -56,12 +57,16 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 		}
 		kvs[cfg.Bucket] = kv
 	}
+	self, err := thisProcess()
+	if err != nil {
+		return Stores{}, err
+	}
 	return Stores{
 		Stores: worker.Stores{
 			State:    &States{kv: kvs[schemas.BucketState], conn: c, log: log},
 			Interest: &Interests{kv: kvs[schemas.BucketInterest], conn: c, log: log},
-			Claims:   &Claims{kv: kvs[schemas.BucketClaims], log: log},
-			Workers:  &Workers{kv: kvs[schemas.BucketWorkers], log: log},
+			Claims:   &Claims{kv: kvs[schemas.BucketClaims], conn: c, log: log},
+			Workers:  &Workers{kv: kvs[schemas.BucketWorkers], conn: c, log: log, self: self},
 		},
 		Calls: &Calls{kv: kvs[schemas.BucketCalls], conn: c, log: log},
 	}, nil

@@ -65,5 +65,5 @@ func (s *Calls) Delete(ctx context.Context, key string, revision uint64) (uint64
 
 // Watch returns every call now, then streams the changes after them.
 func (s *Calls) Watch(ctx context.Context) ([]schemas.Change[schemas.Call], <-chan schemas.Change[schemas.Call], error) {
-	return watchCurrent(ctx, s.kv, s.log, decodeJSON[schemas.Call])
+	return watchCurrent(ctx, s.conn, s.kv, s.log, decodeJSON[schemas.Call])
 }

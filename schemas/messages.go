@@ -147,6 +147,13 @@ type WorkerInfo struct {
 	// Leaving is set by a worker that is stopping: it still holds claims,
 	// but owns no agent any more.
 	Leaving bool `json:"leaving,omitempty"`
+	// Instance, Host and PID name the process that holds the id: a random
+	// token drawn at each start, the host name and the process id. They
+	// tell a worker restarted under its own id from a second live process
+	// that would share it.
+	Instance string `json:"instance,omitempty"`
+	Host     string `json:"host,omitempty"`
+	PID      int    `json:"pid,omitempty"`
 }
 
 // Status answers presence.api.status.

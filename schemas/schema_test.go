@@ -128,7 +128,7 @@ func TestSchemasAcceptGoValues(t *testing.T) {
 		{"claim", "claim", schemas.Claim{Worker: "host.example-1234", Source: schemas.SourceSIP, Endpoint: "sip:app@domain.com",
 			Since: observed, State: schemas.StateRetrying, Failures: 2, Reason: "408 Request Timeout"}},
 		{"claim minimal", "claim", schemas.Claim{Worker: "w1", Source: schemas.SourceAttendant, Since: observed, State: schemas.StateActive}},
-		{"worker", "worker", schemas.WorkerInfo{ID: "w1", Started: observed}},
+		{"worker", "worker", schemas.WorkerInfo{ID: "w1", Started: observed, Instance: "8f14e45fceea167a", Host: "node1.example.com", PID: 4242}},
 		{"call", "call", schemas.Call{UCC: "ucc_app01", CallID: "c-123", Connected: observed}},
 		{"status", "status", schemas.Status{Worker: "w1",
 			Workers: []schemas.WorkerInfo{{ID: "w1", Started: observed}, {ID: "w2", Started: observed}},

@@ -151,7 +151,9 @@ func (w *Worker) AddSource(name string, s sources.Source) {
 // buckets, and runs the throttle and the sources until Stop.
 func (w *Worker) Start(ctx context.Context) error {
 	w.started = w.clock.Now()
-	if err := w.beat(ctx); err != nil {
+	// Joining under an id this worker's earlier process left takes its
+	// entry, and with it its claims and its share of the agents, at once.
+	if err := w.stores.Workers.Join(ctx, schemas.WorkerInfo{ID: w.cfg.ID, Started: w.started.UTC()}); err != nil {
 		return err
 	}
 	w.lastBeat = w.started

@@ -207,6 +207,11 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 		}
 		ns = d.ns.Server
 	}
+	// With the embedded server the id is kept in its data directory, now
+	// this process's.
+	if err := proc.ResolveWorkerID(); err != nil {
+		return nil, err
+	}
 	auth, err := bus.ClientOptions(proc.NATSAuth)
 	if err != nil {
 		return nil, err

@@ -79,22 +79,31 @@ func StartReal(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock
 // or a restart). Env.Clock is set when clock is a fake one.
 func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return start(t, ns, cfg, clock, nil, func(p Parts) {
+	return start(t, "", ns, cfg, clock, nil, adding(add))
+}
+
+// Join runs a provider whose worker and observer join NATS at url, as
+// presenced does with PRESENCE_NATS_URL: they reconnect when the server
+// there restarts. Env.Server is nil.
+func Join(t testing.TB, url string, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return start(t, url, nil, cfg, clock, nil, adding(add))
+}
+
+// adding adapts a function that adds sources from the worker and the clock.
+func adding(add func(w *worker.Worker, clock clockwork.Clock)) func(Parts) {
+	return func(p Parts) {
 		if add != nil {
 			add(p.Worker, p.Clock)
 		}
-	})
+	}
 }
 
 // StartFaulty is StartOn with the worker's stores passed through faults
 // first, for tests of what NATS failing to answer does to the worker.
 func StartFaulty(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return start(t, ns, cfg, clock, faults, func(p Parts) {
-		if add != nil {
-			add(p.Worker, p.Clock)
-		}
-	})
+	return start(t, "", ns, cfg, clock, faults, adding(add))
 }
 
 // Parts are what a test builds its sources from: the worker (their sink),
@@ -111,10 +120,10 @@ type Parts struct {
 // clock (the PSTN source's calls).
 func StartParts(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(Parts)) *Env {
 	t.Helper()
-	return start(t, ns, cfg, clock, nil, add)
+	return start(t, "", ns, cfg, clock, nil, add)
 }
 
-func start(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(Parts)) *Env {
+func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(Parts)) *Env {
 	t.Helper()
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
@@ -123,7 +132,7 @@ func start(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.C
 			t.Logf("provider logs:\n%s", logs.String())
 		}
 	})
-	conn, err := bus.Connect("", ns, cfg.ID, log)
+	conn, err := bus.Connect(url, ns, cfg.ID, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +151,7 @@ func start(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.C
 	}
 	// The test looks on with a connection of its own, as a UCC would, so it
 	// can still look after the worker stopped.
-	observer, err := bus.Connect("", ns, "observer", zerolog.Nop())
+	observer, err := bus.Connect(url, ns, "observer", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
