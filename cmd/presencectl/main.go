@@ -18,7 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
 	"github.com/contactcenter/presence-provider/schemas"
 )
@@ -63,7 +63,7 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts, err := bus.ClientOptions(auth)
+	opts, err := client.AuthOptions(auth)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func run(args []string, out io.Writer) error {
 		return fmt.Errorf("connect %s: %w", config.RedactURLs(*url), err)
 	}
 	defer nc.Close()
-	c := bus.NewClient(nc)
+	c := client.New(nc)
 	ctx, cancel := context.WithTimeout(refused, *timeout)
 	defer cancel()
 
@@ -166,16 +166,9 @@ func keyOf(raw string) (string, error) {
 
 // watch prints events until interrupted, or until the server refuses the
 // subscription (refused ends with the server's error).
-func watch(refused context.Context, c *bus.Client, uris []string, out io.Writer) error {
-	var keys []string
-	for _, raw := range uris {
-		key, err := keyOf(raw)
-		if err != nil {
-			return err
-		}
-		keys = append(keys, key)
-	}
-	stop, err := c.Watch(keys, func(ev schemas.Event) {
+func watch(refused context.Context, c *client.Client, uris []string, out io.Writer) error {
+	w, err := c.Watch(context.Background(), uris, func(u client.Update) {
+		ev := u.Event
 		prev := "none"
 		if ev.Previous != nil {
 			prev = fmt.Sprintf("%s (%d)", ev.Previous.Availability, ev.Previous.AvailabilityValue)
@@ -190,7 +183,7 @@ func watch(refused context.Context, c *bus.Client, uris []string, out io.Writer)
 	ctx, cancel := signal.NotifyContext(refused, syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	<-ctx.Done()
-	err = stop()
+	err = w.Stop()
 	if cause := context.Cause(refused); cause != nil {
 		return cause
 	}
