@@ -95,6 +95,7 @@ type Watcher struct {
 	catchUps chan catchUp
 	queue    queue
 	stop     chan struct{}
+	stopOnce sync.Once
 	group    sync.WaitGroup
 
 	mu   sync.Mutex
@@ -112,8 +113,9 @@ type Watcher struct {
 //
 // With no uris it follows every agent's events without a first read, and
 // catches up on the agents it has seen. fn is called from one goroutine,
-// never concurrently; a slow fn delays updates but loses none. ctx bounds
-// the first read; the watch runs until Stop.
+// never concurrently; a slow fn delays updates but loses none. Watch
+// returns once fn has the current presence; ctx bounds that first read, and
+// the watch runs until Stop.
 func (c *Client) Watch(ctx context.Context, uris []string, fn func(Update), opts ...WatchOption) (*Watcher, error) {
 	w := &Watcher{c: c, probe: DefaultProbe, fn: fn, all: len(uris) == 0,
 		events: make(chan *nats.Msg, 4096), catchUps: make(chan catchUp),
@@ -159,6 +161,10 @@ func (c *Client) Watch(ctx context.Context, uris []string, fn func(Update), opts
 			_ = w.Stop()
 			return nil, err
 		}
+		// The current presence is fn's before Watch returns.
+		delivered := make(chan struct{})
+		w.queue.push(item{done: delivered})
+		<-delivered
 	}
 	w.run(w.keep)
 	return w, nil
@@ -183,11 +189,15 @@ func (w *Watcher) unsubscribe() error {
 	return errors.Join(errs...)
 }
 
-// Stop ends the watch and returns once fn is no longer called.
+// Stop ends the watch and returns once fn is no longer called; a second
+// call does nothing.
 func (w *Watcher) Stop() error {
-	err := w.unsubscribe()
-	close(w.stop)
-	w.group.Wait()
+	var err error
+	w.stopOnce.Do(func() {
+		err = w.unsubscribe()
+		close(w.stop)
+		w.group.Wait()
+	})
 	return err
 }
 
@@ -275,6 +285,8 @@ func (w *Watcher) deliver() {
 		switch {
 		case it.update != nil:
 			w.fn(*it.update)
+		case it.done != nil:
+			close(it.done)
 		case w.notices != nil:
 			w.notices(*it.notice)
 		}
@@ -342,10 +354,12 @@ func (w *Watcher) keep() {
 	}
 }
 
-// item is an update or a notice waiting for fn.
+// item is an update or a notice waiting for fn, or a mark closed when
+// what came before it is delivered.
 type item struct {
 	update *Update
 	notice *Notice
+	done   chan struct{}
 }
 
 // queue is unbounded, so that the filter never waits for fn and NATS never
