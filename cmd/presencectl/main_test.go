@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/contactcenter/presence-provider/internal/provtest"
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources/attendant"
+	"github.com/contactcenter/presence-provider/sources/pstn"
+	"github.com/contactcenter/presence-provider/worker"
+)
+
+// ctl runs presencectl in process against env's server.
+func ctl(t *testing.T, env *provtest.Env, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errs bytes.Buffer
+	code = run(append([]string{"-nats", env.Server.ClientURL(), "-timeout", "10s"}, args...), &out, &errs)
+	return code, out.String(), errs.String()
+}
+
+func start(t *testing.T) *provtest.Env {
+	return provtest.StartReal(t, provtest.Config(), func(w *worker.Worker, clock clockwork.Clock) {
+		w.AddSource(schemas.SourceAttendant, attendant.New(clock, []*regexp.Regexp{regexp.MustCompile(`@attendant\.example$`)}))
+		w.AddSource(schemas.SourcePSTN, pstn.New(time.Hour, clock, w))
+	})
+}
+
+func TestMistakesFailWithTheirCode(t *testing.T) {
+	env := start(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"subscribe", "-ucc", "u1", "notauri"}, `presencectl subscribe: agent "notauri": invalid_uri: uri "notauri": scheme "" is not sip, sips or tel`},
+		{[]string{"attendant", "sip:a1@attendant.example", "Sleepy"}, `presencectl attendant: invalid_input: availability "Sleepy" is not one of`},
+		{[]string{"call", "-ucc", "u1", "-call", "c1", "sip:a1@attendant.example", "connected"}, "presencectl call: not_pstn_agent: sip:a1@attendant.example is served by source attendant, not pstn"},
+		{[]string{"attendant", "agent1", "Busy"}, `presencectl attendant: invalid_uri: uri "agent1"`},
+		{[]string{"subscribe", "-ucc", "u1", "-json", "sip:a2@attendant.example", "sip:"}, `agent "sip:": invalid_uri`},
+	} {
+		code, out, errs := ctl(t, env, tc.args...)
+		if code != exitFailed || !strings.Contains(errs, tc.want) {
+			t.Errorf("presencectl %v: exit %d, stderr %q; want exit 1 and %q", tc.args, code, errs, tc.want)
+		}
+		if strings.Contains(out, "notauri") {
+			t.Errorf("presencectl %v printed the refused agent on stdout: %q", tc.args, out)
+		}
+	}
+	// With -json the reply is still printed whole, the good entry included.
+	_, out, _ := ctl(t, env, "subscribe", "-ucc", "u1", "-json", "sip:a2@attendant.example", "sip:")
+	var rep schemas.AgentsReply
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Agents) != 2 || rep.Agents[1].Error.Code != schemas.CodeInvalidURI {
+		t.Errorf("-json printed %q (%v)", out, err)
+	}
+}
+
+func TestFlagsAfterTheAgents(t *testing.T) {
+	env := start(t)
+	const agent = "sip:lease@attendant.example"
+	code, out, errs := ctl(t, env, "subscribe", "-ucc", "u1", agent, "-lease", "30")
+	if code != exitOK || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], agent+" ") || !strings.Contains(lines[1], "attendant  active") {
+		t.Fatalf("subscribe printed %q; want a header and the one agent", out)
+	}
+	kv, err := env.Conn.JS.KeyValue(context.Background(), schemas.BucketInterest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), schemas.InterestKey(schemas.Key(agent), schemas.Key("u1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in schemas.Interest
+	if err := json.Unmarshal(e.Value(), &in); err != nil || in.LeaseS != 30 {
+		t.Fatalf("interest %s; want lease_s 30", e.Value())
+	}
+	// -- ends the flags.
+	if code, _, errs := ctl(t, env, "get", "--", "-lease"); code != exitFailed || !strings.Contains(errs, `agent "-lease": invalid_uri`) {
+		t.Fatalf("get -- -lease: exit %d, %q", code, errs)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"help"}, {"--help"}, {"subscribe", "-h"}, {"help", "subscribe"}, {"call", "-ucc", "u", "-h"}} {
+		var out, errs bytes.Buffer
+		code := run(args, &out, &errs)
+		if code != exitOK || errs.Len() != 0 || !strings.HasPrefix(out.String(), "usage: presencectl") {
+			t.Errorf("presencectl %v: exit %d, stdout %q, stderr %q; want usage and exit 0", args, code, out.String(), errs.String())
+		}
+	}
+	var out, errs bytes.Buffer
+	run([]string{"help", "call"}, &out, &errs)
+	if !strings.Contains(out.String(), "usage: presencectl call -ucc UCC -call ID URI connected|ended") || !strings.Contains(out.String(), "-call id") {
+		t.Errorf("help call printed %q", out.String())
+	}
+	for _, args := range [][]string{{}, {"bogus"}, {"subscribe", "-x"}, {"subscribe", "sip:a@b.example"}, {"attendant", "sip:a@b.example"}, {"status", "extra"}} {
+		var out, errs bytes.Buffer
+		if code := run(args, &out, &errs); code != exitUsage || !strings.Contains(errs.String(), "usage: presencectl") {
+			t.Errorf("presencectl %v: exit %d, stderr %q; want usage on stderr and exit 2", args, code, errs.String())
+		}
+	}
+}
+
+func TestReadableOutput(t *testing.T) {
+	env := start(t)
+	const agent = "sip:show@attendant.example"
+	if code, out, errs := ctl(t, env, "attendant", "-activity", "InACall", agent, "Busy"); code != exitOK || !strings.HasPrefix(out, "stored, seq ") {
+		t.Fatalf("attendant: exit %d %q %q", code, out, errs)
+	}
+	_, out, _ := ctl(t, env, "get", agent)
+	if !regexp.MustCompile(`(?m)^sip:show@attendant\.example +attendant +- +Busy \(6500\) InACall +\d+$`).MatchString(out) {
+		t.Fatalf("get printed %q", out)
+	}
+	ctl(t, env, "subscribe", "-ucc", "u1", agent)
+	_, out, _ = ctl(t, env, "status")
+	if !strings.Contains(out, "agents: 1  interests: 1") || !regexp.MustCompile(`(?m)^attendant +yes +yes +active=1`).MatchString(out) {
+		t.Fatalf("status printed %q", out)
+	}
+	_, out, _ = ctl(t, env, "unsubscribe", "-ucc", "u1", agent)
+	if out != fmt.Sprintf("%s  unsubscribed\n", agent) {
+		t.Fatalf("unsubscribe printed %q", out)
+	}
+}
