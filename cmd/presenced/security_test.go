@@ -194,6 +194,18 @@ func TestRolesOfTheExampleConfiguration(t *testing.T) {
 	if _, err := ucc.nc.Subscribe(schemas.EventSubject(key), func(*nats.Msg) {}); err != nil {
 		t.Fatal(err)
 	}
+	// Watch stays within the ucc role: events and get.
+	watched := make(chan client.Update, 1)
+	w, err := uccClient.Watch(ctx, []string{agent}, func(u client.Update) { watched <- u })
+	if err != nil {
+		t.Fatalf("ucc watch: %v", err)
+	}
+	if u := <-watched; u.Presence.Availability != schemas.Busy || u.Seq == 0 {
+		t.Fatalf("ucc watch began with %+v; want Busy with its seq", u)
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	if st, err := operatorClient.Status(ctx); err != nil || st.Agents != 2 || st.Interests != 3 {
 		t.Fatalf("operator status: %d agents, %d interests, %v; want 2 and 3", st.Agents, st.Interests, err)
 	}
