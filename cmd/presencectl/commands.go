@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -40,12 +38,12 @@ func checkArgs(c command, fs *flag.FlagSet, f *cmdFlags, args []string) error {
 	return nil
 }
 
-func connect(opts options, stdout, stderr io.Writer) (*env, func(), error) {
+func connect(ctx context.Context, opts options, stdout, stderr io.Writer) (*env, func(), error) {
 	auth, err := config.LoadNATSAuth()
 	if err != nil {
 		return nil, nil, err
 	}
-	refused, stop := context.WithCancelCause(context.Background())
+	refused, stop := context.WithCancelCause(ctx)
 	nc, err := client.Connect(opts.url, auth, nats.Name("presencectl"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
@@ -282,8 +280,7 @@ func (e *env) wait(rep schemas.AgentsReply) error {
 	if len(uris) == 0 {
 		return nil
 	}
-	ctx, stop := signal.NotifyContext(e.refused, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	ctx := e.refused
 	tty := isTerminal(e.err)
 	last := ""
 	for {
@@ -382,11 +379,9 @@ func watch(e *env, _ *cmdFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(e.refused, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
+	<-e.refused.Done() // an interrupt, or the server's refusal
 	err = w.Stop()
-	if cause := context.Cause(e.refused); cause != nil {
+	if cause := context.Cause(e.refused); errors.Is(cause, nats.ErrPermissionViolation) {
 		return cause
 	}
 	return err

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/contactcenter/presence-provider/client"
@@ -24,7 +26,11 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// An interrupt ends watch and subscribe -wait, and any request under way.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // options are the flags every command takes, before or after it.
@@ -135,7 +141,7 @@ type env struct {
 	ctx     context.Context
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := options{url: envOr("PRESENCE_NATS_URL", "nats://127.0.0.1:4222"), timeout: 30 * time.Second}
 	global := flag.NewFlagSet("presencectl", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
@@ -189,7 +195,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	e, closeConn, err := connect(opts, stdout, stderr)
+	e, closeConn, err := connect(ctx, opts, stdout, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "presencectl:", err)
 		return exitFailed

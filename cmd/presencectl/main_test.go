@@ -12,6 +12,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources/attendant"
@@ -23,7 +24,7 @@ import (
 func ctl(t *testing.T, env *provtest.Env, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errs bytes.Buffer
-	code = run(append([]string{"-nats", env.Server.ClientURL(), "-timeout", "10s"}, args...), &out, &errs)
+	code = run(context.Background(), append([]string{"-nats", env.Server.ClientURL(), "-timeout", "10s"}, args...), &out, &errs)
 	return code, out.String(), errs.String()
 }
 
@@ -94,19 +95,19 @@ func TestFlagsAfterTheAgents(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"help"}, {"--help"}, {"subscribe", "-h"}, {"help", "subscribe"}, {"call", "-ucc", "u", "-h"}} {
 		var out, errs bytes.Buffer
-		code := run(args, &out, &errs)
+		code := run(context.Background(), args, &out, &errs)
 		if code != exitOK || errs.Len() != 0 || !strings.HasPrefix(out.String(), "usage: presencectl") {
 			t.Errorf("presencectl %v: exit %d, stdout %q, stderr %q; want usage and exit 0", args, code, out.String(), errs.String())
 		}
 	}
 	var out, errs bytes.Buffer
-	run([]string{"help", "call"}, &out, &errs)
+	run(context.Background(), []string{"help", "call"}, &out, &errs)
 	if !strings.Contains(out.String(), "usage: presencectl call -ucc UCC -call ID URI connected|ended") || !strings.Contains(out.String(), "-call id") {
 		t.Errorf("help call printed %q", out.String())
 	}
 	for _, args := range [][]string{{}, {"bogus"}, {"subscribe", "-x"}, {"subscribe", "sip:a@b.example"}, {"attendant", "sip:a@b.example"}, {"status", "extra"}} {
 		var out, errs bytes.Buffer
-		if code := run(args, &out, &errs); code != exitUsage || !strings.Contains(errs.String(), "usage: presencectl") {
+		if code := run(context.Background(), args, &out, &errs); code != exitUsage || !strings.Contains(errs.String(), "usage: presencectl") {
 			t.Errorf("presencectl %v: exit %d, stderr %q; want usage on stderr and exit 2", args, code, errs.String())
 		}
 	}
@@ -130,5 +131,45 @@ func TestReadableOutput(t *testing.T) {
 	_, out, _ = ctl(t, env, "unsubscribe", "-ucc", "u1", agent)
 	if out != fmt.Sprintf("%s  unsubscribed\n", agent) {
 		t.Fatalf("unsubscribe printed %q", out)
+	}
+}
+
+// watch prints the current presence, then the changes, and says so when
+// the provider goes away; an interrupt ends it with status 0.
+func TestWatchSaysWhenTheProviderGoes(t *testing.T) {
+	env := start(t)
+	const agent = "sip:watched@attendant.example"
+	ctl(t, env, "attendant", agent, "Away")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errs := &provtest.Logs{}, &provtest.Logs{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"-nats", env.Server.ClientURL(), "watch", agent}, out, errs) }()
+	provtest.Eventually(t, "the current presence", func() bool { return strings.Contains(out.String(), agent+" seq=1 now Away (15500)") })
+	ctl(t, env, "attendant", "-activity", "InACall", agent, "Busy")
+	provtest.Eventually(t, "the change", func() bool {
+		return strings.Contains(out.String(), `seq=2 Away (15500) -> Busy (6500) activity="InACall" source=attendant`)
+	})
+	// The provider stops, its NATS stays: the probe finds nobody answers.
+	env.Stop()
+	deadline := time.Now().Add(3 * client.DefaultProbe)
+	for !strings.Contains(errs.String(), "presencectl watch: the provider does not answer (") {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch never said the provider went away: %q", errs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	env.Server.Shutdown()
+	provtest.Eventually(t, "the watch to say the provider went away", func() bool {
+		return strings.Contains(errs.String(), "presencectl watch: lost NATS (the provider went away?); reconnecting")
+	})
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("interrupted watch exited %d: %s", code, errs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not end on interrupt")
 	}
 }
