@@ -306,7 +306,10 @@ func (w *Watcher) keep() {
 		select {
 		case <-w.stop:
 			return
-		case s := <-w.status:
+		case s, open := <-w.status:
+			if !open {
+				return // Stop removed the listener
+			}
 			switch s {
 			case nats.DISCONNECTED, nats.RECONNECTING:
 				if !down {
