@@ -80,6 +80,10 @@ func WithProbe(every time.Duration) WatchOption {
 	return func(w *Watcher) { w.probe = every }
 }
 
+// eventBuffer is how many events may wait for the filter, which only
+// compares seqs and queues: NATS drops what does not fit (a slow consumer).
+const eventBuffer = 1 << 16
+
 // Watcher follows agents' presence; see Client.Watch.
 type Watcher struct {
 	c       *Client
@@ -114,11 +118,11 @@ type Watcher struct {
 // With no uris it follows every agent's events without a first read, and
 // catches up on the agents it has seen. fn is called from one goroutine,
 // never concurrently; a slow fn delays updates but loses none. Watch
-// returns once fn has the current presence; ctx bounds that first read, and
-// the watch runs until Stop.
+// returns once fn has the current presence, so fn must not wait for Watch
+// to return; ctx bounds that first read, and the watch runs until Stop.
 func (c *Client) Watch(ctx context.Context, uris []string, fn func(Update), opts ...WatchOption) (*Watcher, error) {
 	w := &Watcher{c: c, probe: DefaultProbe, fn: fn, all: len(uris) == 0,
-		events: make(chan *nats.Msg, 4096), catchUps: make(chan catchUp),
+		events: make(chan *nats.Msg, eventBuffer), catchUps: make(chan catchUp),
 		stop: make(chan struct{}), uris: map[string]string{}}
 	for _, o := range opts {
 		o(w)
@@ -131,15 +135,17 @@ func (c *Client) Watch(ctx context.Context, uris []string, fn func(Update), opts
 			if err != nil {
 				return nil, err
 			}
-			w.uris[u.Key()] = u.URI
-			subjects = append(subjects, schemas.EventSubject(u.Key()))
+			if _, twice := w.uris[u.Key()]; !twice {
+				w.uris[u.Key()] = u.URI
+				subjects = append(subjects, schemas.EventSubject(u.Key()))
+			}
 		}
 	}
 	w.status = c.nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
 	for _, subject := range subjects {
 		s, err := c.nc.ChanSubscribe(subject, w.events)
 		if err != nil {
-			w.unsubscribe()
+			_ = w.unsubscribe()
 			return nil, fmt.Errorf("client: watch %s: %w", subject, err)
 		}
 		w.subs = append(w.subs, s)
@@ -150,7 +156,7 @@ func (c *Client) Watch(ctx context.Context, uris []string, fn func(Update), opts
 		flush = func() error { return c.nc.FlushWithContext(ctx) }
 	}
 	if err := flush(); err != nil {
-		w.unsubscribe()
+		_ = w.unsubscribe()
 		return nil, fmt.Errorf("client: watch: %w", err)
 	}
 	w.queue.init()
