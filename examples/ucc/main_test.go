@@ -34,7 +34,9 @@ func TestUCCPrintsWhoIsRoutable(t *testing.T) {
 	defer cancel()
 	out, errs := &provtest.Logs{}, &provtest.Logs{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-nats", env.Server.ClientURL(), "-ucc", "ucc_example", a1, a2}, out, errs) }()
+	go func() {
+		done <- run(ctx, []string{"-nats", env.Server.ClientURL(), "-ucc", "ucc_example", a1, a2}, out, errs)
+	}()
 	waitLine := func(line string) {
 		t.Helper()
 		provtest.Eventually(t, "the UCC prints "+line, func() bool { return strings.Contains(out.String(), line+"\n") })
@@ -65,4 +67,3 @@ func TestUCCPrintsWhoIsRoutable(t *testing.T) {
 		t.Fatalf("the UCC printed %q; want %q", out.String(), want)
 	}
 }
-
