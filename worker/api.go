@@ -148,7 +148,7 @@ func (w *Worker) result(u schemas.AgentURI, teamsUPN string, subscribing bool) s
 	r := schemas.AgentResult{URI: u.URI, Key: key, Subject: schemas.EventSubject(key), Source: w.route(u, teamsUPN)}
 	if ev, ok := w.presence.get(key); ok {
 		p := ev.Presence
-		r.Presence = &p
+		r.Presence, r.Seq = &p, ev.Seq
 	}
 	interested := subscribing || (a != nil && a.wanted())
 	claim, claimed := w.claims[key]

@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources/attendant"
 	"github.com/contactcenter/presence-provider/worker"
@@ -47,7 +48,7 @@ func main() {
 
 type provider struct {
 	conn   *bus.Conn
-	client *bus.Client
+	client *client.Client
 	stores worker.Stores
 	w      *worker.Worker
 	stop   func()
@@ -89,7 +90,7 @@ func start(dir string) (*provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &provider{conn: conn, client: bus.NewClient(ucc), stores: stores.Stores, w: w, stop: func() {
+	return &provider{conn: conn, client: client.New(ucc), stores: stores.Stores, w: w, stop: func() {
 		ucc.Close()
 		_ = svc.Stop()
 		w.Stop(context.Background())
@@ -182,7 +183,7 @@ func changeThroughput(p *provider, n int) error {
 	const distinct = 1000
 	var got atomic.Int64
 	done := make(chan struct{})
-	sub, err := p.client.Watch(nil, func(schemas.Event) {
+	sub, err := p.client.Watch(ctx, nil, func(client.Update) {
 		if got.Add(1) == int64(n) {
 			close(done)
 		}
@@ -206,7 +207,7 @@ func changeThroughput(p *provider, n int) error {
 		return fmt.Errorf("only %d of %d events arrived", got.Load(), n)
 	}
 	inputs := time.Since(start)
-	if err := sub(); err != nil {
+	if err := sub.Stop(); err != nil {
 		return err
 	}
 
@@ -235,11 +236,15 @@ func latency(p *provider, samples int) error {
 	events := make(chan schemas.Event, 1)
 	const uri = "sip:latency@bench.example"
 	key := schemas.Key(uri)
-	sub, err := p.client.Watch([]string{key}, func(ev schemas.Event) { events <- ev })
+	sub, err := p.client.Watch(context.Background(), []string{uri}, func(u client.Update) {
+		if !u.CatchUp {
+			events <- u.Event
+		}
+	})
 	if err != nil {
 		return err
 	}
-	defer sub()
+	defer func() { _ = sub.Stop() }()
 	var took []time.Duration
 	availability := []string{"Busy", "Away"}
 	for i := 0; i < samples; i++ {

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/worker"
 )
@@ -26,7 +27,7 @@ type Env struct {
 	Server     *server.Server
 	Conn       *bus.Conn
 	Stores     bus.Stores
-	Client     *bus.Client
+	Client     *client.Client
 	Clock      *clockwork.FakeClock
 	Worker     *worker.Worker
 	Logs       *Logs
@@ -161,7 +162,7 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 		t.Fatal(err)
 	}
 	fake, _ := clock.(*clockwork.FakeClock)
-	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: bus.NewClient(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
+	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: client.New(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
 	t.Cleanup(e.Stop)
 	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", log); err != nil {
 		t.Fatal(err)
