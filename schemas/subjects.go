@@ -48,4 +48,7 @@ type Change[T any] struct {
 	Value    T
 	Revision uint64
 	Deleted  bool
+	// Loaded marks, with no entry, that every entry the bucket held when
+	// the watch began has been delivered.
+	Loaded bool
 }

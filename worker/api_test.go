@@ -343,3 +343,37 @@ func (p panicky) Input(ctx context.Context, a sources.Agent, body []byte) (schem
 	}
 	return p.Source.Input(ctx, a, body)
 }
+
+// A worker answers only once it has read what the buckets hold: a get right
+// after a restart tells the presence stored before it, with its seq.
+func TestAGetRightAfterARestartTellsWhatWasStored(t *testing.T) {
+	ns := provtest.Server(t)
+	add := func(w *worker.Worker, clock clockwork.Clock) {
+		w.AddSource(schemas.SourceAttendant, attendant.New(clock, matchPatterns()))
+	}
+	first := provtest.StartOn(t, ns, provtest.Config(), clockwork.NewRealClock(), add)
+	const uri = "sip:agent@workstreampeople.com"
+	var stored schemas.InputReply
+	for i := range 2000 { // many agents, so that reading them takes a moment
+		rep, err := first.Client.Attendant(first.Ctx(), keyOf(fmt.Sprintf("sip:agent%d@workstreampeople.com", i)), schemas.AttendantInput{Availability: "Busy"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = rep
+	}
+	if _, err := first.Client.Attendant(first.Ctx(), keyOf(uri), schemas.AttendantInput{Availability: "Away"}); err != nil {
+		t.Fatal(err)
+	}
+	first.Stop()
+	again := provtest.StartOn(t, ns, provtest.Config(), clockwork.NewRealClock(), add)
+	rep, err := again.Client.Get(again.Ctx(), schemas.GetRequest{URIs: []string{uri, "sip:agent1999@workstreampeople.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rep.Agents[0].Presence; p == nil || p.Availability != schemas.Away {
+		t.Fatalf("get right after the restart: %+v; want the stored Away", rep.Agents[0])
+	}
+	if rep.Agents[1].Seq != stored.Seq {
+		t.Fatalf("get right after the restart: seq %d; want the stored %d", rep.Agents[1].Seq, stored.Seq)
+	}
+}

@@ -184,7 +184,7 @@ func (w *Worker) releaseStale(key string) {
 func (w *Worker) watchWorkers(changes <-chan schemas.Change[schemas.WorkerInfo]) {
 	known := map[string]bool{} // id → leaving, for the workers seen alive
 	for ch := range changes {
-		if ch.Key == w.cfg.ID {
+		if ch.Loaded || ch.Key == w.cfg.ID {
 			continue
 		}
 		leaving, seen := known[ch.Key]

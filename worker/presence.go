@@ -43,14 +43,12 @@ func (c *presenceCache) drop(key string) {
 	delete(c.events, key)
 }
 
-func (w *Worker) watchStates(changes <-chan schemas.Change[schemas.Event]) {
-	for ch := range changes {
-		if ch.Deleted {
-			w.presence.drop(ch.Key)
-			continue
-		}
-		w.presence.put(ch.Value)
+func (w *Worker) stateChanged(ch schemas.Change[schemas.Event]) {
+	if ch.Deleted {
+		w.presence.drop(ch.Key)
+		return
 	}
+	w.presence.put(ch.Value)
 }
 
 // storeLock is the lock of an agent's presence writes, one of a few shared
