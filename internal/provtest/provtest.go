@@ -170,6 +170,9 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 	return e
 }
 
+// eventuallyWithin is how long Eventually waits before it fails a test.
+const eventuallyWithin = 30 * time.Second
+
 // StopTimeout bounds a test provider's shutdown, as PRESENCE_SHUTDOWN_TIMEOUT does presenced's.
 const StopTimeout = 30 * time.Second
 
@@ -220,17 +223,25 @@ func (e *Env) Subscribe(ucc string, uris ...string) schemas.AgentsReply {
 // tests that need time to pass but do not measure it.
 func (e *Env) AdvanceUntil(what string, cond func() bool) {
 	e.t.Helper()
+	e.AdvanceBy(what, 10*time.Millisecond, cond)
+}
+
+// AdvanceBy is AdvanceUntil in steps of step, for tests whose timers are
+// seconds apart.
+func (e *Env) AdvanceBy(what string, step time.Duration, cond func() bool) {
+	e.t.Helper()
 	Eventually(e.t, what, func() bool {
-		e.Clock.Advance(10 * time.Millisecond)
+		e.Clock.Advance(step)
 		return cond()
 	})
 }
 
 // Eventually polls cond in real time until it holds, or fails the test. It
-// waits for the provider's goroutines, never for the provider's clock.
+// waits for the provider's goroutines, never for the provider's clock. The
+// deadline only ends a test that is failing: generous, for a loaded machine.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(eventuallyWithin)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for: %s", what)

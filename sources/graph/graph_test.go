@@ -308,7 +308,7 @@ func TestAgentsUnsubscribedWhileWaitingForBudgetAreNotAsked(t *testing.T) {
 	// One request every 16 s: the second batch of a cycle waits that long.
 	env, _ := providerOn(t, srv, clock, func(c *graph.Config) { c.RequestsPer30s, c.BudgetShare = 2, 1 })
 	subscribeTeams(t, env, "ucc_app01", pairs...)
-	env.AdvanceUntil("a first request of 650 ids", func() bool {
+	env.AdvanceBy("a first request of 650 ids", 100*time.Millisecond, func() bool {
 		polled := srv.Polled()
 		return len(polled) > 0 && len(polled[len(polled)-1]) == 650
 	})
@@ -331,7 +331,7 @@ func TestAgentsUnsubscribedWhileWaitingForBudgetAreNotAsked(t *testing.T) {
 	if _, err := env.Client.Unsubscribe(env.Ctx(), schemas.UnsubscribeRequest{UCC: "ucc_app01", URIs: leaving}); err != nil {
 		t.Fatal(err)
 	}
-	env.AdvanceUntil("the next cycle's first request", func() bool { return len(srv.Polled()) > asked })
+	env.AdvanceBy("the next cycle's first request", 100*time.Millisecond, func() bool { return len(srv.Polled()) > asked })
 	for _, ids := range srv.Polled()[asked:] {
 		for _, id := range ids {
 			if !first[id] {
