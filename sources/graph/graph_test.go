@@ -286,11 +286,18 @@ func TestBudgetIsSpentEvenlyAndNeverExceeded(t *testing.T) {
 		if in30 > 40 {
 			t.Fatalf("%d calls within 30 s from %s; the source spends at most 40", in30, calls[i].Sub(fakeNow))
 		}
-		// The server notes a call when it arrives, up to one step after the
-		// source decided to make it.
-		if i > 0 && calls[i].Sub(calls[i-1]) < 800*time.Millisecond-50*time.Millisecond {
-			t.Fatalf("calls %s apart at %s: a burst; the pace is 0.8 s", calls[i].Sub(calls[i-1]), calls[i].Sub(fakeNow))
+	}
+	// Spent evenly, not in a burst: in the first 8 s, at one call every
+	// 0.8 s, 10 calls. The server notes a call when it arrives, which a
+	// loaded machine delays; that only makes the count smaller.
+	early := 0
+	for _, c := range calls {
+		if c.Sub(fakeNow) < 8*time.Second {
+			early++
 		}
+	}
+	if early > 10 {
+		t.Fatalf("%d calls in the first 8 s; spent evenly at one every 0.8 s, at most 10", early)
 	}
 }
 
