@@ -123,8 +123,13 @@ func TestReadableOutput(t *testing.T) {
 		t.Fatalf("get printed %q", out)
 	}
 	ctl(t, env, "subscribe", "-ucc", "u1", agent)
-	_, out, _ = ctl(t, env, "status")
-	if !strings.Contains(out, "agents: 1  interests: 1") || !regexp.MustCompile(`(?m)^attendant +yes +yes +active=1`).MatchString(out) {
+	// The worker counts the interest once its watch of presence_interest
+	// shows it, a moment after the subscribe is answered.
+	provtest.Eventually(t, "status with the agent", func() bool {
+		_, out, _ = ctl(t, env, "status")
+		return strings.Contains(out, "agents: 1  interests: 1")
+	})
+	if !regexp.MustCompile(`(?m)^attendant +yes +yes +active=1`).MatchString(out) {
 		t.Fatalf("status printed %q", out)
 	}
 	// -wait, off a terminal: a plain line each time the counts change, the
