@@ -31,6 +31,10 @@ const (
 	BucketWorkers  = "presence_workers"
 )
 
+// StreamInputs is the JetStream stream that keeps every input on
+// presence.in.> until the agent's owner applied it (docs/contract.md, Inputs).
+const StreamInputs = "presence_inputs"
+
 // InterestKey is the presence_interest key of one UCC's interest in one agent.
 func InterestKey(agentKey, uccKey string) string { return agentKey + "." + uccKey }
 

@@ -371,7 +371,7 @@ func (w *Worker) Observe(a sources.Agent, p schemas.Presence) {
 	if !mine {
 		return
 	}
-	if _, _, err := w.writePresence(w.ctx, a, p); err != nil {
+	if _, _, err := w.writePresence(w.ctx, a, &p, 0); err != nil {
 		w.log.Error().Err(err).Str("uri", a.URI).Msg("could not store presence")
 	}
 }

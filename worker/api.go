@@ -253,12 +253,53 @@ func (w *Worker) Get(_ context.Context, req schemas.GetRequest) (schemas.AgentsR
 	return reply, nil
 }
 
-// ErrNotOwner is Input's answer on a worker that does not own the agent:
+// ErrNotOwner is Input's answer on a worker that does not serve the agent:
 // another worker stores the presence and answers.
 var ErrNotOwner = errors.New("input for an agent another worker owns")
 
-// Input applies one input of a fed source (presence.in.<source>.<key>).
-func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (schemas.InputReply, error) {
+// ErrOwnersChanged is Input's answer to a caller that saw an older
+// ServedGeneration: the agents this worker serves changed since, and the
+// inputs the previous holders left must be applied first.
+var ErrOwnersChanged = errors.New("the agents this worker serves changed")
+
+// QueuedInput is one input of a fed source (presence.in.<source>.<key>) as
+// the durable input queue holds it (docs/contract.md, Inputs).
+type QueuedInput struct {
+	Source, Key string
+	Body        []byte
+	// Pos is the input's sequence in the queue; 0 for none.
+	Pos uint64
+	// Generation is the ServedGeneration the caller decided by.
+	Generation uint64
+	// Refused is an input its sender was told was refused (overloaded):
+	// its position is recorded, so that nobody applies it later, and
+	// nothing else.
+	Refused bool
+}
+
+// ServedGeneration counts the changes of the agents this worker serves;
+// ServedChanged is signalled at each.
+func (w *Worker) ServedGeneration() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.servedGen
+}
+
+// ServedChanged is signalled whenever ServedGeneration grows.
+func (w *Worker) ServedChanged() <-chan struct{} { return w.servedChanged }
+
+// Serves reports whether this worker answers the agent's inputs now.
+func (w *Worker) Serves(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.servedBy(key)
+}
+
+// Input applies one input of a fed source once: an input at or below the
+// position recorded for the agent was applied already, and is answered with
+// the agent's current seq.
+func (w *Worker) Input(ctx context.Context, in QueuedInput) (schemas.InputReply, error) {
+	source, key := in.Source, in.Key
 	spec, known := sources.Lookup(source)
 	if !known || !spec.Fed() {
 		return schemas.InputReply{}, badRequest("no source takes inputs named %q", source)
@@ -276,28 +317,33 @@ func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (sc
 			Message: fmt.Sprintf("key %q is not the key of a normalised URI (%s is %s)", key, u.URI, u.Key())}
 	}
 	w.mu.Lock()
+	if in.Generation != w.servedGen {
+		w.mu.Unlock()
+		return schemas.InputReply{}, ErrOwnersChanged
+	}
 	route := w.result(u, "", false).Source
 	mine := w.servedBy(key)
 	w.mu.Unlock()
-	f, enabled := w.fed(source)
-	agent := sources.Agent{URI: u.URI, Key: key}
 	if !mine {
-		// Every worker receives every input: each source keeps what it
-		// tracks (a PSTN agent's calls) whoever owns the agent; the owner
-		// alone stores the presence and answers.
-		if enabled && route == source {
-			_, _ = f.Input(agent, body)
-		}
 		return schemas.InputReply{}, ErrNotOwner
 	}
+	agent := sources.Agent{URI: u.URI, Key: key}
+	if in.Refused {
+		seq, _, err := w.writePresence(ctx, agent, nil, in.Pos)
+		return schemas.InputReply{OK: true, Seq: seq}, err
+	}
+	if cur, found := w.presence.get(key); found && in.Pos != 0 && cur.InputSeq >= in.Pos {
+		return schemas.InputReply{OK: true, Seq: cur.Seq}, nil
+	}
+	f, enabled := w.fed(source)
 	if !enabled || route != source {
 		return schemas.InputReply{}, &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
 	}
-	p, err := f.Input(agent, body)
+	p, err := f.Input(agent, in.Body)
 	if err != nil {
 		return schemas.InputReply{}, err
 	}
-	seq, _, err := w.writePresence(ctx, agent, p)
+	seq, _, err := w.writePresence(ctx, agent, &p, in.Pos)
 	if err != nil {
 		return schemas.InputReply{}, err
 	}

@@ -80,7 +80,7 @@ func start(dir string) (*provider, error) {
 	if err := w.Start(ctx); err != nil {
 		return nil, err
 	}
-	svc, err := conn.Serve(ctx, w, "0.0.0-bench", log)
+	svc, err := conn.Serve(ctx, w, "0.0.0-bench", bus.InputQueueOptions{WorkerID: "bench", Replicas: 1}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 	fake, _ := clock.(*clockwork.FakeClock)
 	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: bus.NewClient(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
 	t.Cleanup(e.Stop)
-	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", log); err != nil {
+	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", bus.InputQueueOptions{WorkerID: cfg.ID, Replicas: 1}, log); err != nil {
 		t.Fatal(err)
 	}
 	return e

@@ -1,0 +1,573 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/worker"
+)
+
+// InputQueueOptions shape the presence_inputs stream (docs/contract.md,
+// Inputs) and this worker's consumer of it.
+type InputQueueOptions struct {
+	// WorkerID names the consumer: a restarted worker with the same id
+	// resumes where it stopped.
+	WorkerID string
+	// The queue's bounds; 0 sets none.
+	MaxMsgs  int64
+	MaxBytes int64
+	MaxAge   time.Duration
+	Replicas int
+	// Memory keeps the stream in memory; benchmarks compare it with files.
+	Memory bool
+}
+
+const (
+	// consumerIdle is how long the consumer of a worker that stopped
+	// pulling stays: long after the others took its agents over (a lease),
+	// so that its ack floor keeps the inputs it left until they replayed them.
+	consumerIdle = 5 * time.Minute
+	// maxWaiting bounds the core copies of inputs waiting for their stream
+	// copy, whatever the queue's bound.
+	maxWaiting = 1 << 20
+	// replayIdle removes a replay's consumer its worker could not delete.
+	replayIdle = 30 * time.Second
+	// inputBatch is how many inputs the consumer applies between acks.
+	inputBatch = 256
+	// inputParallel is how many agents' inputs are applied side by side;
+	// one agent's inputs always go one after the other, in order.
+	inputParallel = 8
+	// queueCheck is how often the queue's fill is read, and its applied
+	// inputs purged when it fills.
+	queueCheck = 250 * time.Millisecond
+	// purgeEvery purges applied inputs of a queue that is not filling.
+	purgeEvery = 5 * time.Second
+)
+
+// inputQueue applies the inputs of the presence_inputs stream this worker
+// serves, in order, and answers them.
+type inputQueue struct {
+	h       Handler
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	cons    jetstream.Consumer
+	opts    InputQueueOptions
+	replies *replies
+	log     zerolog.Logger
+	// full is set while the stream is at its bounds: a new input with a
+	// reply subject is refused at once.
+	full atomic.Bool
+	// last is the highest stream sequence the consumer handled: a message
+	// delivered again (a recreated consumer) is not handled twice.
+	last uint64
+}
+
+// consumerName is the worker's durable consumer: the worker id, made of
+// the characters a consumer name may hold, and a hash that keeps two ids
+// apart that differ only in the others.
+func consumerName(id string) string {
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, id)
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return fmt.Sprintf("worker_%s_%08x", clean, h.Sum32())
+}
+
+// openInputQueue creates (or updates) the stream and this worker's consumer.
+func (c *Conn) openInputQueue(ctx context.Context, h Handler, opts InputQueueOptions, log zerolog.Logger) (*inputQueue, error) {
+	storage := jetstream.FileStorage
+	if opts.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        schemas.StreamInputs,
+		Description: "inputs on presence.in.> until every worker passed them",
+		Subjects:    []string{schemas.InputWildcard},
+		// The contract's reply is the only answer an input gets.
+		NoAck:     true,
+		Retention: jetstream.LimitsPolicy,
+		Discard:   jetstream.DiscardNew,
+		MaxMsgs:   opts.MaxMsgs,
+		MaxBytes:  opts.MaxBytes,
+		MaxAge:    opts.MaxAge,
+		Replicas:  max(opts.Replicas, 1),
+		Storage:   storage,
+	}
+	var stream jetstream.Stream
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		stream, err = c.JS.CreateOrUpdateStream(attempt, cfg)
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Info().Err(err).Str("stream", cfg.Name).Msg("JetStream not ready yet; trying again")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: stream %s: %w", cfg.Name, err)
+		case <-time.After(time.Second):
+		}
+	}
+	waiting := int64(maxWaiting)
+	if opts.MaxMsgs > 0 {
+		waiting = min(opts.MaxMsgs, waiting)
+	}
+	q := &inputQueue{h: h, nc: c.NC, js: c.JS, stream: stream, opts: opts, log: log,
+		replies: newReplies(c.NC, int(waiting))}
+	if err := q.openConsumer(ctx); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *inputQueue) openConsumer(ctx context.Context) error {
+	cons, err := q.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:           consumerName(q.opts.WorkerID),
+		Description:       "inputs for worker " + q.opts.WorkerID,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckAllPolicy,
+		AckWait:           time.Minute,
+		MaxAckPending:     16 * inputBatch,
+		InactiveThreshold: consumerIdle,
+		Replicas:          max(q.opts.Replicas, 1),
+	})
+	if err != nil {
+		return fmt.Errorf("bus: consumer of %s: %w", schemas.StreamInputs, err)
+	}
+	q.cons = cons
+	return nil
+}
+
+// core takes the core copy of an input; it runs on the subscription's
+// callback, so it only files the reply subject (or refuses at once).
+func (q *inputQueue) core(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	answer := q.replies.arrive(m.Subject, m.Reply, m.Data, q.full.Load(), func() bool {
+		return q.servesSubject(m.Subject)
+	})
+	q.send(answer)
+}
+
+func (q *inputQueue) servesSubject(subject string) bool {
+	tokens := strings.Split(subject, ".")
+	return len(tokens) == 4 && q.h.Serves(tokens[3])
+}
+
+func (q *inputQueue) send(m *nats.Msg) {
+	if m == nil {
+		return
+	}
+	if err := q.nc.PublishMsg(m); err != nil {
+		q.log.Warn().Err(err).Str("reply", m.Subject).Msg("could not answer input")
+	}
+}
+
+// queued is one stream message on its way through the consumer.
+type queued struct {
+	subject string
+	data    []byte
+	seq     uint64
+	t       *ticket // nil when nobody is to be answered
+	refused bool
+}
+
+// run applies the stream in order until stop ends: the inputs the previous
+// holders of this worker's agents left first, and again whenever the agents
+// it serves change. ctx bounds the applying: what is in hand when stop ends
+// is finished.
+func (q *inputQueue) run(ctx, stop context.Context) {
+	msgs := make(chan jetstream.Msg, inputBatch)
+	var reader sync.WaitGroup
+	reader.Add(1)
+	go func() {
+		defer reader.Done()
+		q.read(stop, msgs)
+	}()
+	defer reader.Wait()
+	gen := q.replay(ctx, stop)
+	for {
+		var first jetstream.Msg
+		select {
+		case <-stop.Done():
+			return
+		case <-q.h.ServedChanged():
+			gen = q.replay(ctx, stop)
+			continue
+		case first = <-msgs:
+		}
+		batch := []jetstream.Msg{first}
+	fill:
+		for len(batch) < inputBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		var todo []queued
+		for _, m := range batch {
+			meta, err := m.Metadata()
+			if err != nil || meta.Sequence.Stream <= q.last {
+				continue
+			}
+			q.last = meta.Sequence.Stream
+			in := queued{subject: m.Subject(), data: m.Data(), seq: meta.Sequence.Stream}
+			var lost []*ticket
+			in.t, lost = q.replies.take(in.subject, in.data)
+			in.refused = in.t.refused
+			q.refuseLost(in.subject, lost)
+			todo = append(todo, in)
+		}
+		if q.apply(ctx, gen, todo) {
+			gen = q.replay(ctx, stop)
+		}
+		if err := batch[len(batch)-1].Ack(); err != nil && stop.Err() == nil {
+			q.log.Warn().Err(err).Msg("could not acknowledge inputs")
+		}
+	}
+}
+
+// read feeds the consumer's messages to run until ctx ends, opening the
+// consumer again if NATS lost it.
+func (q *inputQueue) read(ctx context.Context, out chan<- jetstream.Msg) {
+	for ctx.Err() == nil {
+		it, err := q.cons.Messages(jetstream.PullMaxMessages(4 * inputBatch))
+		if err == nil {
+			stop := context.AfterFunc(ctx, it.Stop)
+			for {
+				m, err := it.Next()
+				if err != nil {
+					if ctx.Err() == nil {
+						q.log.Warn().Err(err).Msg("input consumer stopped; opening it again")
+					}
+					break
+				}
+				select {
+				case out <- m:
+				case <-ctx.Done():
+				}
+			}
+			stop()
+			it.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		if err := q.openConsumer(ctx); err != nil && ctx.Err() == nil {
+			q.log.Warn().Err(err).Msg("could not open the input consumer")
+		}
+	}
+}
+
+// refuseLost answers overloaded the inputs that were never stored, when this
+// worker serves their agent.
+func (q *inputQueue) refuseLost(subject string, lost []*ticket) {
+	if len(lost) == 0 || !q.servesSubject(subject) {
+		return
+	}
+	answer := inputError(overloaded())
+	for _, t := range lost {
+		q.send(addressed(answer, t.reply))
+	}
+}
+
+// apply applies inputs, each agent's in order, and reports whether the
+// agents this worker serves changed under it: then the inputs it left, and
+// their tickets, are for the replay.
+func (q *inputQueue) apply(ctx context.Context, gen uint64, todo []queued) (changed bool) {
+	bySubject := map[string][]queued{}
+	var order []string
+	for _, in := range todo {
+		if _, ok := bySubject[in.subject]; !ok {
+			order = append(order, in.subject)
+		}
+		bySubject[in.subject] = append(bySubject[in.subject], in)
+	}
+	var stale atomic.Bool
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, inputParallel)
+	for _, subject := range order {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func(ins []queued) {
+			defer func() { <-slots; wg.Done() }()
+			for i, in := range ins {
+				if stale.Load() || !q.applyOne(ctx, gen, in) {
+					stale.Store(true)
+					for _, left := range ins[i:] {
+						if left.t != nil {
+							q.replies.park(left.seq, left.t)
+						}
+					}
+					return
+				}
+			}
+		}(bySubject[subject])
+	}
+	wg.Wait()
+	return stale.Load()
+}
+
+// applyOne applies one input and answers it; false means the agents this
+// worker serves changed since gen.
+func (q *inputQueue) applyOne(ctx context.Context, gen uint64, in queued) (current bool) {
+	var answer *nats.Msg
+	defer func() {
+		if r := recover(); r != nil {
+			q.log.Error().Str("subject", in.subject).Interface("panic", r).Stack().Msg("recovered from panic in input")
+			answer, current = inputError(internalError(fmt.Sprintf("handler failed: %v", r))), true
+		}
+		if in.t != nil && current {
+			q.send(q.replies.finish(in.t, answer))
+		}
+	}()
+	tokens := strings.Split(in.subject, ".")
+	if len(tokens) != 4 {
+		answer = inputError(&schemas.Error{Code: schemas.CodeBadRequest, Message: "input subject is not presence.in.<source>.<key>"})
+		return true
+	}
+	if len(in.data) > MaxInputBytes {
+		answer = inputError(&schemas.Error{Code: schemas.CodeBadRequest, Message: fmt.Sprintf("input of %d bytes; at most %d", len(in.data), MaxInputBytes)})
+		return true
+	}
+	callCtx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	rep, err := q.h.Input(callCtx, worker.QueuedInput{Source: tokens[2], Key: tokens[3], Body: in.data,
+		Pos: in.seq, Generation: gen, Refused: in.refused})
+	switch {
+	case errors.Is(err, worker.ErrOwnersChanged):
+		return false
+	case errors.Is(err, worker.ErrNotOwner):
+		if in.t != nil {
+			q.replies.park(in.seq, in.t)
+			in.t = nil
+		}
+		return true
+	case in.refused:
+		return true
+	case err != nil:
+		e := toContractError(err)
+		q.log.Warn().Str("subject", in.subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
+		answer = inputError(e)
+	default:
+		data, _ := json.Marshal(rep)
+		answer = &nats.Msg{Data: data}
+	}
+	return true
+}
+
+// replay applies, before anything newer, what the stream holds above the
+// lowest ack floor of all consumers for the agents this worker serves now:
+// the inputs a dead or leaving owner did not apply. It returns the
+// generation of the agents it applied them for; it gives up when stop ends.
+func (q *inputQueue) replay(ctx, stop context.Context) uint64 {
+	for {
+		gen := q.h.ServedGeneration()
+		changed, err := q.replayFrom(ctx, gen)
+		if err == nil && !changed {
+			return gen
+		}
+		if err != nil && stop.Err() == nil {
+			q.log.Warn().Err(err).Msg("could not replay the inputs left by other workers; trying again")
+		}
+		select {
+		case <-stop.Done():
+			return gen
+		case <-time.After(retryReplay(err)):
+		}
+	}
+}
+
+// retryReplay is the pause before a replay starts again: none when the
+// agents changed under it, a second after a failure.
+func retryReplay(err error) time.Duration {
+	if err == nil {
+		return 0
+	}
+	return time.Second
+}
+
+func (q *inputQueue) replayFrom(ctx context.Context, gen uint64) (changed bool, err error) {
+	floor, last, err := q.bounds(ctx)
+	if err != nil || last <= floor {
+		return false, err
+	}
+	oc, err := q.js.OrderedConsumer(ctx, schemas.StreamInputs, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: floor + 1,
+		InactiveThreshold: replayIdle})
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if info := oc.CachedInfo(); info != nil {
+			_ = q.stream.DeleteConsumer(context.WithoutCancel(ctx), info.Name)
+		}
+	}()
+	for done := false; !done; {
+		batch, err := oc.Fetch(inputBatch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return false, err
+		}
+		var todo []queued
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			in := queued{subject: m.Subject(), data: m.Data(), seq: meta.Sequence.Stream}
+			if t, ok := q.replies.unpark(in.seq); ok {
+				in.t = t
+			}
+			todo = append(todo, in)
+			done = done || in.seq >= last
+		}
+		if batch.Error() != nil {
+			return false, batch.Error()
+		}
+		if len(todo) == 0 {
+			break // the rest is gone (purged or aged out)
+		}
+		if q.apply(ctx, gen, todo) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// bounds are the lowest ack floor of the stream's consumers (below it,
+// every worker passed every input) and the stream's last sequence.
+func (q *inputQueue) bounds(ctx context.Context) (floor, last uint64, err error) {
+	info, err := q.stream.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	floor = info.State.FirstSeq - min(info.State.FirstSeq, 1)
+	if f, ok, err := q.ackFloor(ctx); err != nil {
+		return 0, 0, err
+	} else if ok {
+		floor = max(floor, f)
+	}
+	return floor, info.State.LastSeq, nil
+}
+
+// ackFloor is the lowest ack floor of the stream's consumers; ok is false
+// when it has none.
+func (q *inputQueue) ackFloor(ctx context.Context) (floor uint64, ok bool, err error) {
+	lister := q.stream.ListConsumers(ctx)
+	for info := range lister.Info() {
+		if info.Config.Durable == "" {
+			continue // a replay's ordered consumer
+		}
+		if !ok || info.AckFloor.Stream < floor {
+			floor, ok = info.AckFloor.Stream, true
+		}
+	}
+	return floor, ok, lister.Err()
+}
+
+// keep reads the stream's fill a few times a second, purges the inputs
+// every consumer passed, and forgets replies that can no longer be paired,
+// until ctx ends.
+func (q *inputQueue) keep(ctx context.Context) {
+	tick := time.NewTicker(queueCheck)
+	defer tick.Stop()
+	lastPurge := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		info, err := q.stream.Info(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				q.log.Warn().Err(err).Msg("could not read the input queue")
+			}
+			continue
+		}
+		st := info.State
+		filling := atLeast(st.Msgs*2, q.opts.MaxMsgs) || atLeast(st.Bytes*2, q.opts.MaxBytes)
+		if filling || time.Since(lastPurge) >= purgeEvery {
+			lastPurge = time.Now()
+			if purged, err := q.purge(ctx); err != nil {
+				if ctx.Err() == nil {
+					q.log.Warn().Err(err).Msg("could not purge applied inputs")
+				}
+			} else if purged > 0 && filling {
+				if info, err = q.stream.Info(ctx); err == nil {
+					st = info.State
+				}
+			}
+		}
+		q.full.Store(atLeast(st.Msgs, q.opts.MaxMsgs) || atLeast(st.Bytes+MaxInputBytes, q.opts.MaxBytes))
+		maxAge := q.opts.MaxAge
+		if maxAge <= 0 {
+			maxAge = parkedTTL
+		}
+		q.replies.sweep(time.Now(), maxAge)
+	}
+}
+
+// atLeast reports whether n reached bound; a bound of 0 or less is none.
+func atLeast(n uint64, bound int64) bool { return bound > 0 && n >= uint64(bound) }
+
+// purge removes the inputs every consumer passed; with no consumer it
+// removes nothing, so that inputs wait for the next worker.
+func (q *inputQueue) purge(ctx context.Context) (uint64, error) {
+	floor, ok, err := q.ackFloor(ctx)
+	if err != nil || !ok || floor == 0 {
+		return 0, err
+	}
+	info, err := q.stream.Info(ctx)
+	if err != nil || info.State.FirstSeq > floor {
+		return 0, err
+	}
+	if err := q.stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
+		return 0, err
+	}
+	return floor + 1 - info.State.FirstSeq, nil
+}
+
+func overloaded() *schemas.Error {
+	return &schemas.Error{Code: schemas.CodeOverloaded,
+		Message: "the input queue is full; the input was not stored, send it again later"}
+}
+
+// inputError is a refusal with the micro service error headers, as a
+// request's, so that a client tells it from a success without reading JSON.
+func inputError(e *schemas.Error) *nats.Msg {
+	data, _ := json.Marshal(schemas.InputReply{Error: e})
+	m := &nats.Msg{Data: data, Header: nats.Header{}}
+	m.Header.Set(micro.ErrorHeader, headerText(e.Message))
+	m.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(statusOf(e)))
+	return m
+}
