@@ -44,13 +44,16 @@ const (
 	// maxWaiting bounds the core copies of inputs waiting for their stream
 	// copy, whatever the queue's bound.
 	maxWaiting = 1 << 20
+	// lostAfter is how much later than its core copy the stream may store
+	// an input: a cluster's replication, a busy server.
+	lostAfter = 2 * time.Second
 	// replayIdle removes a replay's consumer its worker could not delete.
 	replayIdle = 30 * time.Second
 	// inputBatch is how many inputs the consumer applies between acks.
 	inputBatch = 256
 	// inputParallel is how many agents' inputs are applied side by side;
 	// one agent's inputs always go one after the other, in order.
-	inputParallel = 8
+	inputParallel = 16
 	// queueCheck is how often the queue's fill is read, and its applied
 	// inputs purged when it fills.
 	queueCheck = 250 * time.Millisecond
@@ -74,7 +77,7 @@ type inputQueue struct {
 	full atomic.Bool
 	// last is the highest stream sequence the consumer handled: a message
 	// delivered again (a recreated consumer) is not handled twice.
-	last uint64
+	last atomic.Uint64
 }
 
 // consumerName is the worker's durable consumer: the worker id, made of
@@ -231,10 +234,10 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 		var todo []queued
 		for _, m := range batch {
 			meta, err := m.Metadata()
-			if err != nil || meta.Sequence.Stream <= q.last {
+			if err != nil || meta.Sequence.Stream <= q.last.Load() {
 				continue
 			}
-			q.last = meta.Sequence.Stream
+			q.last.Store(meta.Sequence.Stream)
 			in := queued{subject: m.Subject(), data: m.Data(), seq: meta.Sequence.Stream}
 			var lost []*ticket
 			in.t, lost = q.replies.take(in.subject, in.data)
@@ -501,6 +504,10 @@ func (q *inputQueue) keep(ctx context.Context) {
 	tick := time.NewTicker(queueCheck)
 	defer tick.Stop()
 	lastPurge := time.Now()
+	// tails are the stream's last sequence as read at each tick: once the
+	// consumer passed one, a core copy older than it by lostAfter that no
+	// stream copy matched was never stored.
+	var tails []tail
 	for {
 		select {
 		case <-ctx.Done():
@@ -529,12 +536,28 @@ func (q *inputQueue) keep(ctx context.Context) {
 			}
 		}
 		q.full.Store(atLeast(st.Msgs, q.opts.MaxMsgs) || atLeast(st.Bytes+MaxInputBytes, q.opts.MaxBytes))
+		tails = append(tails, tail{at: time.Now(), seq: st.LastSeq})
+		passed := 0
+		for passed < len(tails) && tails[passed].seq <= q.last.Load() {
+			passed++
+		}
+		if passed > 0 {
+			for subject, lost := range q.replies.lostBefore(tails[passed-1].at.Add(-lostAfter)) {
+				q.refuseLost(subject, lost)
+			}
+			tails = tails[passed:]
+		}
 		maxAge := q.opts.MaxAge
 		if maxAge <= 0 {
 			maxAge = parkedTTL
 		}
 		q.replies.sweep(time.Now(), maxAge)
 	}
+}
+
+type tail struct {
+	at  time.Time
+	seq uint64
 }
 
 // atLeast reports whether n reached bound; a bound of 0 or less is none.

@@ -139,6 +139,38 @@ func (r *replies) take(subject string, data []byte) (t *ticket, lost []*ticket) 
 	return t, nil
 }
 
+// lostBefore removes and returns, per subject, the core copies that came
+// before cutoff and are still waiting: the stream never stored them.
+func (r *replies) lostBefore(cutoff time.Time) map[string][]*ticket {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var lost map[string][]*ticket
+	for subject, q := range r.waiting {
+		i := 0
+		for i < len(q) && q[i].at.Before(cutoff) {
+			i++
+		}
+		if i == 0 {
+			continue
+		}
+		if lost == nil {
+			lost = map[string][]*ticket{}
+		}
+		for _, t := range q[:i] {
+			if !t.refused {
+				lost[subject] = append(lost[subject], t)
+			}
+		}
+		r.count -= i
+		if i == len(q) {
+			delete(r.waiting, subject)
+		} else {
+			r.waiting[subject] = q[i:]
+		}
+	}
+	return lost
+}
+
 // finish decides a ticket's answer (nil: none from this worker) and
 // returns the message to send now, if its reply subject is known.
 func (r *replies) finish(t *ticket, answer *nats.Msg) *nats.Msg {

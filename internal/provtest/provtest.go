@@ -79,6 +79,14 @@ func StartReal(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock
 // or a restart). Env.Clock is set when clock is a fake one.
 func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
+	return StartQueue(t, ns, cfg, bus.InputQueueOptions{}, clock, add)
+}
+
+// StartQueue is StartOn with the input queue's bounds; its WorkerID and
+// Replicas are the worker's and 1.
+func StartQueue(t testing.TB, ns *server.Server, cfg worker.Config, queue bus.InputQueueOptions, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	queue.WorkerID, queue.Replicas = cfg.ID, 1
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
 	t.Cleanup(func() {
@@ -116,7 +124,7 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 	fake, _ := clock.(*clockwork.FakeClock)
 	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: bus.NewClient(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
 	t.Cleanup(e.Stop)
-	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", bus.InputQueueOptions{WorkerID: cfg.ID, Replicas: 1}, log); err != nil {
+	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", queue, log); err != nil {
 		t.Fatal(err)
 	}
 	return e
