@@ -49,11 +49,16 @@ const (
 	lostAfter = 2 * time.Second
 	// replayIdle removes a replay's consumer its worker could not delete.
 	replayIdle = 30 * time.Second
-	// inputBatch is how many inputs the consumer applies between acks.
+	// inputBatch is how many inputs the consumer and a replay read at once.
 	inputBatch = 256
-	// inputParallel is how many agents' inputs are applied side by side;
-	// one agent's inputs always go one after the other, in order.
-	inputParallel = 16
+	// inputLanes is how many agents' inputs are applied side by side, each
+	// lane holding up to laneDepth; one agent's inputs always go one after
+	// the other, in order.
+	inputLanes = 64
+	laneDepth  = 32
+	// ackEvery acknowledges the consumer every so many applied inputs, and
+	// whenever none is in hand.
+	ackEvery = 128
 	// queueCheck is how often the queue's fill is read, and its applied
 	// inputs purged when it fills.
 	queueCheck = 250 * time.Millisecond
@@ -151,7 +156,7 @@ func (q *inputQueue) openConsumer(ctx context.Context) error {
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckAllPolicy,
 		AckWait:           time.Minute,
-		MaxAckPending:     16 * inputBatch,
+		MaxAckPending:     2 * inputLanes * laneDepth,
 		InactiveThreshold: consumerIdle,
 		Replicas:          max(q.opts.Replicas, 1),
 	})
@@ -195,12 +200,15 @@ type queued struct {
 	seq     uint64
 	t       *ticket // nil when nobody is to be answered
 	refused bool
+	gen     uint64 // the ServedGeneration it is applied for
 }
 
 // run applies the stream in order until stop ends: the inputs the previous
 // holders of this worker's agents left first, and again whenever the agents
-// it serves change. ctx bounds the applying: what is in hand when stop ends
-// is finished.
+// it serves change. Inputs go to lanes by subject, so that one agent's stay
+// in order while different agents' KV round trips overlap; the consumer is
+// acknowledged up to the last input before which every one is done. ctx
+// bounds the applying: what is in hand when stop ends is finished.
 func (q *inputQueue) run(ctx, stop context.Context) {
 	msgs := make(chan jetstream.Msg, inputBatch)
 	var reader sync.WaitGroup
@@ -210,48 +218,95 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 		q.read(stop, msgs)
 	}()
 	defer reader.Wait()
+
+	// done never blocks a lane: it holds every input the lanes can hold.
+	done := make(chan laneResult, inputLanes*(laneDepth+1))
+	lanes := make([]chan queued, inputLanes)
+	var workers sync.WaitGroup
+	for i := range lanes {
+		lanes[i] = make(chan queued, laneDepth)
+		workers.Add(1)
+		go func(lane <-chan queued) {
+			defer workers.Done()
+			for in := range lane {
+				done <- laneResult{seq: in.seq, current: q.applyOne(ctx, in.gen, in)}
+			}
+		}(lanes[i])
+	}
+	defer func() {
+		for _, lane := range lanes {
+			close(lane)
+		}
+		workers.Wait()
+	}()
+
+	type inflight struct {
+		seq uint64
+		msg jetstream.Msg
+	}
+	var pending []inflight // dispatched, in stream order
+	finished := map[uint64]bool{}
+	var acked int
 	gen := q.replay(ctx, stop)
+	replay := false
 	for {
-		var first jetstream.Msg
+		// While a replay waits for the lanes to empty, no new input starts.
+		in := msgs
+		if replay || len(pending) >= inputLanes*laneDepth {
+			in = nil
+		}
 		select {
 		case <-stop.Done():
+			// What the lanes hold is finished; the consumer is not
+			// acknowledged for it: whoever reads it again skips it.
+			for n := len(pending) - len(finished); n > 0; n-- {
+				<-done
+			}
 			return
 		case <-q.h.ServedChanged():
-			gen = q.replay(ctx, stop)
-			continue
-		case first = <-msgs:
-		}
-		batch := []jetstream.Msg{first}
-	fill:
-		for len(batch) < inputBatch {
-			select {
-			case m := <-msgs:
-				batch = append(batch, m)
-			default:
-				break fill
+			replay = true
+		case r := <-done:
+			finished[r.seq] = true
+			replay = replay || !r.current
+			var last jetstream.Msg
+			for len(pending) > 0 && finished[pending[0].seq] {
+				delete(finished, pending[0].seq)
+				last = pending[0].msg
+				pending, acked = pending[1:], acked+1
 			}
-		}
-		var todo []queued
-		for _, m := range batch {
+			if last != nil && (acked >= ackEvery || len(pending) == 0) {
+				acked = 0
+				if err := last.Ack(); err != nil && stop.Err() == nil {
+					q.log.Warn().Err(err).Msg("could not acknowledge inputs")
+				}
+			}
+		case m := <-in:
 			meta, err := m.Metadata()
 			if err != nil || meta.Sequence.Stream <= q.last.Load() {
 				continue
 			}
 			q.last.Store(meta.Sequence.Stream)
-			in := queued{subject: m.Subject(), data: m.Data(), seq: meta.Sequence.Stream}
+			in := queued{subject: m.Subject(), data: m.Data(), seq: meta.Sequence.Stream, gen: gen}
 			var lost []*ticket
 			in.t, lost = q.replies.take(in.subject, in.data)
 			in.refused = in.t.refused
 			q.refuseLost(in.subject, lost)
-			todo = append(todo, in)
+			pending = append(pending, inflight{seq: in.seq, msg: m})
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(in.subject))
+			lanes[h.Sum32()%inputLanes] <- in
 		}
-		if q.apply(ctx, gen, todo) {
-			gen = q.replay(ctx, stop)
-		}
-		if err := batch[len(batch)-1].Ack(); err != nil && stop.Err() == nil {
-			q.log.Warn().Err(err).Msg("could not acknowledge inputs")
+		if replay && len(pending) == 0 {
+			gen, replay = q.replay(ctx, stop), false
 		}
 	}
+}
+
+// laneResult is an input a lane is done with; current is false when the
+// agents this worker serves changed under it.
+type laneResult struct {
+	seq     uint64
+	current bool
 }
 
 // read feeds the consumer's messages to run until ctx ends, opening the
@@ -303,9 +358,9 @@ func (q *inputQueue) refuseLost(subject string, lost []*ticket) {
 	}
 }
 
-// apply applies inputs, each agent's in order, and reports whether the
-// agents this worker serves changed under it: then the inputs it left, and
-// their tickets, are for the replay.
+// apply applies a replay's inputs, each agent's in order, and reports
+// whether the agents this worker serves changed under it: then the inputs
+// it left, and their tickets, are for the next replay.
 func (q *inputQueue) apply(ctx context.Context, gen uint64, todo []queued) (changed bool) {
 	bySubject := map[string][]queued{}
 	var order []string
@@ -313,25 +368,26 @@ func (q *inputQueue) apply(ctx context.Context, gen uint64, todo []queued) (chan
 		if _, ok := bySubject[in.subject]; !ok {
 			order = append(order, in.subject)
 		}
+		in.gen = gen
 		bySubject[in.subject] = append(bySubject[in.subject], in)
 	}
 	var stale atomic.Bool
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, inputParallel)
+	slots := make(chan struct{}, inputLanes)
 	for _, subject := range order {
 		slots <- struct{}{}
 		wg.Add(1)
 		go func(ins []queued) {
 			defer func() { <-slots; wg.Done() }()
-			for i, in := range ins {
-				if stale.Load() || !q.applyOne(ctx, gen, in) {
-					stale.Store(true)
-					for _, left := range ins[i:] {
-						if left.t != nil {
-							q.replies.park(left.seq, left.t)
-						}
+			for _, in := range ins {
+				if stale.Load() {
+					if in.t != nil {
+						q.replies.park(in.seq, in.t)
 					}
-					return
+					continue
+				}
+				if !q.applyOne(ctx, in.gen, in) {
+					stale.Store(true)
 				}
 			}
 		}(bySubject[subject])
@@ -368,6 +424,9 @@ func (q *inputQueue) applyOne(ctx context.Context, gen uint64, in queued) (curre
 		Pos: in.seq, Generation: gen, Refused: in.refused})
 	switch {
 	case errors.Is(err, worker.ErrOwnersChanged):
+		if in.t != nil {
+			q.replies.park(in.seq, in.t)
+		}
 		return false
 	case errors.Is(err, worker.ErrNotOwner):
 		if in.t != nil {

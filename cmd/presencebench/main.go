@@ -1,7 +1,9 @@
 // Command presencebench measures the provider in one process on the embedded
 // NATS server, the way BENCHMARKS.md reports it: subscribe throughput and
-// peak memory, attendant input throughput against raw KV puts, and the
-// latency from an input to the event at a subscriber.
+// peak memory, attendant input throughput against raw KV puts, the latency
+// from an input to the event at a subscriber, and the durable input path
+// (inputs.go): its sustained rate against raw JetStream publishes, its
+// latency under load and its behaviour under overload.
 package main
 
 import (
@@ -38,8 +40,13 @@ func main() {
 	inputs := flag.Int("inputs", 20000, "attendant inputs for the change throughput")
 	samples := flag.Int("samples", 2000, "inputs timed one by one for the latency")
 	flag.StringVar(&heapProfile, "heapprofile", "", "write a heap profile after the subscribe phase to this file")
+	phases := flag.String("phases", "subscribe,change,latency,durable", "the phases to run, comma-separated")
+	flag.IntVar(&durable.inputs, "durable-inputs", 100000, "inputs for the durable path's sustained rate")
+	flag.DurationVar(&durable.window, "durable-window", 5*time.Second, "how long each paced latency run lasts")
+	flag.DurationVar(&durable.overload, "overload", 10*time.Second, "how long 10 times the sustained rate is offered")
+	flag.Int64Var(&durable.maxMsgs, "queue-max-msgs", 1000000, "the input queue's bound, as PRESENCE_INPUT_QUEUE_MAX_MSGS")
 	flag.Parse()
-	if err := run(*agents, *uccs, *batch, *inputs, *samples); err != nil {
+	if err := run(strings.Split(*phases, ","), *agents, *uccs, *batch, *inputs, *samples); err != nil {
 		fmt.Fprintln(os.Stderr, "presencebench:", err)
 		os.Exit(1)
 	}
@@ -80,7 +87,8 @@ func start(dir string) (*provider, error) {
 	if err := w.Start(ctx); err != nil {
 		return nil, err
 	}
-	svc, err := conn.Serve(ctx, w, "0.0.0-bench", bus.InputQueueOptions{WorkerID: "bench", Replicas: 1}, log)
+	svc, err := conn.Serve(ctx, w, "0.0.0-bench", bus.InputQueueOptions{WorkerID: "bench", Replicas: 1,
+		MaxMsgs: durable.maxMsgs, MaxBytes: 1 << 30, MaxAge: 24 * time.Hour}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +106,7 @@ func start(dir string) (*provider, error) {
 	}}, nil
 }
 
-func run(agents, uccs, batch, inputs, samples int) error {
+func run(phases []string, agents, uccs, batch, inputs, samples int) error {
 	dir, err := os.MkdirTemp("", "presencebench")
 	if err != nil {
 		return err
@@ -110,13 +118,25 @@ func run(agents, uccs, batch, inputs, samples int) error {
 	}
 	defer p.stop()
 	fmt.Printf("machine: %d cores, %s; store: file (JetStream, embedded)\n", runtime.NumCPU(), runtime.Version())
-	if err := subscribeThroughput(p, agents, uccs, batch); err != nil {
-		return err
+	for _, phase := range phases {
+		var err error
+		switch phase {
+		case "subscribe":
+			err = subscribeThroughput(p, agents, uccs, batch)
+		case "change":
+			err = changeThroughput(p, inputs)
+		case "latency":
+			err = latency(p, samples)
+		case "durable":
+			err = durablePath(p)
+		default:
+			err = fmt.Errorf("no phase %q: subscribe, change, latency or durable", phase)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if err := changeThroughput(p, inputs); err != nil {
-		return err
-	}
-	return latency(p, samples)
+	return nil
 }
 
 func agentURI(i int) string { return fmt.Sprintf("sip:agent%06d@bench.example", i) }

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contactcenter/presence-provider/schemas"
+)
+
+// durable holds the settings of the durable input path's phase.
+var durable struct {
+	inputs           int
+	window, overload time.Duration
+	maxMsgs          int64
+}
+
+// durablePath measures the inputs through the presence_inputs stream: the
+// sustained rate beside raw JetStream publishes of the same size, the
+// latency at 1,000/s and at 80 % of the sustained rate, and 10 times the
+// sustained rate offered for a while.
+func durablePath(p *provider) error {
+	if err := rawJetStream(p, durable.inputs); err != nil {
+		return err
+	}
+	sustained, err := sustainedRate(p, durable.inputs)
+	if err != nil {
+		return err
+	}
+	for _, rate := range []float64{1000, 0.8 * sustained} {
+		if err := latencyAt(p, rate, durable.window); err != nil {
+			return err
+		}
+	}
+	return overload(p, 10*sustained, durable.overload)
+}
+
+// inputBody is an attendant input whose activity names it: every input
+// changes the agent's presence, so each gives one event.
+func inputBody(prefix string, n int) []byte {
+	return []byte(`{"availability":"Busy","activity":"` + prefix + strconv.Itoa(n) + `"}`)
+}
+
+// rawJetStream publishes n messages of an input's size into a stream like
+// presence_inputs (file storage, no acknowledgement), and n synchronous
+// acknowledged publishes into another, from one client.
+func rawJetStream(p *provider, n int) error {
+	ctx := context.Background()
+	js := p.conn.JS
+	body := inputBody("n", n)
+	measure := func(name string, noAck bool, publish func(subject string) error) (float64, error) {
+		s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}, NoAck: noAck})
+		if err != nil {
+			return 0, err
+		}
+		defer func() { _ = js.DeleteStream(ctx, name) }()
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if err := publish(name + ".in." + strconv.Itoa(i%1000)); err != nil {
+				return 0, err
+			}
+		}
+		for {
+			info, err := s.Info(ctx)
+			if err != nil {
+				return 0, err
+			}
+			if info.State.Msgs >= uint64(n) {
+				break
+			}
+			if time.Since(start) > 5*time.Minute {
+				return 0, fmt.Errorf("%s holds %d of %d messages", name, info.State.Msgs, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return float64(n) / time.Since(start).Seconds(), nil
+	}
+	stored, err := measure("bench_raw_core", true, func(subject string) error { return p.conn.NC.Publish(subject, body) })
+	if err != nil {
+		return err
+	}
+	async, err := measure("bench_raw_async", false, func(subject string) error {
+		_, err := js.PublishAsync(subject, body)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sync, err := measure("bench_raw_sync", false, func(subject string) error {
+		_, err := js.Publish(ctx, subject, body)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("raw JetStream, %d messages of %d bytes, file storage, one client:\n", n, len(body))
+	fmt.Printf("  core publishes stored by a NoAck stream (as inputs are): %.0f msgs/s\n", stored)
+	fmt.Printf("  async acknowledged publishes: %.0f msgs/s\n", async)
+	fmt.Printf("  synchronous acknowledged publishes: %.0f msgs/s\n", sync)
+	rawRates = [3]float64{stored, async, sync}
+	return nil
+}
+
+// rawRates are the raw figures of this run, for the ratios.
+var rawRates [3]float64
+
+// events counts the events of every agent whose activity starts with
+// prefix, and calls seen with its number.
+func events(p *provider, prefix string, seen func(n int)) (stop func() error, err error) {
+	return p.client.Watch(nil, func(ev schemas.Event) {
+		if n, err := strconv.Atoi(strings.TrimPrefix(ev.Presence.Activity, prefix)); err == nil && strings.HasPrefix(ev.Presence.Activity, prefix) {
+			seen(n)
+		}
+	})
+}
+
+// sustainedRate publishes n inputs over 1,000 agents without reply subjects
+// as fast as the client can, and times them to their n-th event.
+func sustainedRate(p *provider, n int) (float64, error) {
+	var got atomic.Int64
+	done := make(chan struct{})
+	stop, err := events(p, "s", func(int) {
+		if got.Add(1) == int64(n) {
+			close(done)
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		key := schemas.Key(fmt.Sprintf("sip:sustained%04d@bench.example", i%1000))
+		if err := p.conn.NC.Publish(schemas.AttendantPrefix+key, inputBody("s", i)); err != nil {
+			return 0, err
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Minute):
+		return 0, fmt.Errorf("only %d of %d events arrived", got.Load(), n)
+	}
+	rate := float64(n) / time.Since(start).Seconds()
+	fmt.Printf("durable inputs through one worker: %d inputs over 1,000 agents -> %d events in %s: %.0f inputs/s\n",
+		n, n, time.Since(start).Round(time.Millisecond), rate)
+	fmt.Printf("  ratio to stored core publishes %.2f, to async publishes %.2f, to synchronous publishes %.2f\n",
+		rate/rawRates[0], rate/rawRates[1], rate/rawRates[2])
+	return rate, nil
+}
+
+// pace publishes at rate per second for window, calling send with each
+// input's number, and returns how many it sent.
+func pace(rate float64, window time.Duration, send func(n int) error) (int, error) {
+	start := time.Now()
+	sent := 0
+	for time.Since(start) < window {
+		for due := int(time.Since(start).Seconds() * rate); sent < due; sent++ {
+			if err := send(sent); err != nil {
+				return sent, err
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return sent, nil
+}
+
+// latencyAt offers inputs at rate for window and times each from its
+// publish to its event.
+func latencyAt(p *provider, rate float64, window time.Duration) error {
+	prefix := fmt.Sprintf("l%.0f-", rate)
+	var mu sync.Mutex
+	sentAt := map[int]time.Time{}
+	var took []time.Duration
+	stop, err := events(p, prefix, func(n int) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if at, ok := sentAt[n]; ok {
+			took = append(took, now.Sub(at))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer stop()
+	sent, err := pace(rate, window, func(n int) error {
+		key := schemas.Key(fmt.Sprintf("sip:latency%04d@bench.example", n%1000))
+		mu.Lock()
+		sentAt[n] = time.Now()
+		mu.Unlock()
+		return p.conn.NC.Publish(schemas.AttendantPrefix+key, inputBody(prefix, n))
+	})
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		got := len(took)
+		mu.Unlock()
+		if got >= sent {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("latency at %.0f/s: %d of %d events", rate, got, sent)
+		}
+	}
+	slices.Sort(took)
+	pct := func(q float64) time.Duration { return took[int(q*float64(len(took)-1))].Round(time.Microsecond) }
+	fmt.Printf("latency input -> event at %.0f inputs/s for %s (%d inputs): p50 %s, p99 %s, max %s\n",
+		rate, window, sent, pct(0.5), pct(0.99), pct(1))
+	return nil
+}
+
+// overload offers requests at rate for window and counts their answers:
+// ok within the window, ok later (queued, applied later), overloaded, any
+// other answer, and none (silently lost).
+func overload(p *provider, rate float64, window time.Duration) error {
+	nc := p.conn.NC
+	inbox := nats.NewInbox()
+	var okIn, okLater, refused, other atomic.Int64
+	var ended atomic.Bool
+	sub, err := nc.Subscribe(inbox+".*", func(m *nats.Msg) {
+		var rep schemas.InputReply
+		switch {
+		case json.Unmarshal(m.Data, &rep) != nil:
+			other.Add(1)
+		case rep.OK && ended.Load():
+			okLater.Add(1)
+		case rep.OK:
+			okIn.Add(1)
+		case rep.Error != nil && rep.Error.Code == schemas.CodeOverloaded:
+			refused.Add(1)
+		default:
+			other.Add(1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return err
+	}
+	offered, err := pace(rate, window, func(n int) error {
+		key := schemas.Key(fmt.Sprintf("sip:overload%05d@bench.example", n%2000))
+		return nc.PublishRequest(schemas.AttendantPrefix+key, inbox+"."+strconv.Itoa(n), inputBody("o", n))
+	})
+	if err != nil {
+		return err
+	}
+	ended.Store(true)
+	offeredFor := window
+	answered := func() int64 { return okIn.Load() + okLater.Load() + refused.Load() + other.Load() }
+	// Wait until every input is answered, or no answer came for 30 s.
+	last, lastAt := answered(), time.Now()
+	for answered() < int64(offered) && time.Since(lastAt) < 30*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		if a := answered(); a != last {
+			last, lastAt = a, time.Now()
+		}
+	}
+	drained := time.Since(lastAt)
+	fmt.Printf("overload: %d requests offered at %.0f/s (10x the sustained rate) for %s, queue bound %d inputs:\n",
+		offered, rate, offeredFor, durable.maxMsgs)
+	fmt.Printf("  ok within the window %d; queued and applied later %d; refused overloaded %d; other answers %d; unanswered (silently lost) %d\n",
+		okIn.Load(), okLater.Load(), refused.Load(), other.Load(), int64(offered)-answered())
+	if drained >= 30*time.Second && answered() < int64(offered) {
+		return errors.New("overload: inputs left unanswered")
+	}
+	return nil
+}
