@@ -44,9 +44,6 @@ const (
 	// maxWaiting bounds the core copies of inputs waiting for their stream
 	// copy, whatever the queue's bound.
 	maxWaiting = 1 << 20
-	// lostAfter is how much later than its core copy the stream may store
-	// an input: a cluster's replication, a busy server.
-	lostAfter = 2 * time.Second
 	// replayIdle removes a replay's consumer its worker could not delete.
 	replayIdle = 30 * time.Second
 	// inputBatch is how many inputs the consumer and a replay read at once.
@@ -84,6 +81,10 @@ type inputQueue struct {
 	// delivered again (a recreated consumer) is not handled twice.
 	last atomic.Uint64
 }
+
+// probeSubject is what a worker publishes into the input queue to learn
+// whether the inputs that wait were stored; it is no input.
+const probeSubject = schemas.InputProbe
 
 // consumerName is the worker's durable consumer: the worker id, made of
 // the characters a consumer name may hold, and a hash that keeps two ids
@@ -170,9 +171,6 @@ func (q *inputQueue) openConsumer(ctx context.Context) error {
 // core takes the core copy of an input; it runs on the subscription's
 // callback, so it only files the reply subject (or refuses at once).
 func (q *inputQueue) core(m *nats.Msg) {
-	if m.Reply == "" {
-		return
-	}
 	answer := q.replies.arrive(m.Subject, m.Reply, m.Data, q.full.Load(), func() bool {
 		return q.servesSubject(m.Subject)
 	})
@@ -290,7 +288,7 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 			var lost []*ticket
 			in.t, lost = q.replies.take(in.subject, in.data)
 			in.refused = in.t.refused
-			q.refuseLost(in.subject, lost)
+			q.refuseLost(lost)
 			pending = append(pending, inflight{seq: in.seq, msg: m})
 			h := fnv.New32a()
 			_, _ = h.Write([]byte(in.subject))
@@ -348,13 +346,11 @@ func (q *inputQueue) read(ctx context.Context, out chan<- jetstream.Msg) {
 
 // refuseLost answers overloaded the inputs that were never stored, when this
 // worker serves their agent.
-func (q *inputQueue) refuseLost(subject string, lost []*ticket) {
-	if len(lost) == 0 || !q.servesSubject(subject) {
-		return
-	}
-	answer := inputError(overloaded())
+func (q *inputQueue) refuseLost(lost []*ticket) {
 	for _, t := range lost {
-		q.send(addressed(answer, t.reply))
+		if q.servesSubject(t.subject) {
+			q.send(addressed(inputError(overloaded()), t.reply))
+		}
 	}
 }
 
@@ -409,6 +405,9 @@ func (q *inputQueue) applyOne(ctx context.Context, gen uint64, in queued) (curre
 			q.send(q.replies.finish(in.t, answer))
 		}
 	}()
+	if in.subject == probeSubject {
+		return true
+	}
 	tokens := strings.Split(in.subject, ".")
 	if len(tokens) != 4 {
 		answer = inputError(&schemas.Error{Code: schemas.CodeBadRequest, Message: "input subject is not presence.in.<source>.<key>"})
@@ -563,10 +562,6 @@ func (q *inputQueue) keep(ctx context.Context) {
 	tick := time.NewTicker(queueCheck)
 	defer tick.Stop()
 	lastPurge := time.Now()
-	// tails are the stream's last sequence as read at each tick: once the
-	// consumer passed one, a core copy older than it by lostAfter that no
-	// stream copy matched was never stored.
-	var tails []tail
 	for {
 		select {
 		case <-ctx.Done():
@@ -595,28 +590,15 @@ func (q *inputQueue) keep(ctx context.Context) {
 			}
 		}
 		q.full.Store(atLeast(st.Msgs, q.opts.MaxMsgs) || atLeast(st.Bytes+MaxInputBytes, q.opts.MaxBytes))
-		tails = append(tails, tail{at: time.Now(), seq: st.LastSeq})
-		passed := 0
-		for passed < len(tails) && tails[passed].seq <= q.last.Load() {
-			passed++
-		}
-		if passed > 0 {
-			for subject, lost := range q.replies.lostBefore(tails[passed-1].at.Add(-lostAfter)) {
-				q.refuseLost(subject, lost)
+		if q.replies.stale(time.Now()) {
+			// Whether the inputs that wait were stored shows once the
+			// consumer reads something stored after them.
+			if err := q.nc.Publish(probeSubject, nil); err != nil && ctx.Err() == nil {
+				q.log.Warn().Err(err).Msg("could not probe the input queue")
 			}
-			tails = tails[passed:]
 		}
-		maxAge := q.opts.MaxAge
-		if maxAge <= 0 {
-			maxAge = parkedTTL
-		}
-		q.replies.sweep(time.Now(), maxAge)
+		q.replies.sweep(time.Now())
 	}
-}
-
-type tail struct {
-	at  time.Time
-	seq uint64
 }
 
 // atLeast reports whether n reached bound; a bound of 0 or less is none.

@@ -13,14 +13,22 @@ import (
 // subscription to presence.in.> therefore sees the same inputs, and replies
 // pairs its copies (reply subject and payload) with the stream's, subject
 // by subject and in order.
+//
+// The server hands an input to the stream and to the core subscribers in
+// one step, and the stream stores what it takes in the order it took it.
+// So once the consumer reads an input whose core copy came at time a, a
+// core copy that came before a - anchorMargin and is still unpaired was
+// never stored (the stream was full): it is refused. The margin covers
+// publishers whose inputs interleave on their way (a cluster's routes).
 
 // Bounds of what replies keeps.
 const (
+	anchorMargin = time.Second
 	// lateTTL is how long a stream copy waits for its core copy: the core
 	// copy comes first but for a lagging subscription or a cluster route.
 	lateTTL = 10 * time.Second
 	// maxLatePerSubject bounds the stream copies waiting for a core copy
-	// per subject: inputs without a reply subject never get one.
+	// per subject.
 	maxLatePerSubject = 16
 	// parkedTTL is how long an input another worker should apply keeps its
 	// reply subject, in case this worker applies it after all (the owner
@@ -29,13 +37,15 @@ const (
 	maxParked = 1 << 16
 )
 
-// ticket is one input's answer: who to answer (reply, once its core copy
-// came) and, once decided, what.
+// ticket is one input's core copy, and its answer: who to answer (reply,
+// once its core copy came; empty for none) and, once decided, what.
 type ticket struct {
+	subject string
 	reply   string
 	hash    uint64
 	at      time.Time
 	refused bool // its sender was told overloaded already
+	paired  bool // no longer waiting: its stream copy came, or it was lost
 	decided bool
 	answer  *nats.Msg
 }
@@ -49,16 +59,17 @@ type parked struct {
 // the subscription callback and the consumer at once.
 type replies struct {
 	nc *nats.Conn
-	// limit bounds the core copies waiting for their stream copy; beyond
+	// limit is how many core copies may wait for their stream copy; beyond
 	// it a new input is refused at once.
 	limit int
 
 	mu      sync.Mutex
 	waiting map[string][]*ticket // per subject: core copies, oldest first
-	count   int
+	order   []*ticket            // every waiting core copy, oldest first (paired ones until they reach the front)
+	count   int                  // waiting core copies
 	late    map[string][]*ticket // per subject: stream copies without a core copy yet
 	parked  map[uint64]*ticket   // by stream sequence: inputs left to another worker
-	order   []parked             // parked, oldest first
+	parkAge []parked             // parked, oldest first
 }
 
 func newReplies(nc *nats.Conn, limit int) *replies {
@@ -72,10 +83,10 @@ func hashOf(data []byte) uint64 {
 	return h.Sum64()
 }
 
-// arrive takes the core copy of an input that carries a reply subject.
-// refuse tells whether to answer overloaded at once; it is asked only when
-// the queue looks full (full) or too many copies wait here. It returns the
-// answer to send, if any.
+// arrive takes the core copy of an input (reply empty: none to answer).
+// refuse tells whether to answer overloaded at once; it is asked only for
+// a copy with a reply subject when the queue looks full (full) or too many
+// copies wait here. It returns the answer to send, if any.
 func (r *replies) arrive(subject, reply string, data []byte, full bool, refuse func() bool) *nats.Msg {
 	h := hashOf(data)
 	r.mu.Lock()
@@ -86,28 +97,30 @@ func (r *replies) arrive(subject, reply string, data []byte, full bool, refuse f
 		}
 		r.late[subject] = deleteAt(r.late[subject], i)
 		t.reply = reply
-		if t.decided && t.answer != nil {
+		if t.decided && t.answer != nil && reply != "" {
 			return addressed(t.answer, reply)
 		}
 		return nil
 	}
-	t := &ticket{reply: reply, hash: h, at: time.Now()}
+	t := &ticket{subject: subject, reply: reply, hash: h, at: time.Now()}
 	var answer *nats.Msg
-	if (full || r.count >= r.limit) && refuse() {
+	if reply != "" && (full || r.count >= r.limit) && refuse() {
 		t.reply, t.refused = "", true
 		answer = addressed(inputError(overloaded()), reply)
 	}
-	if r.count < 2*r.limit {
-		r.waiting[subject] = append(r.waiting[subject], t)
-		r.count++
-	}
+	// Kept even beyond the limit: a refused input must not be applied
+	// should the stream have stored it after all.
+	r.waiting[subject] = append(r.waiting[subject], t)
+	r.order = append(r.order, t)
+	r.count++
 	return answer
 }
 
 // take pairs the stream copy of an input with its core copy: the first
-// waiting one of the subject with the same payload. The copies before it
-// were never stored (the queue was full); they are returned to be refused.
-// Without a core copy yet, the ticket waits for it among the late ones.
+// waiting one of the subject with the same payload. The core copies that
+// came well before it and still wait were never stored: they are returned,
+// those with someone to answer, to be refused. Without a core copy yet,
+// the ticket waits for one among the late ones.
 func (r *replies) take(subject string, data []byte) (t *ticket, lost []*ticket) {
 	h := hashOf(data)
 	r.mu.Lock()
@@ -117,20 +130,10 @@ func (r *replies) take(subject string, data []byte) (t *ticket, lost []*ticket) 
 		if w.hash != h {
 			continue
 		}
-		for _, l := range q[:i] {
-			if !l.refused {
-				lost = append(lost, l)
-			}
-		}
-		if i+1 == len(q) {
-			delete(r.waiting, subject)
-		} else {
-			r.waiting[subject] = q[i+1:]
-		}
-		r.count -= i + 1
-		return w, lost
+		r.unwait(subject, i)
+		return w, r.lostBefore(w.at.Add(-anchorMargin))
 	}
-	t = &ticket{hash: h, at: time.Now()}
+	t = &ticket{subject: subject, hash: h, at: time.Now()}
 	l := r.late[subject]
 	if len(l) >= maxLatePerSubject {
 		l = l[1:]
@@ -139,36 +142,51 @@ func (r *replies) take(subject string, data []byte) (t *ticket, lost []*ticket) 
 	return t, nil
 }
 
-// lostBefore removes and returns, per subject, the core copies that came
-// before cutoff and are still waiting: the stream never stored them.
-func (r *replies) lostBefore(cutoff time.Time) map[string][]*ticket {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var lost map[string][]*ticket
-	for subject, q := range r.waiting {
-		i := 0
-		for i < len(q) && q[i].at.Before(cutoff) {
-			i++
-		}
-		if i == 0 {
-			continue
-		}
-		if lost == nil {
-			lost = map[string][]*ticket{}
-		}
-		for _, t := range q[:i] {
-			if !t.refused {
-				lost[subject] = append(lost[subject], t)
+// unwait takes the i-th waiting core copy of subject out; the caller holds
+// r.mu.
+func (r *replies) unwait(subject string, i int) {
+	q := r.waiting[subject]
+	q[i].paired = true
+	r.count--
+	if len(q) == 1 {
+		delete(r.waiting, subject)
+	} else {
+		r.waiting[subject] = append(q[:i:i], q[i+1:]...)
+	}
+}
+
+// lostBefore takes out the core copies that came before cutoff and still
+// wait, and returns those with someone to answer; the caller holds r.mu.
+func (r *replies) lostBefore(cutoff time.Time) (lost []*ticket) {
+	for len(r.order) > 0 {
+		t := r.order[0]
+		if !t.paired {
+			if !t.at.Before(cutoff) {
+				break
+			}
+			// Older copies of its subject were taken out before it.
+			r.unwait(t.subject, 0)
+			if t.reply != "" && !t.refused {
+				lost = append(lost, t)
 			}
 		}
-		r.count -= i
-		if i == len(q) {
-			delete(r.waiting, subject)
-		} else {
-			r.waiting[subject] = q[i:]
-		}
+		r.order[0] = nil
+		r.order = r.order[1:]
 	}
 	return lost
+}
+
+// stale reports whether a core copy has waited longer than twice the
+// anchor margin: a probe through the stream tells whether it was stored.
+func (r *replies) stale(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.order {
+		if !t.paired {
+			return now.Sub(t.at) > 2*anchorMargin
+		}
+	}
+	return false
 }
 
 // finish decides a ticket's answer (nil: none from this worker) and
@@ -192,12 +210,12 @@ func (r *replies) park(seq uint64, t *ticket) {
 	if t.refused {
 		return
 	}
-	if len(r.order) >= maxParked {
-		delete(r.parked, r.order[0].seq)
-		r.order = r.order[1:]
+	if len(r.parkAge) >= maxParked {
+		delete(r.parked, r.parkAge[0].seq)
+		r.parkAge = r.parkAge[1:]
 	}
 	r.parked[seq] = t
-	r.order = append(r.order, parked{seq: seq, t: t})
+	r.parkAge = append(r.parkAge, parked{seq: seq, t: t})
 }
 
 // unpark returns the ticket parked at seq, if any, and forgets it.
@@ -210,9 +228,8 @@ func (r *replies) unpark(seq uint64) (*ticket, bool) {
 }
 
 // sweep forgets what can no longer be paired: stream copies whose core copy
-// did not come, parked tickets older than a request may take, and core
-// copies older than the queue keeps anything.
-func (r *replies) sweep(now time.Time, maxAge time.Duration) {
+// did not come, and parked tickets older than a request may take.
+func (r *replies) sweep(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for subject, l := range r.late {
@@ -227,25 +244,13 @@ func (r *replies) sweep(now time.Time, maxAge time.Duration) {
 		}
 	}
 	i := 0
-	for i < len(r.order) && now.Sub(r.order[i].t.at) > parkedTTL {
-		if r.parked[r.order[i].seq] == r.order[i].t {
-			delete(r.parked, r.order[i].seq)
+	for i < len(r.parkAge) && now.Sub(r.parkAge[i].t.at) > parkedTTL {
+		if r.parked[r.parkAge[i].seq] == r.parkAge[i].t {
+			delete(r.parked, r.parkAge[i].seq)
 		}
 		i++
 	}
-	r.order = r.order[i:]
-	for subject, q := range r.waiting {
-		i := 0
-		for i < len(q) && now.Sub(q[i].at) > maxAge {
-			i++
-		}
-		r.count -= i
-		if i == len(q) {
-			delete(r.waiting, subject)
-		} else {
-			r.waiting[subject] = q[i:]
-		}
-	}
+	r.parkAge = r.parkAge[i:]
 }
 
 func deleteAt(l []*ticket, i int) []*ticket {

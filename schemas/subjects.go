@@ -18,6 +18,9 @@ const (
 	PSTNPrefix       = "presence.in.pstn."
 	// InputWildcard is every input of every source; each worker takes all.
 	InputWildcard = "presence.in.>"
+	// InputProbe is no input: workers publish it, empty, through the input
+	// queue to learn which inputs the queue did not store.
+	InputProbe = "presence.in.probe"
 )
 
 // EventSubject is the subject of one agent's presence events.
