@@ -227,7 +227,29 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 		go func(lane <-chan queued) {
 			defer workers.Done()
 			for in := range lane {
-				done <- laneResult{seq: in.seq, current: q.applyOne(ctx, in.gen, in)}
+				// What waits in the lane goes with it: one agent's
+				// backlog is one write.
+				batch := []queued{in}
+			more:
+				for len(batch) < laneDepth {
+					select {
+					case next, ok := <-lane:
+						if !ok {
+							break more
+						}
+						batch = append(batch, next)
+					default:
+						break more
+					}
+				}
+				// A lane's inputs share a generation: a new one starts
+				// only once the lanes are empty.
+				for _, run := range bySubject(batch) {
+					current := q.applyRun(ctx, run[0].gen, run)
+					for _, in := range run {
+						done <- laneResult{seq: in.seq, current: current}
+					}
+				}
 			}
 		}(lanes[i])
 	}
@@ -358,92 +380,108 @@ func (q *inputQueue) refuseLost(lost []*ticket) {
 // whether the agents this worker serves changed under it: then the inputs
 // it left, and their tickets, are for the next replay.
 func (q *inputQueue) apply(ctx context.Context, gen uint64, todo []queued) (changed bool) {
-	bySubject := map[string][]queued{}
-	var order []string
-	for _, in := range todo {
-		if _, ok := bySubject[in.subject]; !ok {
-			order = append(order, in.subject)
-		}
-		in.gen = gen
-		bySubject[in.subject] = append(bySubject[in.subject], in)
-	}
 	var stale atomic.Bool
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, inputLanes)
-	for _, subject := range order {
+	for _, run := range bySubject(todo) {
 		slots <- struct{}{}
 		wg.Add(1)
-		go func(ins []queued) {
+		go func() {
 			defer func() { <-slots; wg.Done() }()
-			for _, in := range ins {
-				if stale.Load() {
-					if in.t != nil {
-						q.replies.park(in.seq, in.t)
-					}
-					continue
-				}
-				if !q.applyOne(ctx, in.gen, in) {
-					stale.Store(true)
-				}
+			if !q.applyRun(ctx, gen, run) {
+				stale.Store(true)
 			}
-		}(bySubject[subject])
+		}()
 	}
 	wg.Wait()
 	return stale.Load()
 }
 
-// applyOne applies one input and answers it; false means the agents this
-// worker serves changed since gen.
-func (q *inputQueue) applyOne(ctx context.Context, gen uint64, in queued) (current bool) {
-	var answer *nats.Msg
+// applyRun applies inputs of one subject, in order, and answers them;
+// false means the agents this worker serves changed since gen: the inputs
+// are left to the replay.
+func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (current bool) {
+	answers := make([]*nats.Msg, len(run))
+	park := false
 	defer func() {
 		if r := recover(); r != nil {
-			q.log.Error().Str("subject", in.subject).Interface("panic", r).Stack().Msg("recovered from panic in input")
-			answer, current = inputError(internalError(fmt.Sprintf("handler failed: %v", r))), true
+			q.log.Error().Str("subject", run[0].subject).Interface("panic", r).Stack().Msg("recovered from panic in input")
+			for i := range answers {
+				answers[i] = inputError(internalError(fmt.Sprintf("handler failed: %v", r)))
+			}
+			current, park = true, false
 		}
-		if in.t != nil && current {
-			q.send(q.replies.finish(in.t, answer))
+		for i, in := range run {
+			switch {
+			case in.t == nil:
+			case park:
+				q.replies.park(in.seq, in.t)
+			default:
+				q.send(q.replies.finish(in.t, answers[i]))
+			}
 		}
 	}()
-	if in.subject == probeSubject {
+	subject := run[0].subject
+	if subject == probeSubject {
 		return true
 	}
-	tokens := strings.Split(in.subject, ".")
+	tokens := strings.Split(subject, ".")
 	if len(tokens) != 4 {
-		answer = inputError(&schemas.Error{Code: schemas.CodeBadRequest, Message: "input subject is not presence.in.<source>.<key>"})
+		for i := range answers {
+			answers[i] = inputError(&schemas.Error{Code: schemas.CodeBadRequest, Message: "input subject is not presence.in.<source>.<key>"})
+		}
 		return true
 	}
-	if len(in.data) > MaxInputBytes {
-		answer = inputError(&schemas.Error{Code: schemas.CodeBadRequest, Message: fmt.Sprintf("input of %d bytes; at most %d", len(in.data), MaxInputBytes)})
-		return true
+	var ins []worker.QueuedInput
+	var at []int // the run's index of each of ins
+	for i, in := range run {
+		if len(in.data) > MaxInputBytes {
+			answers[i] = inputError(&schemas.Error{Code: schemas.CodeBadRequest, Message: fmt.Sprintf("input of %d bytes; at most %d", len(in.data), MaxInputBytes)})
+			continue
+		}
+		ins = append(ins, worker.QueuedInput{Source: tokens[2], Key: tokens[3], Body: in.data,
+			Pos: in.seq, Generation: gen, Refused: in.refused})
+		at = append(at, i)
 	}
 	callCtx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	rep, err := q.h.Input(callCtx, worker.QueuedInput{Source: tokens[2], Key: tokens[3], Body: in.data,
-		Pos: in.seq, Generation: gen, Refused: in.refused})
-	switch {
-	case errors.Is(err, worker.ErrOwnersChanged):
-		if in.t != nil {
-			q.replies.park(in.seq, in.t)
+	for j, res := range q.h.Input(callCtx, ins) {
+		i := at[j]
+		switch {
+		case errors.Is(res.Err, worker.ErrOwnersChanged):
+			park = true
+			return false
+		case errors.Is(res.Err, worker.ErrNotOwner):
+			park = true
+			return true
+		case run[i].refused:
+		case res.Err != nil:
+			e := toContractError(res.Err)
+			q.log.Warn().Str("subject", subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
+			answers[i] = inputError(e)
+		default:
+			data, _ := json.Marshal(res.Reply)
+			answers[i] = &nats.Msg{Data: data}
 		}
-		return false
-	case errors.Is(err, worker.ErrNotOwner):
-		if in.t != nil {
-			q.replies.park(in.seq, in.t)
-			in.t = nil
-		}
-		return true
-	case in.refused:
-		return true
-	case err != nil:
-		e := toContractError(err)
-		q.log.Warn().Str("subject", in.subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
-		answer = inputError(e)
-	default:
-		data, _ := json.Marshal(rep)
-		answer = &nats.Msg{Data: data}
 	}
 	return true
+}
+
+// bySubject groups inputs by subject, each group in order, the groups in
+// the order of their first input.
+func bySubject(ins []queued) [][]queued {
+	at := map[string]int{}
+	var groups [][]queued
+	for _, in := range ins {
+		i, ok := at[in.subject]
+		if !ok {
+			i = len(groups)
+			at[in.subject] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], in)
+	}
+	return groups
 }
 
 // replay applies, before anything newer, what the stream holds above the

@@ -45,10 +45,11 @@ type Handler interface {
 
 // InputHandler applies the durable inputs (docs/contract.md, Inputs).
 type InputHandler interface {
-	// Input applies one input, once: worker.ErrNotOwner when another
-	// worker serves the agent, worker.ErrOwnersChanged when the agents this
-	// worker serves changed since the generation the input names.
-	Input(ctx context.Context, in worker.QueuedInput) (schemas.InputReply, error)
+	// Input applies inputs of one agent and source, in order, each once;
+	// every result holds worker.ErrNotOwner when another worker serves the
+	// agent, worker.ErrOwnersChanged when the agents this worker serves
+	// changed since the generation the inputs name.
+	Input(ctx context.Context, ins []worker.QueuedInput) []worker.InputResult
 	// ServedGeneration counts the changes of the agents this worker
 	// serves; ServedChanged is signalled at each.
 	ServedGeneration() uint64

@@ -295,59 +295,98 @@ func (w *Worker) Serves(key string) bool {
 	return w.servedBy(key)
 }
 
-// Input applies one input of a fed source once: an input at or below the
-// position recorded for the agent was applied already, and is answered with
-// the agent's current seq.
-func (w *Worker) Input(ctx context.Context, in QueuedInput) (schemas.InputReply, error) {
-	source, key := in.Source, in.Key
+// InputResult is what became of one QueuedInput.
+type InputResult struct {
+	Reply schemas.InputReply
+	Err   error
+}
+
+// Input applies inputs of one agent and source, in order, each once: an
+// input at or below the position recorded for the agent was applied
+// already, and is answered with the agent's current seq. The presence they
+// lead to is stored in one write, so that a backlog costs one write per
+// agent: the events show the last, every input is answered with its seq.
+// An error of them all (ErrNotOwner, ErrOwnersChanged, a bad key) is in
+// every result.
+func (w *Worker) Input(ctx context.Context, ins []QueuedInput) []InputResult {
+	out := make([]InputResult, len(ins))
+	if len(ins) == 0 {
+		return out
+	}
+	fail := func(err error) []InputResult {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	source, key := ins[0].Source, ins[0].Key
 	spec, known := sources.Lookup(source)
 	if !known || !spec.Fed() {
-		return schemas.InputReply{}, badRequest("no source takes inputs named %q", source)
+		return fail(badRequest("no source takes inputs named %q", source))
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(key)
 	if err != nil {
-		return schemas.InputReply{}, &schemas.Error{Code: schemas.CodeInvalidURI, Message: fmt.Sprintf("key %q is not base64url", key)}
+		return fail(&schemas.Error{Code: schemas.CodeInvalidURI, Message: fmt.Sprintf("key %q is not base64url", key)})
 	}
 	u, err := schemas.ParseURI(string(raw))
 	if err != nil {
-		return schemas.InputReply{}, err
+		return fail(err)
 	}
 	if u.Key() != key {
-		return schemas.InputReply{}, &schemas.Error{Code: schemas.CodeInvalidURI,
-			Message: fmt.Sprintf("key %q is not the key of a normalised URI (%s is %s)", key, u.URI, u.Key())}
+		return fail(&schemas.Error{Code: schemas.CodeInvalidURI,
+			Message: fmt.Sprintf("key %q is not the key of a normalised URI (%s is %s)", key, u.URI, u.Key())})
 	}
 	w.mu.Lock()
-	if in.Generation != w.servedGen {
+	if ins[0].Generation != w.servedGen {
 		w.mu.Unlock()
-		return schemas.InputReply{}, ErrOwnersChanged
+		return fail(ErrOwnersChanged)
 	}
 	route := w.result(u, "", false).Source
 	mine := w.servedBy(key)
 	w.mu.Unlock()
 	if !mine {
-		return schemas.InputReply{}, ErrNotOwner
+		return fail(ErrNotOwner)
 	}
 	agent := sources.Agent{URI: u.URI, Key: key}
-	if in.Refused {
-		seq, _, err := w.writePresence(ctx, agent, nil, in.Pos)
-		return schemas.InputReply{OK: true, Seq: seq}, err
-	}
-	if cur, found := w.presence.get(key); found && in.Pos != 0 && cur.InputSeq >= in.Pos {
-		return schemas.InputReply{OK: true, Seq: cur.Seq}, nil
-	}
 	f, enabled := w.fed(source)
-	if !enabled || route != source {
-		return schemas.InputReply{}, &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
+	cur, found := w.presence.get(key)
+	var p *schemas.Presence
+	var pos uint64
+	var stored []int // the results that take the write's seq
+	for i, in := range ins {
+		switch {
+		case found && in.Pos != 0 && cur.InputSeq >= in.Pos:
+			out[i].Reply = schemas.InputReply{OK: true, Seq: cur.Seq}
+			continue
+		case in.Refused:
+			// Its sender was told it was refused: its position is
+			// recorded, so that nobody applies it later.
+		case !enabled || route != source:
+			out[i].Err = &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
+		default:
+			next, err := f.Input(agent, in.Body)
+			if err != nil {
+				out[i].Err = err
+				break
+			}
+			p = &next
+		}
+		pos = max(pos, in.Pos)
+		if out[i].Err == nil {
+			stored = append(stored, i)
+		}
 	}
-	p, err := f.Input(agent, in.Body)
-	if err != nil {
-		return schemas.InputReply{}, err
+	if p == nil && pos == 0 {
+		return out
 	}
-	seq, _, err := w.writePresence(ctx, agent, &p, in.Pos)
-	if err != nil {
-		return schemas.InputReply{}, err
+	seq, _, err := w.writePresence(ctx, agent, p, pos)
+	for _, i := range stored {
+		out[i] = InputResult{Reply: schemas.InputReply{OK: true, Seq: seq}, Err: err}
+		if err != nil {
+			out[i].Reply = schemas.InputReply{}
+		}
 	}
-	return schemas.InputReply{OK: true, Seq: seq}, nil
+	return out
 }
 
 // Status tells operators what this worker and the service hold.

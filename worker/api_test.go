@@ -297,8 +297,8 @@ func TestSeqGrowsStrictlyWithSeveralWriters(t *testing.T) {
 			for n := 0; n < writes; n++ {
 				body := fmt.Sprintf(`{"availability": "Busy", "activity": "w%d-%d"}`, i, n)
 				in := worker.QueuedInput{Source: schemas.SourceAttendant, Key: key, Body: []byte(body), Generation: w.ServedGeneration()}
-				if _, err := w.Input(a.Ctx(), in); err != nil {
-					t.Error(err)
+				if res := w.Input(a.Ctx(), []worker.QueuedInput{in}); res[0].Err != nil {
+					t.Error(res[0].Err)
 					return
 				}
 			}
