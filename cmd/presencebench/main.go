@@ -18,7 +18,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -195,38 +194,31 @@ func subscribeThroughput(p *provider, agents, uccs, batch int) error {
 }
 
 // changeThroughput sends attendant inputs without waiting for answers and
-// counts the events, against the same count of synchronous KV puts from one
-// client: the worker writes each change with one compare-and-set.
+// counts them in the events that show them, against the same count of
+// synchronous KV puts from one client: the worker writes each agent's
+// backlog with one compare-and-set.
 func changeThroughput(p *provider, n int) error {
 	ctx := context.Background()
 	const distinct = 1000
-	var got atomic.Int64
-	done := make(chan struct{})
-	sub, err := p.client.Watch(nil, func(schemas.Event) {
-		if got.Add(1) == int64(n) {
-			close(done)
-		}
-	})
+	a, stop, err := follow(p, "c", distinct, func(time.Time) {})
 	if err != nil {
 		return err
 	}
 	nc := p.conn.NC
-	availability := []string{"Busy", "Available"}
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		key := schemas.Key(agentURI(i % distinct))
-		body := fmt.Sprintf(`{"availability":%q}`, availability[(i/distinct)%2])
-		if err := nc.Publish(schemas.AttendantPrefix+key, []byte(body)); err != nil {
+		a.send(i)
+		if err := nc.Publish(schemas.AttendantPrefix+schemas.Key(agentURI(i%distinct)), inputBody("c", i)); err != nil {
 			return err
 		}
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		return fmt.Errorf("only %d of %d events arrived", got.Load(), n)
+	for deadline := time.Now().Add(5 * time.Minute); a.shown() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d inputs shown in events", a.shown(), n)
+		}
 	}
 	inputs := time.Since(start)
-	if err := sub(); err != nil {
+	if err := stop(); err != nil {
 		return err
 	}
 
@@ -243,7 +235,7 @@ func changeThroughput(p *provider, n int) error {
 	}
 	raw := time.Since(start)
 	inRate, rawRate := float64(n)/inputs.Seconds(), float64(n)/raw.Seconds()
-	fmt.Printf("change throughput: %d attendant inputs over %d agents -> %d events in %s: %.0f events/s\n", n, distinct, n, inputs.Round(time.Millisecond), inRate)
+	fmt.Printf("change throughput: %d attendant inputs over %d agents, all shown in events in %s: %.0f inputs/s\n", n, distinct, inputs.Round(time.Millisecond), inRate)
 	fmt.Printf("  raw KV put, one synchronous client, same store, %d puts: %.0f puts/s\n", n, rawRate)
 	fmt.Printf("  ratio: %.2f\n", inRate/rawRate)
 	return nil
