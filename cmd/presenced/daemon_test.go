@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,7 +86,7 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("%s: the usage lacks %s", arg, name)
 			}
 		}
-		if !strings.Contains(stdout, "PRESENCE_SHUTDOWN_TIMEOUT      10s") {
+		if !regexp.MustCompile(`PRESENCE_SHUTDOWN_TIMEOUT +10s`).MatchString(stdout) {
 			t.Errorf("%s: the usage does not give the defaults:\n%s", arg, stdout)
 		}
 	}
