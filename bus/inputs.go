@@ -32,8 +32,6 @@ type InputQueueOptions struct {
 	MaxBytes int64
 	MaxAge   time.Duration
 	Replicas int
-	// Memory keeps the stream in memory; benchmarks compare it with files.
-	Memory bool
 }
 
 const (
@@ -41,8 +39,9 @@ const (
 	// pulling stays: long after the others took its agents over (a lease),
 	// so that its ack floor keeps the inputs it left until they replayed them.
 	consumerIdle = 5 * time.Minute
-	// maxWaiting bounds the core copies of inputs waiting for their stream
-	// copy, whatever the queue's bound.
+	// maxWaiting is how many core copies of inputs may wait for their
+	// stream copy before a new input is refused at once, whatever the
+	// queue's bound.
 	maxWaiting = 1 << 20
 	// replayIdle removes a replay's consumer its worker could not delete.
 	replayIdle = 30 * time.Second
@@ -104,10 +103,6 @@ func consumerName(id string) string {
 
 // openInputQueue creates (or updates) the stream and this worker's consumer.
 func (c *Conn) openInputQueue(ctx context.Context, h Handler, opts InputQueueOptions, log zerolog.Logger) (*inputQueue, error) {
-	storage := jetstream.FileStorage
-	if opts.Memory {
-		storage = jetstream.MemoryStorage
-	}
 	cfg := jetstream.StreamConfig{
 		Name:        schemas.StreamInputs,
 		Description: "inputs on presence.in.> until every worker passed them",
@@ -120,7 +115,7 @@ func (c *Conn) openInputQueue(ctx context.Context, h Handler, opts InputQueueOpt
 		MaxBytes:  opts.MaxBytes,
 		MaxAge:    opts.MaxAge,
 		Replicas:  max(opts.Replicas, 1),
-		Storage:   storage,
+		Storage:   jetstream.FileStorage,
 	}
 	var stream jetstream.Stream
 	for {
