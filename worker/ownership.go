@@ -135,6 +135,13 @@ func (w *Worker) refreshLive(ctx context.Context, unfenced bool) {
 	w.live, w.alive = live, alive
 	if !w.leaving {
 		w.servedLive = live
+		if changed {
+			w.servedGen++
+			select {
+			case w.servedChanged <- struct{}{}:
+			default:
+			}
+		}
 	}
 	if changed && len(live) > 0 {
 		w.limiter.SetLimitAt(w.clock.Now(), w.share())

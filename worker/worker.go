@@ -99,6 +99,10 @@ type Worker struct {
 	// of what it owned until the others have taken over.
 	leaving    bool
 	servedLive []string
+	// servedGen counts the changes of the agents this worker serves;
+	// servedChanged (capacity 1) is signalled at each.
+	servedGen     uint64
+	servedChanged chan struct{}
 	// liveChanged asks the heartbeat to read the live workers now; capacity 1.
 	liveChanged chan struct{}
 }
@@ -120,21 +124,22 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		log:    log.With().Str("worker", cfg.ID).Logger(),
 		machine: machine{retry: backoff{first: cfg.FirstRetry, max: cfg.MaxRetry},
 			maxFailures: cfg.MaxFailures, linger: cfg.Linger, fed: map[string]bool{}},
-		limiter:     rate.NewLimiter(rate.Limit(cfg.SubscriptionsPerSecond), 1),
-		sources:     map[string]sources.Source{},
-		quiet:       quiet,
-		endBase:     context.Background(),
-		agents:      map[string]*agent{},
-		leases:      map[leaseKey]clockwork.Timer{},
-		queued:      make(chan struct{}, 1),
-		claims:      map[string]schemas.Claim{},
-		unstored:    map[string]*observation{},
-		live:        []string{cfg.ID},
-		alive:       map[string]bool{cfg.ID: true},
-		liveChanged: make(chan struct{}, 1),
-		presence:    presenceCache{events: map[string]schemas.Event{}},
-		ctx:         context.Background(),
-		attempts:    context.Background(),
+		limiter:       rate.NewLimiter(rate.Limit(cfg.SubscriptionsPerSecond), 1),
+		sources:       map[string]sources.Source{},
+		quiet:         quiet,
+		endBase:       context.Background(),
+		agents:        map[string]*agent{},
+		leases:        map[leaseKey]clockwork.Timer{},
+		queued:        make(chan struct{}, 1),
+		claims:        map[string]schemas.Claim{},
+		unstored:      map[string]*observation{},
+		live:          []string{cfg.ID},
+		alive:         map[string]bool{cfg.ID: true},
+		liveChanged:   make(chan struct{}, 1),
+		servedChanged: make(chan struct{}, 1),
+		presence:      presenceCache{events: map[string]schemas.Event{}},
+		ctx:           context.Background(),
+		attempts:      context.Background(),
 	}
 }
 

@@ -240,7 +240,8 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	if err := d.w.Start(running); err != nil {
 		return nil, err
 	}
-	if d.svc, err = d.conn.Serve(running, d.w, version, log); err != nil {
+	if d.svc, err = d.conn.Serve(running, d.w, version, bus.InputQueueOptions{WorkerID: proc.WorkerID,
+		MaxMsgs: proc.InputQueueMaxMsgs, MaxBytes: proc.InputQueueMaxBytes, MaxAge: proc.InputQueueMaxAge, Replicas: proc.KVReplicas}, log); err != nil {
 		d.w.Stop(ctx)
 		return nil, err
 	}

@@ -80,7 +80,14 @@ func StartReal(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock
 // or a restart). Env.Clock is set when clock is a fake one.
 func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return start(t, "", ns, cfg, clock, nil, adding(add))
+	return StartQueue(t, ns, cfg, bus.InputQueueOptions{}, clock, add)
+}
+
+// StartQueue is StartOn with the input queue's bounds; its WorkerID and
+// Replicas are the worker's and 1.
+func StartQueue(t testing.TB, ns *server.Server, cfg worker.Config, queue bus.InputQueueOptions, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return start(t, "", ns, cfg, clock, nil, queue, adding(add))
 }
 
 // Join runs a provider whose worker and observer join NATS at url, as
@@ -88,7 +95,7 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 // there restarts. Env.Server is nil.
 func Join(t testing.TB, url string, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return start(t, url, nil, cfg, clock, nil, adding(add))
+	return start(t, url, nil, cfg, clock, nil, bus.InputQueueOptions{}, adding(add))
 }
 
 // adding adapts a function that adds sources from the worker and the clock.
@@ -104,7 +111,7 @@ func adding(add func(w *worker.Worker, clock clockwork.Clock)) func(Parts) {
 // first, for tests of what NATS failing to answer does to the worker.
 func StartFaulty(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return start(t, "", ns, cfg, clock, faults, adding(add))
+	return start(t, "", ns, cfg, clock, faults, bus.InputQueueOptions{}, adding(add))
 }
 
 // Parts are what a test builds its sources from: the worker (their sink),
@@ -121,11 +128,13 @@ type Parts struct {
 // clock (the PSTN source's calls).
 func StartParts(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(Parts)) *Env {
 	t.Helper()
-	return start(t, "", ns, cfg, clock, nil, add)
+	return start(t, "", ns, cfg, clock, nil, bus.InputQueueOptions{}, add)
 }
 
-func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(Parts)) *Env {
+func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores,
+	queue bus.InputQueueOptions, add func(Parts)) *Env {
 	t.Helper()
+	queue.WorkerID, queue.Replicas = cfg.ID, 1
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
 	t.Cleanup(func() {
@@ -164,7 +173,7 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 	fake, _ := clock.(*clockwork.FakeClock)
 	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: client.New(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
 	t.Cleanup(e.Stop)
-	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", log); err != nil {
+	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", queue, log); err != nil {
 		t.Fatal(err)
 	}
 	return e
