@@ -22,7 +22,7 @@ var processVars = []string{
 	"KV_REPLICAS", "UNSUBSCRIBE_LINGER", "WORKER_LEASE",
 	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN", "SHUTDOWN_TIMEOUT",
 	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
-	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY",
+	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "HTTP_LISTEN",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -57,6 +57,7 @@ func TestLoadProcessDefaults(t *testing.T) {
 		UnsubscribeLinger:  10 * time.Second,
 		WorkerLease:        10 * time.Second,
 		ShutdownTimeout:    10 * time.Second,
+		HTTPListen:         "127.0.0.1:8480",
 	}
 	equal(t, "Process", p, want)
 }
@@ -96,6 +97,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		"PRESENCE_UNSUBSCRIBE_LINGER":   "1m",
 		"PRESENCE_WORKER_LEASE":         "30s",
 		"PRESENCE_SHUTDOWN_TIMEOUT":     "3s",
+		"PRESENCE_HTTP_LISTEN":          "", // set empty: no listener
 	}
 	for k, v := range set {
 		t.Setenv(k, v)
@@ -120,6 +122,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		UnsubscribeLinger:  time.Minute,
 		WorkerLease:        30 * time.Second,
 		ShutdownTimeout:    3 * time.Second,
+		HTTPListen:         "",
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 	"unicode"
@@ -319,20 +320,11 @@ func (w *Worker) Status(ctx context.Context) (schemas.Status, error) {
 		}
 		st.Sources[spec.Name] = ss
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, a := range w.agents {
-		if !a.wanted() {
-			continue
-		}
-		st.Agents++
-		st.Interests += len(a.uccs)
-		r := w.result(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN, false)
-		if ss, ok := st.Sources[r.Source]; ok {
-			ss.States[r.State]++
-		}
-		if a.life.phase == phaseQueued {
-			st.Queued++
+	c := w.Counts()
+	st.Agents, st.Interests, st.Queued = c.Agents, c.Interests, c.Queued
+	for source, states := range c.States {
+		if ss, ok := st.Sources[source]; ok {
+			maps.Copy(ss.States, states)
 		}
 	}
 	return st, nil
