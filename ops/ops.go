@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,21 +112,29 @@ func liveness(h worker.Health) error {
 	return nil
 }
 
-// readiness is nil when this worker can serve: its loops run, its lease is
-// fresh, it is not fenced, and NATS and the buckets answer.
+// readiness is nil when this worker can serve: its loops run, NATS and the
+// buckets answer, its lease is fresh and it is not fenced. Otherwise it
+// gives every reason that holds.
 func readiness(ctx context.Context, h worker.Health, nats NATS) error {
 	if err := liveness(h); err != nil {
 		return err
 	}
-	if h.Fenced {
-		return fmt.Errorf("fenced: no lease renewal for %s, every upstream subscription ended", h.SinceBeat.Round(time.Millisecond))
-	}
-	if !h.LeaseFresh {
-		return fmt.Errorf("worker lease not fresh: last renewal %s ago", h.SinceBeat.Round(time.Millisecond))
-	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	return nats.Probe(ctx)
+	var reasons []string
+	if err := nats.Probe(ctx); err != nil {
+		reasons = append(reasons, err.Error())
+	}
+	switch since := h.SinceBeat.Round(time.Millisecond); {
+	case h.Fenced:
+		reasons = append(reasons, fmt.Sprintf("fenced: no lease renewal for %s, every upstream subscription ended", since))
+	case !h.LeaseFresh:
+		reasons = append(reasons, fmt.Sprintf("worker lease not fresh: last renewal %s ago", since))
+	}
+	if len(reasons) > 0 {
+		return errors.New(strings.Join(reasons, "; "))
+	}
+	return nil
 }
 
 // answer writes 200 "ok", or 503 with the reason.

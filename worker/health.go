@@ -41,13 +41,13 @@ func (w *Worker) counts() Counts {
 		}
 		c.Agents++
 		c.Interests += len(a.uccs)
-		r := w.result(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN, false)
-		states := c.States[r.Source]
+		source := w.routeOf(a)
+		states := c.States[source]
 		if states == nil {
 			states = map[schemas.State]int{}
-			c.States[r.Source] = states
+			c.States[source] = states
 		}
-		states[r.State]++
+		states[w.stateOf(a, a.Key, source, false)]++
 		if a.life.phase == phaseQueued {
 			c.Queued++
 		}
