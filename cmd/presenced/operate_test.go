@@ -48,3 +48,23 @@ func get(t *testing.T, url string) (int, string) {
 	}
 	return resp.StatusCode, string(body)
 }
+
+// TestMemoryLimitLogged: the soft memory limit in force is logged at start,
+// and GOMEMLIMIT wins over the container's limit.
+func TestMemoryLimitLogged(t *testing.T) {
+	presenced, _ := build(t)
+	_, _, stderr := exited(t, presenced, []string{"GOMEMLIMIT=500MiB", "PRESENCE_CONFIG=" + t.TempDir() + "/missing.xml"})
+	for _, line := range strings.Split(stderr, "\n") {
+		var limit struct {
+			Message, From string
+			Bytes         int64
+		}
+		if json.Unmarshal([]byte(line), &limit) == nil && limit.Message == "Go soft memory limit" {
+			if limit.From != "GOMEMLIMIT" || limit.Bytes != 500<<20 {
+				t.Fatalf("logged %q; want the limit from GOMEMLIMIT, 500 MiB", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no log line of the soft memory limit:\n%s", stderr)
+}
