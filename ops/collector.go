@@ -1,14 +1,16 @@
 package ops
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
 )
 
-// states are every state an agent can be in, so that each series exists
-// from the first scrape on, at 0.
+// states are the states an agent can be in: each series of a known source
+// and state exists from the first scrape on, at 0.
 var states = []schemas.State{schemas.StatePending, schemas.StateActive, schemas.StateRetrying,
 	schemas.StateFailed, schemas.StateUnsupported}
 
@@ -56,6 +58,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, state := range states {
 			ch <- prometheus.MustNewConstMetric(c.agents, prometheus.GaugeValue,
 				float64(counts.States[source][state]), source, string(state))
+		}
+	}
+	// A state or source added later still shows, once it has agents.
+	for source, byState := range counts.States {
+		for state, n := range byState {
+			if !slices.Contains(names, source) || !slices.Contains(states, state) {
+				ch <- prometheus.MustNewConstMetric(c.agents, prometheus.GaugeValue, float64(n), source, string(state))
+			}
 		}
 	}
 	for d, v := range map[*prometheus.Desc]int{c.interests: counts.Interests, c.claims: counts.ClaimsHeld,

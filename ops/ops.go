@@ -48,7 +48,7 @@ const probeTimeout = 2 * time.Second
 // ends it.
 type Server struct {
 	ln     net.Listener
-	http   *http.Server
+	srv    *http.Server
 	served chan struct{} // closed once the serving goroutine returned
 	log    zerolog.Logger
 }
@@ -79,11 +79,11 @@ func (s *Server) Serve(w Worker, nats NATS) {
 	mux.HandleFunc("GET "+PathReadyz, func(rw http.ResponseWriter, r *http.Request) {
 		answer(rw, readiness(r.Context(), w.Health(), nats))
 	})
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	s.served = make(chan struct{})
 	go func() {
 		defer close(s.served)
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error().Err(err).Msg("ops listener stopped")
 		}
 	}()
@@ -91,12 +91,12 @@ func (s *Server) Serve(w Worker, nats NATS) {
 
 // Stop ends the listener, letting requests in hand finish within ctx.
 func (s *Server) Stop(ctx context.Context) {
-	if s.http == nil {
+	if s.srv == nil {
 		_ = s.ln.Close()
 		return
 	}
-	if err := s.http.Shutdown(ctx); err != nil {
-		_ = s.http.Close()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		_ = s.srv.Close()
 	}
 	<-s.served
 }
