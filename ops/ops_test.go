@@ -266,32 +266,23 @@ func TestProbesFollowNATS(t *testing.T) {
 }
 
 // TestProbesBeforeAndWithoutBuckets: a worker that is not started is not
-// alive, and one whose buckets do not answer is not ready, with the reason.
+// alive, and one whose bucket is gone is not ready, naming the bucket.
 func TestProbesBeforeAndWithoutBuckets(t *testing.T) {
 	w := worker.New(provtest.Config(), worker.Stores{}, clockwork.NewRealClock(), zerolog.Nop())
-	base := serve(t, w, failing{})
+	base := serve(t, w, nil)
 	if code, body := get(t, base+ops.PathHealthz); code != http.StatusServiceUnavailable || !strings.Contains(body, "not running") {
 		t.Errorf("/healthz of a worker not started answered %d %q; want 503 not running", code, body)
 	}
 
-	e := provtest.Start(t, provtest.Config(), withSources)
-	base = serve(t, e.Worker, failing{})
-	if code, body := get(t, base+ops.PathReadyz); code != http.StatusServiceUnavailable || !strings.Contains(body, "bucket presence_state does not answer") {
-		t.Errorf("/readyz with buckets that do not answer: %d %q; want 503 naming the bucket", code, body)
+	e := provtest.Start(t, provtest.Config(), withSources) // no PSTN source: its bucket is not in use
+	base = serve(t, e.Worker, e.Conn)
+	if code, body := get(t, base+ops.PathReadyz); code != http.StatusOK {
+		t.Fatalf("/readyz answered %d %q; want 200", code, body)
 	}
-}
-
-// failing is a NATS whose buckets do not answer.
-type failing struct{}
-
-func (failing) Probe(context.Context) error {
-	return errBucket
-}
-
-var errBucket = &bucketError{}
-
-type bucketError struct{}
-
-func (*bucketError) Error() string {
-	return "bucket presence_state does not answer: context deadline exceeded"
+	if err := e.Conn.JS.DeleteKeyValue(e.Ctx(), schemas.BucketCalls); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, base+ops.PathReadyz); code != http.StatusServiceUnavailable || !strings.Contains(body, "bucket presence_calls does not answer") {
+		t.Errorf("/readyz without the presence_calls bucket answered %d %q; want 503 naming the bucket", code, body)
+	}
 }
