@@ -20,4 +20,6 @@ FROM gcr.io/distroless/static-debian12:nonroot AS presenced
 COPY --from=build /out/presenced /out/presencectl /usr/local/bin/
 COPY examples/Config.xml /etc/presence/Config.xml
 ENV PRESENCE_CONFIG=/etc/presence/Config.xml
+# distroless has no HTTP client: presenced asks its own /readyz.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=30s --retries=3 CMD ["/usr/local/bin/presenced", "-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/presenced"]

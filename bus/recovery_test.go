@@ -2,7 +2,6 @@ package bus_test
 
 import (
 	"context"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,52 +16,6 @@ import (
 	"github.com/contactcenter/presence-provider/sources/attendant"
 	"github.com/contactcenter/presence-provider/worker"
 )
-
-// natsOnPort is a NATS server with JetStream that a test stops and starts
-// again on the same port and store, as an operator restarts an external
-// nats-server.
-type natsOnPort struct {
-	t      testing.TB
-	listen string
-	dir    string
-	ns     *bus.Embedded
-}
-
-func startNATSOnPort(t testing.TB) *natsOnPort {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().String()
-	_ = l.Close()
-	n := &natsOnPort{t: t, listen: listen, dir: t.TempDir()}
-	n.start()
-	t.Cleanup(func() {
-		if n.ns != nil {
-			n.ns.Shutdown()
-		}
-	})
-	return n
-}
-
-func (n *natsOnPort) start() {
-	n.t.Helper()
-	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: n.listen, DataDir: n.dir}, zerolog.Nop())
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.ns = ns
-}
-
-func (n *natsOnPort) restart() {
-	n.t.Helper()
-	n.ns.Shutdown()
-	n.ns = nil
-	n.start()
-}
-
-func (n *natsOnPort) url() string { return "nats://" + n.listen }
 
 var attendantPattern = regexp.MustCompile(`@attendant\.example$`)
 
@@ -81,8 +34,8 @@ type recovery struct {
 // reconnecting. It waits until the worker has seen each (the deadline is
 // for correctness, not speed) and returns how long each took.
 func restartUnderProvider(t testing.TB) recovery {
-	n := startNATSOnPort(t)
-	e := provtest.Join(t, n.url(), provtest.Config(), clockwork.NewRealClock(), withAttendant)
+	n := provtest.StartNATS(t)
+	e := provtest.Join(t, n.URL(), provtest.Config(), clockwork.NewRealClock(), withAttendant)
 	const (
 		kept    = "sip:kept@attendant.example"
 		dropped = "sip:dropped@attendant.example"
@@ -100,9 +53,9 @@ func restartUnderProvider(t testing.TB) recovery {
 		return get(kept).State == schemas.StateActive && get(dropped).State == schemas.StateActive
 	})
 
-	n.restart()
+	n.Restart()
 	answering := time.Now()
-	writer, err := bus.Connect(n.url(), nil, "writer", zerolog.Nop())
+	writer, err := bus.Connect(n.URL(), nil, "writer", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

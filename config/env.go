@@ -142,6 +142,9 @@ type Process struct {
 	// ShutdownTimeout bounds the stop after SIGTERM: orchestrators kill a
 	// process that takes longer, leaving its claims to run out.
 	ShutdownTimeout time.Duration `envconfig:"PRESENCE_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long the stop after SIGTERM or SIGINT may take before the process exits anyway"`
+	// HTTPListen is the operator's listener (metrics and probes); set to
+	// empty, there is none.
+	HTTPListen string `envconfig:"PRESENCE_HTTP_LISTEN" default:"127.0.0.1:8480" desc:"the address of /metrics, /healthz and /readyz; empty: no listener"`
 }
 
 // usageFormat lays the variables out one a line, for Usage.
@@ -168,7 +171,8 @@ func (p Process) MarshalZerologObject(e *zerolog.Event) {
 		Int("kv_replicas", p.KVReplicas).Str("sip_listen", p.SIPListen).Str("server_name", p.ServerName).Str("cluster_name", p.ClusterName).
 		Str("cluster_listen", p.ClusterListen).Str("cluster_routes", RedactURLs(p.ClusterRoutes)).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease).
 		Stringer("shutdown_timeout", p.ShutdownTimeout).Int64("input_queue_max_msgs", p.InputQueueMaxMsgs).
-		Int64("input_queue_max_bytes", p.InputQueueMaxBytes).Stringer("input_queue_max_age", p.InputQueueMaxAge)
+		Int64("input_queue_max_bytes", p.InputQueueMaxBytes).Stringer("input_queue_max_age", p.InputQueueMaxAge).
+		Str("http_listen", p.HTTPListen)
 }
 
 // LoadProcess reads the process settings from the environment.

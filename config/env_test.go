@@ -22,7 +22,7 @@ var processVars = []string{
 	"KV_REPLICAS", "UNSUBSCRIBE_LINGER", "WORKER_LEASE",
 	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN", "SHUTDOWN_TIMEOUT",
 	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
-	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY",
+	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "HTTP_LISTEN",
 	"INPUT_QUEUE_MAX_MSGS", "INPUT_QUEUE_MAX_BYTES", "INPUT_QUEUE_MAX_AGE",
 }
 
@@ -61,6 +61,7 @@ func TestLoadProcessDefaults(t *testing.T) {
 		InputQueueMaxMsgs:  1_000_000,
 		InputQueueMaxBytes: 1 << 30,
 		InputQueueMaxAge:   24 * time.Hour,
+		HTTPListen:         "127.0.0.1:8480",
 	}
 	equal(t, "Process", p, want)
 }
@@ -100,6 +101,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		"PRESENCE_UNSUBSCRIBE_LINGER":   "1m",
 		"PRESENCE_WORKER_LEASE":         "30s",
 		"PRESENCE_SHUTDOWN_TIMEOUT":     "3s",
+		"PRESENCE_HTTP_LISTEN":          "", // set empty: no listener
 	}
 	for k, v := range set {
 		t.Setenv(k, v)
@@ -127,6 +129,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		InputQueueMaxMsgs:  1_000_000,
 		InputQueueMaxBytes: 1 << 30,
 		InputQueueMaxAge:   24 * time.Hour,
+		HTTPListen:         "",
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 	"unicode"
@@ -150,27 +151,35 @@ func (w *Worker) result(u schemas.AgentURI, teamsUPN string, subscribing bool) s
 		p := ev.Presence
 		r.Presence, r.Seq = &p, ev.Seq
 	}
+	r.State = w.stateOf(a, key, r.Source, subscribing)
+	return r
+}
+
+// stateOf is the state of the subscription of the agent of key (a is nil
+// for one the worker does not know) routed to source; the caller holds w.mu.
+func (w *Worker) stateOf(a *agent, key, source string, subscribing bool) schemas.State {
 	interested := subscribing || (a != nil && a.wanted())
 	claim, claimed := w.claims[key]
-	_, fed := w.fed(r.Source)
+	_, fed := w.fed(source)
+	var state schemas.State
 	switch {
-	case r.Source == schemas.SourceNone:
-		r.State = schemas.StateUnsupported
+	case source == schemas.SourceNone:
+		state = schemas.StateUnsupported
 	case !interested && !claimed:
 		// Nobody subscribes the agent: there is no subscription to describe.
 	case fed:
-		r.State = schemas.StateActive
+		state = schemas.StateActive
 	case a != nil && a.life.phase != phaseIdle && a.life.phase != phaseElsewhere:
-		r.State = a.life.state()
+		state = a.life.state()
 	case claimed:
-		r.State = claim.State
+		state = claim.State
 	default:
-		r.State = schemas.StatePending
+		state = schemas.StatePending
 	}
-	if subscribing && r.State == schemas.StateFailed {
-		r.State = schemas.StatePending
+	if subscribing && state == schemas.StateFailed {
+		state = schemas.StatePending
 	}
-	return r
+	return state
 }
 
 // Unsubscribe removes a UCC's interest in agents.
@@ -408,20 +417,11 @@ func (w *Worker) Status(ctx context.Context) (schemas.Status, error) {
 		}
 		st.Sources[spec.Name] = ss
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, a := range w.agents {
-		if !a.wanted() {
-			continue
-		}
-		st.Agents++
-		st.Interests += len(a.uccs)
-		r := w.result(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN, false)
-		if ss, ok := st.Sources[r.Source]; ok {
-			ss.States[r.State]++
-		}
-		if a.life.phase == phaseQueued {
-			st.Queued++
+	c := w.Counts()
+	st.Agents, st.Interests, st.Queued = c.Agents, c.Interests, c.Queued
+	for source, states := range c.States {
+		if ss, ok := st.Sources[source]; ok {
+			maps.Copy(ss.States, states)
 		}
 	}
 	return st, nil

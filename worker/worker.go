@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -65,6 +66,10 @@ type Worker struct {
 	cancelAttempts         context.CancelFunc
 	stopLoops, stopSources context.CancelFunc
 	loops, sourceLoops     sync.WaitGroup
+	// loopsStarted and loopsUp count the loops Start began and those still
+	// running: a loop that ended on its own makes the worker unhealthy.
+	loopsStarted int
+	loopsUp      atomic.Int32
 
 	mu sync.Mutex
 	// inflight counts the running effects; quiet is closed whenever it is 0.
@@ -248,8 +253,15 @@ func applyChanges[T any](changes <-chan schemas.Change[T], apply func(schemas.Ch
 
 func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 	group.Add(1)
+	if group == &w.loops {
+		w.loopsStarted++
+		w.loopsUp.Add(1)
+	}
 	go func() {
 		defer group.Done()
+		if group == &w.loops {
+			defer w.loopsUp.Add(-1)
+		}
 		defer w.recoverPanic(name)
 		f()
 	}()

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -66,7 +67,9 @@ func flagValue(args []string, name string) string {
 // configuration: the variables exist, the Config.xml it mounts is valid and
 // points at the compose Kamailio, the workers reach every NATS node as the
 // worker user of the nodes' configuration file, and the NATS nodes route to
-// each other with route authorization.
+// each other with route authorization. Every service restarts unless
+// stopped; the NATS nodes have a health check on the monitoring port they
+// open, and the workers wait for it.
 func TestComposeFileAgreesWithTheCode(t *testing.T) {
 	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  "../..",
@@ -96,10 +99,22 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 		t.Fatal("no kamailio service built from the Dockerfile's kamailio target")
 	}
 
+	for name, svc := range project.Services {
+		if svc.Restart != types.RestartPolicyUnlessStopped {
+			t.Errorf("%s: restart %q; want %s", name, svc.Restart, types.RestartPolicyUnlessStopped)
+		}
+	}
+
 	users := map[string]string{} // the user and password every node accepts
 	for i, name := range nats {
 		svc := project.Services[name]
 		args := []string(svc.Command)
+		monitor := flagValue(args, "-m")
+		if hc := svc.HealthCheck; monitor == "" || hc == nil || !slices.ContainsFunc(hc.Test, func(arg string) bool {
+			return strings.HasPrefix(arg, "http://127.0.0.1:"+monitor+"/healthz")
+		}) {
+			t.Errorf("%s: no health check on the /healthz of its monitoring port (-m %q): %+v", name, monitor, svc.HealthCheck)
+		}
 		if !slices.Contains(args, "-js") || flagValue(args, "--cluster_name") != "presence" {
 			t.Errorf("%s is not a JetStream node of cluster presence: %v", name, args)
 		}
@@ -148,6 +163,14 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 		if svc.Build == nil || svc.Build.Target != "presenced" {
 			t.Errorf("%s is not built from the Dockerfile's presenced target", name)
 		}
+		for _, n := range nats {
+			if svc.DependsOn[n].Condition != types.ServiceConditionHealthy {
+				t.Errorf("%s does not wait for %s to be healthy: %+v", name, n, svc.DependsOn[n])
+			}
+		}
+		if _, ok := svc.DependsOn["kamailio"]; !ok {
+			t.Errorf("%s does not start after kamailio", name)
+		}
 		env := map[string]string{}
 		for k, v := range svc.Environment {
 			if v != nil {
@@ -164,6 +187,9 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 			if !strings.Contains(env["PRESENCE_NATS_URL"], "nats://"+n+":4222") {
 				t.Errorf("%s does not reach %s: PRESENCE_NATS_URL=%q", name, n, env["PRESENCE_NATS_URL"])
 			}
+		}
+		if host, _, err := net.SplitHostPort(env["PRESENCE_HTTP_LISTEN"]); err != nil || host != "0.0.0.0" {
+			t.Errorf("%s: PRESENCE_HTTP_LISTEN=%q; want every address, for the health check inside and Prometheus outside", name, env["PRESENCE_HTTP_LISTEN"])
 		}
 		if env["PRESENCE_KV_REPLICAS"] != "3" {
 			t.Errorf("%s: PRESENCE_KV_REPLICAS=%q; want 3 on the 3-node cluster", name, env["PRESENCE_KV_REPLICAS"])
@@ -198,5 +224,28 @@ func TestComposeFileAgreesWithTheCode(t *testing.T) {
 		if err != nil || p.SIP.SubscriptionExpires >= lease {
 			t.Errorf("%s: subscriptionExpires %s is not below the worker lease %q", name, p.SIP.SubscriptionExpires, env["PRESENCE_WORKER_LEASE"])
 		}
+	}
+}
+
+// TestDockerfileChecksHealth: the presenced image checks its own readiness
+// with the binary it runs, as distroless has no HTTP client (the tour test
+// runs presenced -healthcheck for real).
+func TestDockerfileChecksHealth(t *testing.T) {
+	data, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stage, check string
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) >= 4 && fields[0] == "FROM" && strings.EqualFold(fields[2], "AS"):
+			stage = fields[3]
+		case len(fields) > 0 && fields[0] == "HEALTHCHECK" && stage == "presenced":
+			check = line
+		}
+	}
+	if _, cmd, ok := strings.Cut(check, " CMD "); !ok || strings.TrimSpace(cmd) != `["/usr/local/bin/presenced", "-healthcheck"]` {
+		t.Fatalf("the presenced stage's HEALTHCHECK is %q; want CMD [\"/usr/local/bin/presenced\", \"-healthcheck\"]", check)
 	}
 }

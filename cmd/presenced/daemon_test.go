@@ -179,6 +179,7 @@ func TestListenAddressInUse(t *testing.T) {
 	defer taken.Close()
 	for name, env := range map[string][]string{
 		"client": {"PRESENCE_EMBEDDED_LISTEN=" + taken.Addr().String()},
+		"http":   {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)), "PRESENCE_HTTP_LISTEN=" + taken.Addr().String()},
 		// Insecure: open routes are refused before any port is tried.
 		"cluster": {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)), "PRESENCE_CLUSTER_LISTEN=" + taken.Addr().String(),
 			"PRESENCE_CLUSTER_ROUTES=nats-route://" + taken.Addr().String(), "PRESENCE_INSECURE=true"},

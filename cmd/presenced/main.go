@@ -21,6 +21,7 @@ import (
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
+	"github.com/contactcenter/presence-provider/ops"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
 	"github.com/contactcenter/presence-provider/sources/attendant"
@@ -54,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	level, _ := zerolog.ParseLevel(proc.LogLevel)
 	log := zerolog.New(stderr).Level(level).With().Timestamp().Logger()
+	setMemoryLimit(log)
 	d, err := start(ctx, proc, log)
 	if err != nil && ctx.Err() != nil {
 		// Asked to stop while starting: what failed was the wait.
@@ -102,6 +104,8 @@ func answer(args []string, stdout, stderr io.Writer) (code int, done bool) {
 	flags := flag.NewFlagSet("presenced", flag.ContinueOnError)
 	flags.SetOutput(io.Discard) // the usage is written here, to the right stream
 	showVersion := flags.Bool("version", false, "print the version and exit")
+	healthcheck := flags.Bool("healthcheck", false,
+		"ask the presenced running here (PRESENCE_HTTP_LISTEN) whether it is ready; exit 0 if so, 1 otherwise")
 	err := flags.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -118,12 +122,14 @@ func answer(args []string, stdout, stderr io.Writer) (code int, done bool) {
 	case *showVersion:
 		fmt.Fprintln(stdout, versionLine())
 		return 0, true
+	case *healthcheck:
+		return checkHealth(stdout, stderr), true
 	}
 	return 0, false
 }
 
 func usage(w io.Writer, flags *flag.FlagSet) {
-	fmt.Fprint(w, `Usage: presenced [-version] [-h]
+	fmt.Fprint(w, `Usage: presenced [-version] [-healthcheck] [-h]
 
 The Presence Provider daemon: one upstream presence subscription per agent
 for every UCC. It reads the PresenceProvider element of PRESENCE_CONFIG and
@@ -173,6 +179,7 @@ type daemon struct {
 	conn *bus.Conn
 	w    *worker.Worker
 	svc  *bus.Service
+	ops  *ops.Server // nil without PRESENCE_HTTP_LISTEN
 }
 
 func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *daemon, err error) {
@@ -198,6 +205,12 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 			d.closeNATS()
 		}
 	}()
+	// Bound first: an address in use stops start-up before NATS starts.
+	if proc.HTTPListen != "" {
+		if d.ops, err = ops.Listen(proc.HTTPListen, log); err != nil {
+			return nil, err
+		}
+	}
 	var ns *server.Server
 	if proc.NATSURL == "" {
 		opts := bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir, Name: proc.ServerName,
@@ -246,6 +259,10 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 		return nil, err
 	}
 	ready := log.Info().Str("worker", proc.WorkerID).Str("version", version)
+	if d.ops != nil {
+		d.ops.Serve(d.w, d.conn)
+		ready = ready.Str("http", d.ops.Addr())
+	}
 	if d.ns != nil {
 		ready = ready.Str("embedded_nats", d.ns.ClientURL()).Str("data_dir", proc.DataDir)
 	} else {
@@ -276,7 +293,14 @@ func (d *daemon) stop(ctx context.Context, timeout time.Duration) {
 	d.closeNATS()
 }
 
+// closeNATS ends the connection and the embedded server, and the listener
+// that reports on them.
 func (d *daemon) closeNATS() {
+	if d.ops != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), opsStopTimeout)
+		d.ops.Stop(ctx)
+		cancel()
+	}
 	if d.conn != nil {
 		d.conn.Close()
 	}

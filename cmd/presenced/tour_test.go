@@ -3,6 +3,7 @@ package main_test
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,7 +169,22 @@ func TestReadmeTour(t *testing.T) {
 	if out := ctl("status"); !strings.Contains(out, "agents: 1  interests: 2") || !regexp.MustCompile(`(?m)^attendant +yes +yes +active=1`).MatchString(out) {
 		t.Fatalf("status printed %q; want one agent with two interested UCCs, active on the attendant source", out)
 	}
+	// The operator's listener tells the same, and that the worker is ready.
+	addr := d.httpAddr(t)
+	if code, body := get(t, "http://"+addr+"/metrics"); code != http.StatusOK ||
+		!strings.Contains(body, "\npresence_agents{source=\"attendant\",state=\"active\"} 1\n") || !strings.Contains(body, "\npresence_interests 2\n") {
+		t.Fatalf("/metrics answered %d:\n%s\nwant one active attendant agent and two interests", code, body)
+	}
+	if code, body := get(t, "http://"+addr+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz answered %d %q; want 200", code, body)
+	}
+	if code, _, stderr := exited(t, presenced, []string{"PRESENCE_HTTP_LISTEN=" + addr}, "-healthcheck"); code != 0 {
+		t.Fatalf("presenced -healthcheck exited %d: %s", code, stderr)
+	}
 	d.stop(t)
+	if code, _, stderr := exited(t, presenced, []string{"PRESENCE_HTTP_LISTEN=" + addr}, "-healthcheck"); code != 1 || !strings.HasPrefix(stderr, "presenced -healthcheck: ") {
+		t.Fatalf("presenced -healthcheck with presenced stopped exited %d: %q; want 1 and why", code, stderr)
+	}
 
 	logs := d.logs.String()
 	for _, want := range []string{

@@ -147,7 +147,7 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: 10 * time.Second}, log)
+	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: bucketLease}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 		t.Fatal(err)
 	}
 	t.Cleanup(observer.Close)
-	looking, err := observer.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: 10 * time.Second}, zerolog.Nop())
+	looking, err := observer.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: bucketLease}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +178,12 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 	}
 	return e
 }
+
+// bucketLease is the real-time TTL of presence_workers entries in tests.
+// Workers beat on the test's clock, often a fake one a loaded machine moves
+// slowly: a shorter TTL would end live workers' entries between two beats.
+// Tests make a worker die by deleting its entry.
+const bucketLease = time.Minute
 
 // eventuallyWithin is how long Eventually waits before it fails a test.
 const eventuallyWithin = 30 * time.Second
