@@ -369,6 +369,9 @@ func (w *Worker) Input(ctx context.Context, ins []QueuedInput) []InputResult {
 		switch {
 		case found && in.Pos != 0 && cur.InputSeq >= in.Pos:
 			out[i].Reply = schemas.InputReply{OK: true, Seq: cur.Seq}
+			if in.Pos == cur.InputSeq {
+				w.republish(cur)
+			}
 			continue
 		case in.Refused:
 			// Its sender was told it was refused: its position is

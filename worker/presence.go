@@ -75,6 +75,17 @@ func (w *Worker) store(ctx context.Context, a sources.Agent, p schemas.Presence)
 	return w.writePresence(ctx, a, &p, 0)
 }
 
+// republish sends an agent's stored event again when the input that stored
+// it is applied a second time: the worker that stored it may have died
+// before it published the event. Consumers drop an event whose seq is not
+// above the last they saw (docs/contract.md, seq), so a repeat costs them
+// nothing, and one that missed it gets it.
+func (w *Worker) republish(ev schemas.Event) {
+	if err := w.stores.State.Publish(ev); err != nil {
+		w.log.Warn().Err(err).Str("uri", ev.URI).Msg("could not publish the stored presence again")
+	}
+}
+
 // maxSwapAttempts bounds the compare-and-set loop: each lost round means
 // another writer stored a newer presence of the same agent, so the bound is
 // only met by a writer starved by others for the same agent.
@@ -96,6 +107,9 @@ func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p *schemas.
 			}
 		}
 		if found && pos != 0 && cur.InputSeq >= pos {
+			if cur.InputSeq == pos {
+				w.republish(cur)
+			}
 			return cur.Seq, false, nil
 		}
 		if p == nil && !found {
