@@ -29,6 +29,7 @@ const (
 	BucketInterest = "presence_interest"
 	BucketClaims   = "presence_claims"
 	BucketWorkers  = "presence_workers"
+	BucketDialogs  = "presence_dialogs"
 )
 
 // InterestKey is the presence_interest key of one UCC's interest in one agent.
