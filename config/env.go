@@ -138,6 +138,10 @@ type Process struct {
 	// ShutdownTimeout bounds the stop after SIGTERM: orchestrators kill a
 	// process that takes longer, leaving its claims to run out.
 	ShutdownTimeout time.Duration `envconfig:"PRESENCE_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long the stop after SIGTERM or SIGINT may take before the process exits anyway"`
+	// Resume continues SIP subscription dialogs from worker to worker
+	// (presence_dialogs); false ends them on every stop and handover.
+	Resume     bool `envconfig:"PRESENCE_RESUME" default:"true" desc:"continue SIP subscription dialogs across handovers, failovers and restarts; false un-SUBSCRIBEs on stop"`
+	ResumeRate int  `envconfig:"PRESENCE_RESUME_RATE" default:"200" desc:"SIP dialogs this worker resumes per second, apart from maxPresenceSubscriptionsPerSecond"`
 }
 
 // usageFormat lays the variables out one a line, for Usage.
@@ -163,7 +167,7 @@ func (p Process) MarshalZerologObject(e *zerolog.Event) {
 		Str("graph_base_url", p.GraphBaseURL).Str("graph_authority_host", p.GraphAuthorityHost).
 		Int("kv_replicas", p.KVReplicas).Str("sip_listen", p.SIPListen).Str("server_name", p.ServerName).Str("cluster_name", p.ClusterName).
 		Str("cluster_listen", p.ClusterListen).Str("cluster_routes", RedactURLs(p.ClusterRoutes)).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease).
-		Stringer("shutdown_timeout", p.ShutdownTimeout)
+		Stringer("shutdown_timeout", p.ShutdownTimeout).Bool("resume", p.Resume).Int("resume_rate", p.ResumeRate)
 }
 
 // LoadProcess reads the process settings from the environment.
@@ -201,6 +205,9 @@ func LoadProcess() (Process, error) {
 	}
 	if p.WorkerLease < 3*time.Second {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_WORKER_LEASE %s is under 3s", p.WorkerLease)
+	}
+	if p.ResumeRate < 1 {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_RESUME_RATE %d is under 1", p.ResumeRate)
 	}
 	if p.ShutdownTimeout < time.Second {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_SHUTDOWN_TIMEOUT %s is under 1s", p.ShutdownTimeout)

@@ -22,7 +22,7 @@ var processVars = []string{
 	"KV_REPLICAS", "UNSUBSCRIBE_LINGER", "WORKER_LEASE",
 	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN", "SHUTDOWN_TIMEOUT",
 	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
-	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY",
+	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "RESUME", "RESUME_RATE",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -59,6 +59,8 @@ func TestLoadProcessDefaults(t *testing.T) {
 		UnsubscribeLinger:  10 * time.Second,
 		WorkerLease:        10 * time.Second,
 		ShutdownTimeout:    10 * time.Second,
+		Resume:             true,
+		ResumeRate:         200,
 	}
 	equal(t, "Process", p, want)
 }
@@ -98,6 +100,8 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		"PRESENCE_UNSUBSCRIBE_LINGER":   "1m",
 		"PRESENCE_WORKER_LEASE":         "30s",
 		"PRESENCE_SHUTDOWN_TIMEOUT":     "3s",
+		"PRESENCE_RESUME":               "false",
+		"PRESENCE_RESUME_RATE":          "50",
 	}
 	for k, v := range set {
 		t.Setenv(k, v)
@@ -122,6 +126,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		UnsubscribeLinger:  time.Minute,
 		WorkerLease:        30 * time.Second,
 		ShutdownTimeout:    3 * time.Second,
+		ResumeRate:         50,
 	})
 }
 
@@ -147,6 +152,8 @@ func TestLoadProcessRejects(t *testing.T) {
 		{"worker lease not a duration", "PRESENCE_WORKER_LEASE", "ten", "WORKER_LEASE"},
 		{"shutdown timeout zero", "PRESENCE_SHUTDOWN_TIMEOUT", "0s", "PRESENCE_SHUTDOWN_TIMEOUT"},
 		{"shutdown timeout not a duration", "PRESENCE_SHUTDOWN_TIMEOUT", "soon", "SHUTDOWN_TIMEOUT"},
+		{"resume rate zero", "PRESENCE_RESUME_RATE", "0", "PRESENCE_RESUME_RATE"},
+		{"resume not a bool", "PRESENCE_RESUME", "maybe", "RESUME"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
