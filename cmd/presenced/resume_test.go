@@ -262,11 +262,18 @@ func sipAgents(prefix string, n int) []string {
 	return out
 }
 
+// failedOver is what failover saw.
+type failedOver struct {
+	killed  time.Time
+	took    time.Duration // from the kill to the last change delivered
+	victims int           // the killed worker's agents
+	before  map[string]int
+}
+
 // failover kills worker 2 of three with SIGKILL and waits until each of its
 // agents delivers a change PUBLISHed right after the kill, never seeing two
-// live dialogs for one agent. It returns the time from the kill to the last
-// change, and the initial SUBSCRIBEs Kamailio received for those agents.
-func failover(tb testing.TB, c *sipWorkers, agents []string, within time.Duration) (time.Duration, int, int) {
+// live dialogs for one agent, and every agent is held by the survivors.
+func failover(tb testing.TB, c *sipWorkers, agents []string, within time.Duration) failedOver {
 	tb.Helper()
 	var victims []string
 	held := c.claims()
@@ -288,7 +295,7 @@ func failover(tb testing.TB, c *sipWorkers, agents []string, within time.Duratio
 	waitFor(tb, "every agent held by the survivors, one dialog each", within, func() bool {
 		return c.settled(tb, agents, map[string]bool{"w0": true, "w1": true})
 	})
-	return took, len(victims), c.initialSince(before, agents)
+	return failedOver{killed: killed, took: took, victims: len(victims), before: before}
 }
 
 // restartAlone stops the only worker with SIGTERM, starts it again, and
@@ -312,21 +319,46 @@ func restartAlone(tb testing.TB, c *sipWorkers, agents []string, within time.Dur
 // survivors continue its dialogs with in-dialog refreshes, with no new
 // subscription at Kamailio, and each of its agents delivers a change
 // PUBLISHed after the kill within the lease plus 2 s.
+//
+// The NOTIFYs of those changes went to the killed worker first, and time
+// out about 30 s later. A server that keeps a subscription then (Kamailio
+// with timeout_rm_subs 0) sees no new subscription at all; one that removes
+// it (Kamailio's default) gets a new SUBSCRIBE for each agent that lost its
+// dialog so, soon after the early refresh of resumed dialogs finds it gone.
 func TestFailoverResumesSIPDialogs(t *testing.T) {
-	k := siptest.StartKamailio(t, siptest.KamailioOptions{SharedMemoryMB: 128})
-	c := startSIPWorkers(t, k, 3, 100)
-	agents := sipAgents("failover", 300)
-	c.subscribe(t, agents, 3)
-	waitFor(t, "300 agents, each held active with one dialog", 60*time.Second, func() bool {
-		return c.settled(t, agents, map[string]bool{"w0": true, "w1": true, "w2": true})
-	})
-	took, victims, initial := failover(t, c, agents, time.Minute)
-	t.Logf("%d agents of the killed worker delivered a change %s after the kill; %d initial SUBSCRIBEs", victims, took.Round(10*time.Millisecond), initial)
-	if initial != 0 {
-		t.Errorf("Kamailio received %d initial SUBSCRIBEs after the kill; want in-dialog refreshes only", initial)
-	}
-	if took > resumeLease+2*time.Second {
-		t.Errorf("the killed worker's agents delivered their change %s after the kill; want within the lease (%s) + 2 s", took, resumeLease)
+	for _, keep := range []bool{true, false} {
+		name := map[bool]string{true: "server keeps subscriptions", false: "server removes them on NOTIFY timeout"}[keep]
+		t.Run(name, func(t *testing.T) {
+			k := siptest.StartKamailio(t, siptest.KamailioOptions{SharedMemoryMB: 128, KeepSubscriptionsOnNotifyTimeout: keep})
+			c := startSIPWorkers(t, k, 3, 100)
+			agents := sipAgents("failover", 300)
+			c.subscribe(t, agents, 3)
+			waitFor(t, "300 agents, each held active with one dialog", 60*time.Second, func() bool {
+				return c.settled(t, agents, map[string]bool{"w0": true, "w1": true, "w2": true})
+			})
+			f := failover(t, c, agents, time.Minute)
+			initial := c.initialSince(f.before, agents)
+			t.Logf("%d agents of the killed worker delivered a change %s after the kill; %d initial SUBSCRIBEs", f.victims, f.took.Round(10*time.Millisecond), initial)
+			if initial != 0 {
+				t.Errorf("Kamailio received %d initial SUBSCRIBEs after the kill; want in-dialog refreshes only", initial)
+			}
+			if f.took > resumeLease+2*time.Second {
+				t.Errorf("the killed worker's agents delivered their change %s after the kill; want within the lease (%s) + 2 s", f.took, resumeLease)
+			}
+			// Past the NOTIFY timeouts (SIP timer F, 32 s) and the early
+			// refresh of resumed dialogs (35 s after the resume).
+			waitFor(t, "one dialog each, past the NOTIFY timeouts", 90*time.Second, func() bool {
+				return time.Since(f.killed) > 45*time.Second && c.settled(t, agents, map[string]bool{"w0": true, "w1": true})
+			})
+			initial = c.initialSince(f.before, agents)
+			t.Logf("%s after the kill: %d initial SUBSCRIBEs", time.Since(f.killed).Round(time.Second), initial)
+			if keep && initial != 0 {
+				t.Errorf("Kamailio received %d initial SUBSCRIBEs after the kill; want none", initial)
+			}
+			if initial > f.victims {
+				t.Errorf("Kamailio received %d initial SUBSCRIBEs after the kill; want at most one for each of the %d agents of the killed worker", initial, f.victims)
+			}
+		})
 	}
 }
 
@@ -391,26 +423,26 @@ func BenchmarkSIPResume(b *testing.B) {
 			env := fmt.Sprintf("PRESENCE_RESUME=%v", resume)
 			prefix := map[bool]string{true: "on", false: "off"}[resume]
 			for range b.N {
-				k := siptest.StartKamailio(b, siptest.KamailioOptions{SharedMemoryMB: 256})
+				k := siptest.StartKamailio(b, siptest.KamailioOptions{SharedMemoryMB: 256, KeepSubscriptionsOnNotifyTimeout: true})
 				c := startSIPWorkers(b, k, 3, 15, env)
 				agents := sipAgents("fo"+prefix, n)
 				c.subscribe(b, agents, 1)
 				waitFor(b, "agents held", 10*time.Minute, func() bool {
 					return c.settled(b, agents, map[string]bool{"w0": true, "w1": true, "w2": true})
 				})
-				took, victims, initial := failover(b, c, agents, 10*time.Minute)
-				b.ReportMetric(took.Seconds(), "failover-s")
-				b.ReportMetric(float64(victims), "failover-agents")
-				b.ReportMetric(float64(initial), "failover-initial-SUBSCRIBEs")
+				f := failover(b, c, agents, 10*time.Minute)
+				b.ReportMetric(f.took.Seconds(), "failover-s")
+				b.ReportMetric(float64(f.victims), "failover-agents")
+				b.ReportMetric(float64(c.initialSince(f.before, agents)), "failover-initial-SUBSCRIBEs")
 
-				k2 := siptest.StartKamailio(b, siptest.KamailioOptions{SharedMemoryMB: 256})
+				k2 := siptest.StartKamailio(b, siptest.KamailioOptions{SharedMemoryMB: 256, KeepSubscriptionsOnNotifyTimeout: true})
 				alone := startSIPWorkers(b, k2, 1, 15, env)
 				agents = sipAgents("rs"+prefix, n)
 				alone.subscribe(b, agents, 1)
 				waitFor(b, "agents held", 10*time.Minute, func() bool {
 					return alone.settled(b, agents, map[string]bool{"w0": true})
 				})
-				took, initial = restartAlone(b, alone, agents, 10*time.Minute)
+				took, initial := restartAlone(b, alone, agents, 10*time.Minute)
 				b.ReportMetric(took.Seconds(), "restart-s")
 				b.ReportMetric(float64(initial), "restart-initial-SUBSCRIBEs")
 			}

@@ -41,6 +41,11 @@ type KamailioOptions struct {
 	// TLS, when set, adds a SIP over TLS listener (the kamailio-tls-modules
 	// package).
 	TLS *KamailioTLS
+	// KeepSubscriptionsOnNotifyTimeout keeps a subscription whose NOTIFY
+	// got no answer (presence timeout_rm_subs 0), as a server whose
+	// watchers move between processes should; by default Kamailio removes
+	// it when the NOTIFY times out, about 30 s after it was sent.
+	KeepSubscriptionsOnNotifyTimeout bool
 }
 
 // KamailioTLS is Kamailio's TLS listener and how it checks its peers.
@@ -555,6 +560,9 @@ modparam("presence", "clean_period", 1)
 modparam("presence", "db_update_period", 1)
 modparam("presence", "min_expires", {{.MinExpires}})
 modparam("presence", "max_expires", {{.MaxExpires}})
+{{- if .KeepSubscriptionsOnNotifyTimeout}}
+modparam("presence", "timeout_rm_subs", 0)
+{{- end}}
 modparam("presence_xml", "db_url", "{{.DBURL}}")
 modparam("presence_xml", "force_active", 1)
 modparam("presence_xml", "integrated_xcap_server", 1)

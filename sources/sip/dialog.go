@@ -115,7 +115,7 @@ func (s *Source) subscribeOn(ctx context.Context, ep *endpoint, a sources.Agent)
 	}
 	d.cseq = max(d.cseq, req.CSeq().SeqNo) // a digest retry took the next number
 	s.establish(d, res.To(), res.Contact(), res.GetHeaders("Record-Route"), true)
-	s.granted(d, res)
+	s.granted(d, res, s.cfg.Expires)
 	s.mu.Unlock()
 	s.store(ctx, d)
 	s.log.Info().Str("uri", a.URI).Str("endpoint", ep.cfg.Name).Str("call_id", d.callID).Msg("SIP subscription up")
@@ -123,11 +123,13 @@ func (s *Source) subscribeOn(ctx context.Context, ep *endpoint, a sources.Agent)
 }
 
 // granted applies a 2xx to a SUBSCRIBE of the dialog: its new expiry and
-// the next refresh; the caller holds s.mu, then stores the dialog.
-func (s *Source) granted(d *dialog, res *sip.Response) {
+// the next refresh, at four fifths of it (a slow answer still lands in
+// time) or after at most within; the caller holds s.mu, then stores the
+// dialog.
+func (s *Source) granted(d *dialog, res *sip.Response, within time.Duration) {
 	expires := expiresOf(res, s.cfg.Expires)
 	d.expires = s.clock.Now().Add(expires)
-	s.scheduleRefresh(d, expires)
+	s.scheduleRefresh(d, min(expires*4/5, within))
 }
 
 // establish learns the dialog's remote side from a 2xx or the first NOTIFY.
@@ -152,14 +154,13 @@ func (s *Source) establish(d *dialog, to *sip.ToHeader, contact *sip.ContactHead
 	}
 }
 
-// scheduleRefresh renews the subscription before the server ends it: at
-// four fifths of its length, so a slow answer still lands in time.
-func (s *Source) scheduleRefresh(d *dialog, expires time.Duration) {
+// scheduleRefresh renews the subscription after a while.
+func (s *Source) scheduleRefresh(d *dialog, after time.Duration) {
 	d.stopRefresh()
 	if s.closing {
 		return
 	}
-	d.refresh = s.clock.AfterFunc(expires*4/5, func() {
+	d.refresh = s.clock.AfterFunc(after, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.closing || s.byCallID[d.callID] != d {
@@ -199,7 +200,7 @@ func (s *Source) refreshDialog(d *dialog) {
 		d.cseq = max(d.cseq, req.CSeq().SeqNo)
 		current := s.byCallID[d.callID] == d
 		if current {
-			s.granted(d, res)
+			s.granted(d, res, s.cfg.Expires)
 		}
 		s.mu.Unlock()
 		if current {

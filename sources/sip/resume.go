@@ -38,6 +38,13 @@ const (
 	// resumeMargin is the least time a stored dialog must have left to be
 	// resumed: a refresh that reaches the server after it expired gets 481.
 	resumeMargin = 2 * time.Second
+	// notifyTimeoutCheck is when a resumed dialog is refreshed first: a
+	// NOTIFY the server sent to a dead holder before the resume times out
+	// within SIP timer F (64 × T1 = 32 s), and some servers then remove the
+	// subscription (Kamailio's timeout_rm_subs, on by default). This
+	// refresh finds that out (481) and subscribes anew, rather than the
+	// next one at four fifths of the expiry.
+	notifyTimeoutCheck = 35 * time.Second
 )
 
 // reserveNeeded says whether the dialog's next refresh could pass the CSeq
@@ -132,7 +139,7 @@ func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
 	}
 	d.cseq = max(d.cseq, req.CSeq().SeqNo)
 	s.establish(d, nil, res.Contact(), nil, true)
-	s.granted(d, res)
+	s.granted(d, res, notifyTimeoutCheck)
 	s.mu.Unlock()
 	s.store(ctx, d)
 	s.log.Info().Str("uri", a.URI).Str("endpoint", d.ep.cfg.Name).Str("call_id", d.callID).Msg("SIP subscription resumed")
