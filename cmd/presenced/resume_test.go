@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -447,5 +448,115 @@ func BenchmarkSIPResume(b *testing.B) {
 				b.ReportMetric(float64(initial), "restart-initial-SUBSCRIBEs")
 			}
 		})
+	}
+}
+
+// Three workers restarted one at a time (SIGTERM, then start) while one
+// agent's presence changes every 100 ms: every change reaches the UCC in
+// order, and Kamailio never receives an initial SUBSCRIBE after the first.
+func TestRollingRestartMissesNoChange(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{SharedMemoryMB: 128, KeepSubscriptionsOnNotifyTimeout: true})
+	c := startSIPWorkers(t, k, 3, 100)
+	agents := sipAgents("rolling", 30)
+	agent := agents[0]
+	var mu sync.Mutex
+	var seen []schemas.Availability
+	sub, err := c.nc.Subscribe(schemas.EventSubject(schemas.Key(agent)), func(m *nats.Msg) {
+		var ev schemas.Event
+		if json.Unmarshal(m.Data, &ev) == nil {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, ev.Presence.Availability)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	c.subscribe(t, agents, 2)
+	waitFor(t, "30 agents, each held active with one dialog", 60*time.Second, func() bool {
+		return c.settled(t, agents, map[string]bool{"w0": true, "w1": true, "w2": true})
+	})
+	before := k.InitialSubscribes()
+	owners := c.claims()
+
+	// A cycle of states that each differ from the one before: a change
+	// missed shows as a state skipped.
+	cycle := []struct {
+		basic, activity string
+		availability    schemas.Availability
+	}{
+		{"open", "on-the-phone", schemas.Busy}, {"open", "away", schemas.Away}, {"open", "", schemas.Available},
+		{"open", "presentation", schemas.DoNotDisturb}, {"open", "breakfast", schemas.BeRightBack}, {"closed", "", schemas.Offline},
+	}
+	stop := make(chan struct{})
+	published := make(chan int, 1)
+	var count atomic.Int32
+	go func() {
+		etag, n := "", 0
+		defer func() { published <- n }()
+		for {
+			st := cycle[n%len(cycle)]
+			next, err := siptest.Publish(k.Addr(), agent, etag, siptest.PIDF(agent, st.basic, st.activity, ""), 300)
+			if err != nil {
+				t.Errorf("PUBLISH %d: %v", n, err)
+				return
+			}
+			etag = next
+			n++
+			count.Store(int32(n))
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	for i := range c.procs {
+		// Changes before, during and after each restart.
+		from := count.Load()
+		waitFor(t, "five changes published", 10*time.Second, func() bool { return count.Load() >= from+5 })
+		c.procs[i].stop(t)
+		c.restart(t, i)
+		// Its agents went to the others at the stop and come back to it.
+		waitFor(t, fmt.Sprintf("every agent back with its holder, one dialog each, after w%d restarted", i), time.Minute, func() bool {
+			if !c.settled(t, agents, map[string]bool{"w0": true, "w1": true, "w2": true}) {
+				return false
+			}
+			now := c.claims()
+			for key, cl := range owners {
+				if now[key].Worker != cl.Worker {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	from := count.Load()
+	waitFor(t, "five changes published", 10*time.Second, func() bool { return count.Load() >= from+5 })
+	close(stop)
+	n := <-published
+	last := cycle[(n-1)%len(cycle)].availability
+	waitFor(t, "the last change delivered", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) > 0 && seen[len(seen)-1] == last
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	next := map[schemas.Availability]schemas.Availability{}
+	for i, st := range cycle {
+		next[st.availability] = cycle[(i+1)%len(cycle)].availability
+	}
+	missed := 0
+	for i := 1; i < len(seen); i++ {
+		if seen[i] != seen[i-1] && seen[i] != next[seen[i-1]] {
+			missed++
+			t.Errorf("event %d: %s after %s; the change to %s was missed", i, seen[i], seen[i-1], next[seen[i-1]])
+		}
+	}
+	t.Logf("%d changes published during the rolling restart, %d events, %d missed", n, len(seen), missed)
+	if n := c.initialSince(before, agents); n != 0 {
+		t.Errorf("Kamailio received %d initial SUBSCRIBEs during the rolling restart; want none", n)
 	}
 }
