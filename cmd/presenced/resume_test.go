@@ -33,6 +33,9 @@ type sipWorkers struct {
 	nc    *nats.Conn
 	kv    jetstream.KeyValue
 	ctx   context.Context
+	// overlap tolerates two live dialogs for one agent, as a failover
+	// without resume makes until the dead worker's expire.
+	overlap bool
 
 	mu sync.Mutex
 	// arrived is when each agent's event of each availability first came.
@@ -168,7 +171,7 @@ func (c *sipWorkers) settled(tb testing.TB, agents []string, holders map[string]
 	d := c.dialogs(tb)
 	ok := true
 	for _, a := range agents {
-		if d[a] > 1 {
+		if d[a] > 1 && !c.overlap {
 			tb.Fatalf("Kamailio holds %d provider dialogs for %s", d[a], a)
 		}
 		ok = ok && d[a] == 1
@@ -218,7 +221,7 @@ func (c *sipWorkers) delivered(tb testing.TB, agents []string, since time.Time, 
 	var last time.Time
 	waitFor(tb, fmt.Sprintf("a change of each of %d agents reaches the UCCs", len(agents)), within, func() bool {
 		for a, n := range c.dialogs(tb) {
-			if n > 1 {
+			if n > 1 && !c.overlap {
 				tb.Fatalf("%s after the start: Kamailio holds %d provider dialogs for %s", time.Since(since), n, a)
 			}
 		}
@@ -426,6 +429,7 @@ func BenchmarkSIPResume(b *testing.B) {
 			for range b.N {
 				k := siptest.StartKamailio(b, siptest.KamailioOptions{SharedMemoryMB: 256, KeepSubscriptionsOnNotifyTimeout: true})
 				c := startSIPWorkers(b, k, 3, 15, env)
+				c.overlap = !resume
 				agents := sipAgents("fo"+prefix, n)
 				c.subscribe(b, agents, 1)
 				waitFor(b, "agents held", 10*time.Minute, func() bool {
@@ -438,6 +442,7 @@ func BenchmarkSIPResume(b *testing.B) {
 
 				k2 := siptest.StartKamailio(b, siptest.KamailioOptions{SharedMemoryMB: 256, KeepSubscriptionsOnNotifyTimeout: true})
 				alone := startSIPWorkers(b, k2, 1, 15, env)
+				alone.overlap = !resume
 				agents = sipAgents("rs"+prefix, n)
 				alone.subscribe(b, agents, 1)
 				waitFor(b, "agents held", 10*time.Minute, func() bool {
