@@ -35,9 +35,6 @@ const (
 	cseqReserve = 16
 	// storeTimeout bounds one write or read of the dialog store.
 	storeTimeout = 5 * time.Second
-	// resumeMargin is the least time a stored dialog must have left to be
-	// resumed: a refresh that reaches the server after it expired gets 481.
-	resumeMargin = 2 * time.Second
 	// notifyTimeoutCheck is when a resumed dialog is refreshed first: a
 	// NOTIFY the server sent to a dead holder before the resume times out
 	// within SIP timer F (64 × T1 = 32 s), and some servers then remove the
@@ -106,7 +103,11 @@ func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
 		return fmt.Errorf("sip: read stored dialog: %w", err)
 	case !found:
 		return sources.ErrNothingToResume
-	case rec.Expires.Before(s.clock.Now().Add(resumeMargin)):
+	case !rec.Expires.Add(s.cfg.Expires).After(s.clock.Now()):
+		// A holder that died just after a refresh may have extended the
+		// dialog by one expiry beyond the record: only past that is it
+		// surely over. Before, the refresh tells (481 if it ended): a new
+		// subscription beside a live dialog would make two.
 		return fmt.Errorf("sip: stored dialog expired at %s: %w", rec.Expires.Format(time.RFC3339), sources.ErrNothingToResume)
 	}
 	d, err := s.restore(a, rec)
