@@ -42,11 +42,16 @@ type sipWorkers struct {
 	arrived map[string]map[schemas.Availability]time.Time
 }
 
-const resumeLease = 4 * time.Second
+const (
+	resumeLease = 4 * time.Second
+	// testExpires is the tests' subscriptionExpires: refreshes (at four
+	// fifths) happen within a test.
+	testExpires = 30
+)
 
-// startSIPWorkers starts n workers; rate is maxPresenceSubscriptionsPerSecond
-// and env is added to every worker's environment.
-func startSIPWorkers(tb testing.TB, k *siptest.Kamailio, n, rate int, env ...string) *sipWorkers {
+// startSIPWorkers starts n workers; rate is maxPresenceSubscriptionsPerSecond,
+// expires subscriptionExpires, and env is added to every worker's environment.
+func startSIPWorkers(tb testing.TB, k *siptest.Kamailio, n, rate, expires int, env ...string) *sipWorkers {
 	tb.Helper()
 	bin, _ := build(tb)
 	ns := provtest.Server(tb)
@@ -56,9 +61,9 @@ func startSIPWorkers(tb testing.TB, k *siptest.Kamailio, n, rate int, env ...str
 	for i := range n {
 		cfgFile := filepath.Join(tb.TempDir(), "Config.xml")
 		xml := fmt.Sprintf(`<config><PresenceProvider maxPresenceSubscriptionsPerSecond="%d">
-			<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="udp" subscriptionExpires="30">
+			<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="udp" subscriptionExpires="%d">
 			  <ApplicationEndpoint OwnerUri="%s" PoolFqdn="%s" />
-			</UcmaPresenceSource></PresenceProvider></config>`, rate, clusterAppURI, k.Addr())
+			</UcmaPresenceSource></PresenceProvider></config>`, rate, expires, clusterAppURI, k.Addr())
 		if err := os.WriteFile(cfgFile, []byte(xml), 0o600); err != nil {
 			tb.Fatal(err)
 		}
@@ -174,7 +179,7 @@ func (c *sipWorkers) settled(tb testing.TB, agents []string, holders map[string]
 		if d[a] > 1 && !c.overlap {
 			tb.Fatalf("Kamailio holds %d provider dialogs for %s", d[a], a)
 		}
-		ok = ok && d[a] == 1
+		ok = ok && (d[a] == 1 || c.overlap && d[a] > 1)
 	}
 	if !ok {
 		return false
@@ -304,19 +309,20 @@ func failover(tb testing.TB, c *sipWorkers, agents []string, within time.Duratio
 
 // restartAlone stops the only worker with SIGTERM, starts it again, and
 // PUBLISHes a change of every agent once it is ready. It returns the time
-// from ready until every agent delivered it, and the initial SUBSCRIBEs
-// Kamailio received after the stop.
-func restartAlone(tb testing.TB, c *sipWorkers, agents []string, within time.Duration) (time.Duration, int) {
+// from ready until every agent delivered it, the initial SUBSCRIBEs
+// Kamailio received after the stop, and the time the PUBLISHes took.
+func restartAlone(tb testing.TB, c *sipWorkers, agents []string, within time.Duration) (took time.Duration, initial int, publishing time.Duration) {
 	tb.Helper()
 	before := c.k.InitialSubscribes()
 	c.procs[0].stop(tb)
 	ready := c.restart(tb, 0)
 	c.publish(tb, agents)
-	took := c.delivered(tb, agents, ready, within)
+	publishing = time.Since(ready)
+	took = c.delivered(tb, agents, ready, within)
 	waitFor(tb, "every agent held again, one dialog each", within, func() bool {
 		return c.settled(tb, agents, map[string]bool{"w0": true})
 	})
-	return took, c.initialSince(before, agents)
+	return took, c.initialSince(before, agents), publishing
 }
 
 // Three workers, 300 SIP agents of three UCCs, one worker killed: the
@@ -334,7 +340,7 @@ func TestFailoverResumesSIPDialogs(t *testing.T) {
 		name := map[bool]string{true: "server keeps subscriptions", false: "server removes them on NOTIFY timeout"}[keep]
 		t.Run(name, func(t *testing.T) {
 			k := siptest.StartKamailio(t, siptest.KamailioOptions{SharedMemoryMB: 128, KeepSubscriptionsOnNotifyTimeout: keep})
-			c := startSIPWorkers(t, k, 3, 100)
+			c := startSIPWorkers(t, k, 3, 100, testExpires)
 			agents := sipAgents("failover", 300)
 			c.subscribe(t, agents, 3)
 			waitFor(t, "300 agents, each held active with one dialog", 60*time.Second, func() bool {
@@ -371,13 +377,13 @@ func TestFailoverResumesSIPDialogs(t *testing.T) {
 // within 5 s of ready with no new subscription at Kamailio.
 func TestRestartResumesSIPDialogs(t *testing.T) {
 	k := siptest.StartKamailio(t, siptest.KamailioOptions{SharedMemoryMB: 128})
-	c := startSIPWorkers(t, k, 1, 100)
+	c := startSIPWorkers(t, k, 1, 100, testExpires)
 	agents := sipAgents("restart", 300)
 	c.subscribe(t, agents, 3)
 	waitFor(t, "300 agents, each held active with one dialog", 60*time.Second, func() bool {
 		return c.settled(t, agents, map[string]bool{"w0": true})
 	})
-	took, initial := restartAlone(t, c, agents, time.Minute)
+	took, initial, _ := restartAlone(t, c, agents, time.Minute)
 	t.Logf("every agent delivered a change %s after ready; %d initial SUBSCRIBEs", took.Round(10*time.Millisecond), initial)
 	if initial != 0 {
 		t.Errorf("Kamailio received %d initial SUBSCRIBEs after the restart; want in-dialog refreshes only", initial)
@@ -393,7 +399,7 @@ func TestRestartResumesSIPDialogs(t *testing.T) {
 // every agent ends with one live dialog that delivers changes.
 func TestServerRestartDuringResume(t *testing.T) {
 	k := siptest.StartKamailio(t, siptest.KamailioOptions{SharedMemoryMB: 128})
-	c := startSIPWorkers(t, k, 1, 100, "PRESENCE_RESUME_RATE=50")
+	c := startSIPWorkers(t, k, 1, 100, testExpires, "PRESENCE_RESUME_RATE=50")
 	agents := sipAgents("kamrestart", 300)
 	c.subscribe(t, agents, 1)
 	waitFor(t, "300 agents, each held active with one dialog", 60*time.Second, func() bool {
@@ -418,8 +424,11 @@ func TestServerRestartDuringResume(t *testing.T) {
 }
 
 // BenchmarkSIPResume measures failover and restart with 2,000 SIP agents
-// against Kamailio at the default throttle (15/s), with resume and with
-// PRESENCE_RESUME=false, in one run (go test -bench SIPResume -benchtime 1x).
+// against Kamailio at the product's defaults (throttle 15/s, subscriptions
+// of 600 s), with resume and with PRESENCE_RESUME=false, in one run (go
+// test -run XXX -bench SIPResume -benchtime 1x). Without resume a failover
+// leaves the dead worker's dialogs live beside the new ones until they
+// expire: the benchmark tolerates that, the tests do not.
 func BenchmarkSIPResume(b *testing.B) {
 	const n = 2000
 	for _, resume := range []bool{true, false} {
@@ -428,7 +437,7 @@ func BenchmarkSIPResume(b *testing.B) {
 			prefix := map[bool]string{true: "on", false: "off"}[resume]
 			for range b.N {
 				k := siptest.StartKamailio(b, siptest.KamailioOptions{SharedMemoryMB: 256, KeepSubscriptionsOnNotifyTimeout: true})
-				c := startSIPWorkers(b, k, 3, 15, env)
+				c := startSIPWorkers(b, k, 3, 15, 600, env)
 				c.overlap = !resume
 				agents := sipAgents("fo"+prefix, n)
 				c.subscribe(b, agents, 1)
@@ -441,15 +450,16 @@ func BenchmarkSIPResume(b *testing.B) {
 				b.ReportMetric(float64(c.initialSince(f.before, agents)), "failover-initial-SUBSCRIBEs")
 
 				k2 := siptest.StartKamailio(b, siptest.KamailioOptions{SharedMemoryMB: 256, KeepSubscriptionsOnNotifyTimeout: true})
-				alone := startSIPWorkers(b, k2, 1, 15, env)
+				alone := startSIPWorkers(b, k2, 1, 15, 600, env)
 				alone.overlap = !resume
 				agents = sipAgents("rs"+prefix, n)
 				alone.subscribe(b, agents, 1)
 				waitFor(b, "agents held", 10*time.Minute, func() bool {
 					return alone.settled(b, agents, map[string]bool{"w0": true})
 				})
-				took, initial := restartAlone(b, alone, agents, 10*time.Minute)
+				took, initial, publishing := restartAlone(b, alone, agents, 10*time.Minute)
 				b.ReportMetric(took.Seconds(), "restart-s")
+				b.ReportMetric(publishing.Seconds(), "restart-publishing-s")
 				b.ReportMetric(float64(initial), "restart-initial-SUBSCRIBEs")
 			}
 		})
@@ -461,7 +471,7 @@ func BenchmarkSIPResume(b *testing.B) {
 // order, and Kamailio never receives an initial SUBSCRIBE after the first.
 func TestRollingRestartMissesNoChange(t *testing.T) {
 	k := siptest.StartKamailio(t, siptest.KamailioOptions{SharedMemoryMB: 128, KeepSubscriptionsOnNotifyTimeout: true})
-	c := startSIPWorkers(t, k, 3, 100)
+	c := startSIPWorkers(t, k, 3, 100, testExpires)
 	agents := sipAgents("rolling", 30)
 	agent := agents[0]
 	var mu sync.Mutex
