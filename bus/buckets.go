@@ -21,9 +21,16 @@ type BucketOptions struct {
 	Memory bool
 }
 
-// Buckets creates (or updates) the four buckets of docs/contract.md and returns
-// the worker's stores over them.
-func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logger) (worker.Stores, error) {
+// Stores are the stores over the buckets: the worker's, and the PSTN
+// source's calls.
+type Stores struct {
+	worker.Stores
+	Calls *Calls
+}
+
+// Buckets creates (or updates) the five buckets of docs/contract.md and
+// returns the stores over them.
+func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logger) (Stores, error) {
 	storage := jetstream.FileStorage
 	if opts.Memory {
 		storage = jetstream.MemoryStorage
@@ -33,25 +40,35 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 		{Bucket: schemas.BucketState, Description: "current presence event of each agent"},
 		{Bucket: schemas.BucketInterest, Description: "interest of each UCC in each agent"},
 		{Bucket: schemas.BucketClaims, Description: "the one worker that holds each agent's upstream subscription"},
-		// A bucket-wide TTL, renewed by plain puts: per-key TTLs are lost on
-		// update. Limit markers let a watcher see a worker's lease run out.
+		// A bucket-wide TTL, renewed by every write of an entry: per-key
+		// TTLs are lost on update. Limit markers let a watcher see a
+		// worker's lease run out.
 		{Bucket: schemas.BucketWorkers, Description: "liveness of workers", TTL: opts.WorkerLease,
 			LimitMarkerTTL: max(opts.WorkerLease, time.Second)},
+		// Marker TTLs let ended calls' markers go (Calls.Delete).
+		{Bucket: schemas.BucketCalls, Description: "PSTN calls in progress", LimitMarkerTTL: callMarkerTTL},
 	} {
 		cfg.History = 1
 		cfg.Replicas = opts.Replicas
 		cfg.Storage = storage
 		kv, err := c.createBucket(ctx, cfg, log)
 		if err != nil {
-			return worker.Stores{}, fmt.Errorf("bus: bucket %s: %w", cfg.Bucket, err)
+			return Stores{}, fmt.Errorf("bus: bucket %s: %w", cfg.Bucket, err)
 		}
 		kvs[cfg.Bucket] = kv
 	}
-	return worker.Stores{
-		State:    &States{kv: kvs[schemas.BucketState], conn: c, log: log},
-		Interest: &Interests{kv: kvs[schemas.BucketInterest], conn: c, log: log},
-		Claims:   &Claims{kv: kvs[schemas.BucketClaims], log: log},
-		Workers:  &Workers{kv: kvs[schemas.BucketWorkers], log: log},
+	self, err := thisProcess()
+	if err != nil {
+		return Stores{}, err
+	}
+	return Stores{
+		Stores: worker.Stores{
+			State:    &States{kv: kvs[schemas.BucketState], conn: c, log: log},
+			Interest: &Interests{kv: kvs[schemas.BucketInterest], conn: c, log: log},
+			Claims:   &Claims{kv: kvs[schemas.BucketClaims], conn: c, log: log},
+			Workers:  &Workers{kv: kvs[schemas.BucketWorkers], conn: c, log: log, self: self},
+		},
+		Calls: &Calls{kv: kvs[schemas.BucketCalls], conn: c, log: log},
 	}, nil
 }
 

@@ -13,8 +13,9 @@ import (
 
 // Claims is the presence_claims bucket.
 type Claims struct {
-	kv  jetstream.KeyValue
-	log zerolog.Logger
+	kv   jetstream.KeyValue
+	conn *Conn
+	log  zerolog.Logger
 }
 
 // Create takes the claim if nobody holds it.
@@ -66,5 +67,5 @@ func (s *Claims) Delete(ctx context.Context, key string, revision uint64) error 
 
 // Watch streams every worker's claims.
 func (s *Claims) Watch(ctx context.Context) (<-chan schemas.Change[schemas.Claim], error) {
-	return watch(ctx, s.kv, s.log, decodeJSON[schemas.Claim])
+	return watch(ctx, s.conn, s.kv, s.log, decodeJSON[schemas.Claim])
 }

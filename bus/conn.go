@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -17,17 +18,43 @@ type Conn struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	closed chan struct{} // closed once the connection is
+
+	mu sync.Mutex
+	// reconnected is closed, and replaced, each time the connection comes
+	// back: what the server may have lost meanwhile (the consumers behind
+	// KV watches) is made again at once rather than when nats.go notices.
+	reconnected chan struct{}
+}
+
+// reconnectWait spaces the attempts to reach NATS again: short, so that
+// watches and requests resume within about a second of the server
+// answering; a try is one TCP connect.
+const reconnectWait = 500 * time.Millisecond
+
+// Reconnected returns a channel closed at the connection's next reconnect.
+func (c *Conn) Reconnected() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reconnected
+}
+
+func (c *Conn) signalReconnect() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(c.reconnected)
+	c.reconnected = make(chan struct{})
 }
 
 // Connect joins NATS at url, or the embedded server ns without a socket
 // when url is empty, with extra options such as ClientOptions' credentials.
 // It reconnects for ever: a worker outlives NATS restarts.
 func Connect(url string, ns *server.Server, name string, log zerolog.Logger, extra ...nats.Option) (*Conn, error) {
-	closed := make(chan struct{})
+	c := &Conn{closed: make(chan struct{}), reconnected: make(chan struct{})}
 	opts := []nats.Option{
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
 		nats.Name(name),
 		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if !nc.IsClosed() && !nc.IsDraining() {
 				log.Warn().Err(err).Msg("disconnected from NATS")
@@ -35,6 +62,7 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger, ext
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
+			c.signalReconnect()
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			if nc.IsClosed() || nc.IsDraining() {
@@ -47,14 +75,25 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger, ext
 			ev.Msg("NATS error")
 		}),
 	}
-	if url == "" {
+	inProcess := url == ""
+	if inProcess {
 		if ns == nil {
 			return nil, fmt.Errorf("bus: no NATS url and no embedded server")
 		}
 		url = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns))
 	}
+	// In process, a refused connection shows only as a closed pipe, after
+	// the server's write deadline: say what is missing instead.
+	const needCredentials = "the embedded server's configuration file asks for credentials: give presenced its worker user " +
+		"with PRESENCE_NATS_USER and PRESENCE_NATS_PASSWORD (or PRESENCE_NATS_NKEY, PRESENCE_NATS_CREDS)"
+	if inProcess && len(extra) == 0 && authRequired(ns) {
+		return nil, fmt.Errorf("bus: %s", needCredentials)
+	}
 	nc, err := nats.Connect(url, append(opts, extra...)...)
+	if err != nil && inProcess && authRequired(ns) {
+		return nil, fmt.Errorf("bus: connect to the embedded server: %w; %s", err, needCredentials)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bus: connect %s: %w", config.RedactURLs(url), err)
 	}
@@ -63,7 +102,13 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger, ext
 		nc.Close()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	return &Conn{NC: nc, JS: js, closed: closed}, nil
+	c.NC, c.JS = nc, js
+	return c, nil
+}
+
+func authRequired(ns *server.Server) bool {
+	v, err := ns.Varz(nil)
+	return err == nil && v.AuthRequired
 }
 
 // drainTimeout bounds Close: a connection whose server is gone cannot drain.

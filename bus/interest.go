@@ -80,5 +80,5 @@ func (s *Interests) AgentsOf(ctx context.Context, uccKey string) ([]string, erro
 
 // Watch streams interests as they come and go.
 func (s *Interests) Watch(ctx context.Context) (<-chan schemas.Change[schemas.Interest], error) {
-	return watch(ctx, s.kv, s.log, decodeJSON[schemas.Interest])
+	return watch(ctx, s.conn, s.kv, s.log, decodeJSON[schemas.Interest])
 }

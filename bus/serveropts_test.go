@@ -5,6 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/contactcenter/presence-provider/config"
 )
 
 // setExampleSecrets sets the variables examples/nats-auth.conf and
@@ -122,4 +127,56 @@ func absExample(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// The provider's own connection to an embedded server with users needs
+// credentials like any client's, and is told so without them.
+func TestEmbeddedServerWithUsersNeedsTheWorkersCredentials(t *testing.T) {
+	setExampleSecrets(t)
+	ns, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: t.TempDir(), ConfigFile: "../examples/nats-auth.conf"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+	})
+	if _, err := Connect("", ns.Server, "no credentials", zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "PRESENCE_NATS_USER") {
+		t.Fatalf("connect without credentials: %v; want an error saying which variables to set", err)
+	}
+	opts, err := ClientOptions(config.NATSAuth{User: "worker", Password: config.Secret(os.Getenv("WORKER_PASSWORD"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := Connect("", ns.Server, "worker", zerolog.Nop(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+}
+
+// The example's secrets may be bcrypt hashes: the server keeps the hash,
+// the worker still sends its password.
+func TestExampleUsersWithBcryptHashes(t *testing.T) {
+	setExampleSecrets(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("worker-plain-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("WORKER_PASSWORD", string(hash))
+	ns, err := StartEmbedded(EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: t.TempDir(), ConfigFile: "../examples/nats-auth.conf"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+	})
+	opts, err := ClientOptions(config.NATSAuth{User: "worker", Password: "worker-plain-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := Connect("", ns.Server, "worker", zerolog.Nop(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
 }

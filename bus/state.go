@@ -69,5 +69,5 @@ func (s *States) Publish(ev schemas.Event) error {
 
 // Watch streams the bucket's events, Seq set.
 func (s *States) Watch(ctx context.Context) (<-chan schemas.Change[schemas.Event], error) {
-	return watch(ctx, s.kv, s.log, decodeEvent)
+	return watch(ctx, s.conn, s.kv, s.log, decodeEvent)
 }

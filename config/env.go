@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -118,7 +117,7 @@ type Process struct {
 	EmbeddedListen     string `envconfig:"PRESENCE_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"the embedded server's client address"`
 	DataDir            string `envconfig:"PRESENCE_DATA_DIR" default:"./presence-data" desc:"the embedded server's JetStream store; one presenced per directory"`
 	ConfigFile         string `envconfig:"PRESENCE_CONFIG" desc:"the product's Config.xml; empty runs the PSTN source alone"`
-	WorkerID           string `envconfig:"PRESENCE_WORKER_ID" desc:"this worker's name; empty means host-pid"`
+	WorkerID           string `envconfig:"PRESENCE_WORKER_ID" desc:"this worker's name; empty: the one kept in PRESENCE_DATA_DIR/worker-id, or the host name with PRESENCE_NATS_URL"`
 	LogLevel           string `envconfig:"PRESENCE_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
 	SIPAppPassword     Secret `envconfig:"PRESENCE_SIP_APP_PASSWORD" desc:"digest password of the SIP application endpoint"`
 	SIPUserPassword    Secret `envconfig:"PRESENCE_SIP_USER_PASSWORD" desc:"digest password of the SIP user endpoint"`
@@ -196,11 +195,9 @@ func LoadProcess() (Process, error) {
 	if p.KVReplicas < 1 || p.KVReplicas > 5 {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_KV_REPLICAS %d is out of range 1 to 5", p.KVReplicas)
 	}
-	if p.WorkerID == "" {
-		host, _ := os.Hostname()
-		p.WorkerID = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
-	if !validWorkerID(p.WorkerID) {
+	// An empty id is resolved once the data directory is this process's
+	// (ResolveWorkerID).
+	if p.WorkerID != "" && !validWorkerID(p.WorkerID) {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_WORKER_ID %q may hold only A-Z a-z 0-9 - _ = and inner dots (it is a KV key)", p.WorkerID)
 	}
 	if p.WorkerLease < 3*time.Second {

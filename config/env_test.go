@@ -43,14 +43,12 @@ func TestLoadProcessDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, _ := os.Hostname()
-	wantID := fmt.Sprintf("%s-%d", host, os.Getpid())
 	want := config.Process{
 		NATSURL:            "",
 		EmbeddedListen:     "127.0.0.1:4222",
 		DataDir:            "./presence-data",
 		ConfigFile:         "",
-		WorkerID:           wantID,
+		WorkerID:           "", // resolved once the data directory is held: workerid_test.go
 		LogLevel:           "info",
 		GraphBaseURL:       "https://graph.microsoft.com/v1.0",
 		GraphAuthorityHost: "https://login.microsoftonline.com/",

@@ -117,6 +117,16 @@ type Interest struct {
 	PSTN bool `json:"pstn,omitempty"`
 }
 
+// Call is the value of presence_calls <key>.<ucc key>.<call id key>: one
+// call in progress on a PSTN agent.
+type Call struct {
+	UCC    string `json:"ucc"`
+	CallID string `json:"call_id"`
+	// Connected is when the call was last reported connected; its safety
+	// limit counts from here.
+	Connected time.Time `json:"connected"`
+}
+
 // Claim is the value of presence_claims <key>: the one worker that holds the
 // agent's upstream subscription, and how that subscription stands.
 type Claim struct {
@@ -154,6 +164,13 @@ type WorkerInfo struct {
 	// Leaving is set by a worker that is stopping: it still holds claims,
 	// but owns no agent any more.
 	Leaving bool `json:"leaving,omitempty"`
+	// Instance, Host and PID name the process that holds the id: a random
+	// token drawn at each start, the host name and the process id. They
+	// tell a worker restarted under its own id from a second live process
+	// that would share it.
+	Instance string `json:"instance,omitempty"`
+	Host     string `json:"host,omitempty"`
+	PID      int    `json:"pid,omitempty"`
 }
 
 // Status answers presence.api.status.

@@ -30,10 +30,17 @@ const (
 	BucketClaims   = "presence_claims"
 	BucketWorkers  = "presence_workers"
 	BucketDialogs  = "presence_dialogs"
+	BucketCalls    = "presence_calls"
 )
 
 // InterestKey is the presence_interest key of one UCC's interest in one agent.
 func InterestKey(agentKey, uccKey string) string { return agentKey + "." + uccKey }
+
+// CallKey is the presence_calls key of one call on one agent; the agent's
+// key is its first token.
+func CallKey(agentKey, ucc, callID string) string {
+	return agentKey + "." + Key(ucc) + "." + Key(callID)
+}
 
 // Change is a KV entry as a watcher sees it: a new value, or the key's
 // deletion (Deleted, with Value zero).

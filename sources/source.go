@@ -71,11 +71,19 @@ var ErrNothingToResume = errors.New("no upstream subscription to resume")
 
 // Fed is a source fed by inputs on presence.in.<name>.<key> (AttendantService,
 // PSTN) rather than by upstream subscriptions: it needs neither a claim nor
-// the throttle. Input turns one input body into the agent's presence; a
-// rejected input is a *schemas.Error.
+// the throttle. Input turns one input body into the agent's presence, storing
+// what the source keeps of it first; a rejected input is a *schemas.Error.
 type Fed interface {
 	Source
-	Input(a Agent, body []byte) (schemas.Presence, error)
+	Input(ctx context.Context, a Agent, body []byte) (schemas.Presence, error)
+}
+
+// Current is a source whose view of an agent changes on several goroutines
+// (its inputs, and a store it watches): the worker asks it for the agent's
+// presence as it stores one, one store of an agent at a time, so that an
+// older view is never stored over a newer one.
+type Current interface {
+	Current(a Agent) schemas.Presence
 }
 
 // Health is how a source stands, for presence.api.status.

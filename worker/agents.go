@@ -74,6 +74,19 @@ func (a *agent) stopTimer() {
 
 func (a *agent) wanted() bool { return len(a.uccs) > 0 }
 
+// sourceOf is the source that serves an agent a source reported on; the
+// caller holds w.mu.
+func (w *Worker) sourceOf(a sources.Agent) sources.Source {
+	if known := w.agents[a.Key]; known != nil {
+		return w.sources[w.routeOf(known)]
+	}
+	u, err := schemas.ParseURI(a.URI)
+	if err != nil {
+		return nil
+	}
+	return w.sources[w.route(u, a.TeamsUPN)]
+}
+
 // routeOf picks the agent's source from what its UCCs told: any UCC that
 // gives a Teams UPN, or says the number is a phone (user=phone), decides.
 func (w *Worker) routeOf(a *agent) string {
@@ -454,7 +467,7 @@ func (w *Worker) Observe(a sources.Agent, p schemas.Presence) {
 	if !mine || waiting {
 		return
 	}
-	if _, _, err := w.writePresence(w.ctx, a, p); err != nil {
+	if _, _, err := w.store(w.ctx, a, p); err != nil {
 		w.log.Warn().Err(err).Str("uri", a.URI).Msg("could not store presence; trying again")
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -490,7 +503,7 @@ func (w *Worker) storeLater(key string, delay time.Duration) {
 		}
 		agent, p := obs.agent, obs.presence
 		w.goEffect("store presence", func(ctx context.Context) {
-			_, _, err := w.writePresence(ctx, agent, p)
+			_, _, err := w.store(ctx, agent, p)
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			switch {

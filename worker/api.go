@@ -279,21 +279,20 @@ func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (sc
 	route := w.result(u, "", false).Source
 	mine := w.servedBy(key)
 	w.mu.Unlock()
-	f, enabled := w.fed(source)
-	agent := sources.Agent{URI: u.URI, Key: key}
 	if !mine {
-		// Every worker receives every input: each source keeps what it
-		// tracks (a PSTN agent's calls) whoever owns the agent; the owner
-		// alone stores the presence and answers.
-		if enabled && route == source {
-			_, _ = f.Input(agent, body)
-		}
+		// The owner alone applies the input: what a source keeps of it (a
+		// PSTN agent's calls) is in a store every worker watches.
 		return schemas.InputReply{}, ErrNotOwner
 	}
+	f, enabled := w.fed(source)
 	if !enabled || route != source {
 		return schemas.InputReply{}, &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
 	}
-	p, err := f.Input(agent, body)
+	agent := sources.Agent{URI: u.URI, Key: key}
+	storing := w.storeLock(key)
+	storing.Lock()
+	defer storing.Unlock()
+	p, err := f.Input(ctx, agent, body)
 	if err != nil {
 		return schemas.InputReply{}, err
 	}

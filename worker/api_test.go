@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,11 +26,12 @@ import (
 // sources, and scripted stand-ins for SIP and Graph.
 func startAll(t *testing.T, cfg worker.Config) *provtest.Env {
 	t.Helper()
-	return provtest.Start(t, cfg, func(w *worker.Worker, clock clockwork.Clock) {
-		w.AddSource(schemas.SourceSIP, newScripted(clock))
-		w.AddSource(schemas.SourceGraph, teams{newScripted(clock)})
-		w.AddSource(schemas.SourceAttendant, attendant.New(clock, matchPatterns()))
-		w.AddSource(schemas.SourcePSTN, pstn.New(4*time.Hour, clock, w))
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	return provtest.StartParts(t, provtest.Server(t), cfg, clock, func(p provtest.Parts) {
+		p.Worker.AddSource(schemas.SourceSIP, newScripted(p.Clock))
+		p.Worker.AddSource(schemas.SourceGraph, teams{newScripted(p.Clock)})
+		p.Worker.AddSource(schemas.SourceAttendant, attendant.New(p.Clock, matchPatterns()))
+		p.Worker.AddSource(schemas.SourcePSTN, pstn.New(p.Calls, 4*time.Hour, p.Clock, p.Worker, p.Log))
 	})
 }
 
@@ -334,10 +336,10 @@ func TestAPanicInASourceInputIsAnswered(t *testing.T) {
 // panicky is the attendant source with a bug: it panics on one activity.
 type panicky struct{ *attendant.Source }
 
-func (p panicky) Input(a sources.Agent, body []byte) (schemas.Presence, error) {
+func (p panicky) Input(ctx context.Context, a sources.Agent, body []byte) (schemas.Presence, error) {
 	var in schemas.AttendantInput
 	if json.Unmarshal(body, &in) == nil && in.Activity == "panic" {
 		panic(errors.New("a bug"))
 	}
-	return p.Source.Input(a, body)
+	return p.Source.Input(ctx, a, body)
 }

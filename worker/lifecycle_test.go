@@ -73,10 +73,10 @@ func TestOneUpstreamSubscriptionPerAgentForManyUCCs(t *testing.T) {
 	if n := src.count(); n != 2 {
 		t.Fatalf("%d upstream subscriptions for 2 agents of 3 UCCs; want 2", n)
 	}
-	c, found := claimOf(t, env, "sip:user1@domain.com")
-	if !found || c.Worker != "worker-a" || c.Source != "sip" || c.State != schemas.StateActive {
-		t.Fatalf("claim = %+v (found %v); want worker-a, sip, active", c, found)
-	}
+	provtest.Eventually(t, "claim of worker-a, sip, active", func() bool {
+		c, found := claimOf(t, env, "sip:user1@domain.com")
+		return found && c.Worker == "worker-a" && c.Source == "sip" && c.State == schemas.StateActive
+	})
 }
 
 func TestThrottleDrainsABurstInOrderAtTheConfiguredRate(t *testing.T) {
@@ -158,10 +158,11 @@ func TestGivesUpAtTheFailureLimitUntilAUCCSubscribesAgain(t *testing.T) {
 	if n := src.count(); n != 3 {
 		t.Fatalf("%d attempts after giving up; want 3", n)
 	}
-	c, _ := claimOf(t, env, uri)
-	if c.State != schemas.StateFailed || c.Failures != 3 || !strings.Contains(c.Reason, "404") {
-		t.Fatalf("claim = %+v; want failed, 3 failures, the reason", c)
-	}
+	// The claim is written by an effect after the state a get answers.
+	provtest.Eventually(t, "claim failed with 3 failures and the reason", func() bool {
+		c, _ := claimOf(t, env, uri)
+		return c.State == schemas.StateFailed && c.Failures == 3 && strings.Contains(c.Reason, "404")
+	})
 	if !strings.Contains(env.Logs.String(), "gave up") {
 		t.Fatal("no give-up log line")
 	}

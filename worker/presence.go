@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -50,6 +51,30 @@ func (w *Worker) watchStates(changes <-chan schemas.Change[schemas.Event]) {
 		}
 		w.presence.put(ch.Value)
 	}
+}
+
+// storeLock is the lock of an agent's presence writes, one of a few shared
+// by all agents.
+func (w *Worker) storeLock(key string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return &w.storing[h.Sum32()%uint32(len(w.storing))]
+}
+
+// store writes what a source observed, one write of an agent at a time; a
+// source whose view changes on several goroutines is asked for it again
+// under the lock, so that an older view never lands over a newer one.
+func (w *Worker) store(ctx context.Context, a sources.Agent, p schemas.Presence) (uint64, bool, error) {
+	lock := w.storeLock(a.Key)
+	lock.Lock()
+	defer lock.Unlock()
+	w.mu.Lock()
+	src := w.sourceOf(a)
+	w.mu.Unlock()
+	if c, ok := src.(sources.Current); ok {
+		p = c.Current(a)
+	}
+	return w.writePresence(ctx, a, p)
 }
 
 // maxSwapAttempts bounds the compare-and-set loop: each lost round means

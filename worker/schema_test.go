@@ -65,6 +65,7 @@ func TestRunningProviderSpeaksTheSchemas(t *testing.T) {
 		schemas.BucketInterest: "interest.schema.json",
 		schemas.BucketClaims:   "claim.schema.json",
 		schemas.BucketWorkers:  "worker.schema.json",
+		schemas.BucketCalls:    "call.schema.json",
 	} {
 		kv, err := env.Conn.JS.KeyValue(ctx, bucket)
 		if err != nil {

@@ -44,7 +44,11 @@ type ClaimStore interface {
 
 // WorkerStore is the presence_workers bucket: who is alive.
 type WorkerStore interface {
-	// Beat records this worker as alive for one more lease.
+	// Join records this worker as alive as it starts; it fails when another
+	// live process holds the id.
+	Join(ctx context.Context, w schemas.WorkerInfo) error
+	// Beat records this worker as alive for one more lease; it fails when
+	// another process took the id since.
 	Beat(ctx context.Context, w schemas.WorkerInfo) error
 	Alive(ctx context.Context, id string) (bool, error)
 	List(ctx context.Context) ([]schemas.WorkerInfo, error)

@@ -95,6 +95,8 @@ type Worker struct {
 	claims  map[string]schemas.Claim // every worker's claims, as watched
 	// unstored holds, per agent, the newest observation NATS did not store yet.
 	unstored map[string]*observation
+	// storing serializes the presence writes of each agent (striped).
+	storing  [64]sync.Mutex
 	presence presenceCache
 	// live is the sorted ids of the live workers, this one included: who
 	// owns which agent follows from it. alive also has the leaving ones.
@@ -169,7 +171,9 @@ func (w *Worker) AddSource(name string, s sources.Source) {
 // buckets, and runs the throttle and the sources until Stop.
 func (w *Worker) Start(ctx context.Context) error {
 	w.started = w.clock.Now()
-	if err := w.beat(ctx); err != nil {
+	// Joining under an id this worker's earlier process left takes its
+	// entry, and with it its claims and its share of the agents, at once.
+	if err := w.stores.Workers.Join(ctx, schemas.WorkerInfo{ID: w.cfg.ID, Started: w.started.UTC()}); err != nil {
 		return err
 	}
 	w.lastBeat = w.started

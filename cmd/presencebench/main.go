@@ -75,7 +75,7 @@ func start(dir string) (*provider, error) {
 	w := worker.New(worker.Config{
 		ID: "bench", SubscriptionsPerSecond: 15, FirstRetry: 900 * time.Second, MaxRetry: 8 * time.Hour,
 		MaxFailures: 3, Linger: 10 * time.Second,
-	}, stores, clock, log)
+	}, stores.Stores, clock, log)
 	w.AddSource(schemas.SourceAttendant, attendant.New(clock, []*regexp.Regexp{regexp.MustCompile(`@bench\.example$`)}))
 	if err := w.Start(ctx); err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func start(dir string) (*provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &provider{conn: conn, client: bus.NewClient(ucc), stores: stores, w: w, stop: func() {
+	return &provider{conn: conn, client: bus.NewClient(ucc), stores: stores.Stores, w: w, stop: func() {
 		ucc.Close()
 		_ = svc.Stop()
 		w.Stop(context.Background())

@@ -72,7 +72,13 @@ func run(args []string, out io.Writer) error {
 	refused, stopRefused := context.WithCancelCause(context.Background())
 	defer stopRefused(nil)
 	nc, err := nats.Connect(*url, append(opts, nats.Name("presencectl"),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { stopRefused(err) }))...)
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				stopRefused(err)
+				return
+			}
+			fmt.Fprintln(os.Stderr, "presencectl:", err)
+		}))...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", config.RedactURLs(*url), err)
 	}
@@ -143,7 +149,7 @@ func run(args []string, out io.Writer) error {
 		return show(c.PSTN(ctx, key, schemas.PSTNInput{UCC: *ucc, CallID: *callID, State: uris[1]}))
 	case "watch":
 		cancel() // watch runs until interrupted, not for one timeout
-		return watch(c, uris, out)
+		return watch(refused, c, uris, out)
 	default:
 		global.Usage()
 		return fmt.Errorf("unknown command %q", cmd)
@@ -158,7 +164,9 @@ func keyOf(raw string) (string, error) {
 	return u.Key(), nil
 }
 
-func watch(c *bus.Client, uris []string, out io.Writer) error {
+// watch prints events until interrupted, or until the server refuses the
+// subscription (refused ends with the server's error).
+func watch(refused context.Context, c *bus.Client, uris []string, out io.Writer) error {
 	var keys []string
 	for _, raw := range uris {
 		key, err := keyOf(raw)
@@ -179,10 +187,14 @@ func watch(c *bus.Client, uris []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := signal.NotifyContext(refused, syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	<-ctx.Done()
-	return stop()
+	err = stop()
+	if cause := context.Cause(refused); cause != nil {
+		return cause
+	}
+	return err
 }
 
 func envOr(name, def string) string {

@@ -282,7 +282,13 @@ type sipRun struct {
 
 func (r *sipRun) ctl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(r.presencectl, append([]string{"-nats", r.url}, args...)...).CombinedOutput()
+	return ctl(t, r.presencectl, r.url, args...)
+}
+
+// ctl runs presencectl against url and returns what it printed.
+func ctl(t *testing.T, presencectl, url string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(presencectl, append([]string{"-nats", url}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("presencectl %v: %v\n%s", args, err, out)
 	}

@@ -207,6 +207,11 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 		}
 		ns = d.ns.Server
 	}
+	// With the embedded server the id is kept in its data directory, now
+	// this process's.
+	if err := proc.ResolveWorkerID(); err != nil {
+		return nil, err
+	}
 	auth, err := bus.ClientOptions(proc.NATSAuth)
 	if err != nil {
 		return nil, err
@@ -227,8 +232,8 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 		return nil, err
 	}
 	clock := clockwork.NewRealClock()
-	d.w = worker.New(workerConfig(proc, provider), stores, clock, log)
-	if err := addSources(d.w, proc, provider, dialogs, clock, log); err != nil {
+	d.w = worker.New(workerConfig(proc, provider), stores.Stores, clock, log)
+	if err := addSources(d.w, stores.Calls, dialogs, proc, provider, clock, log); err != nil {
 		return nil, err
 	}
 
@@ -300,7 +305,7 @@ func workerConfig(proc config.Process, p config.Provider) worker.Config {
 // addSources starts the sources Config.xml enables, one line each; their
 // routing order is the registry's (sources.Registry).
 // dialogs is nil when SIP dialogs are not resumed.
-func addSources(w *worker.Worker, proc config.Process, p config.Provider, dialogs sip.DialogStore, clock clockwork.Clock, log zerolog.Logger) error {
+func addSources(w *worker.Worker, calls *bus.Calls, dialogs sip.DialogStore, proc config.Process, p config.Provider, clock clockwork.Clock, log zerolog.Logger) error {
 	for _, s := range []struct {
 		name    string
 		enabled bool
@@ -308,7 +313,7 @@ func addSources(w *worker.Worker, proc config.Process, p config.Provider, dialog
 	}{
 		{schemas.SourceGraph, p.Graph.Enabled, func() (sources.Source, error) { return graph.New(graphConfig(proc, p.Graph), clock, w, log) }},
 		{schemas.SourceAttendant, p.Attendant.Enabled, func() (sources.Source, error) { return attendant.New(clock, p.Attendant.Patterns), nil }},
-		{schemas.SourcePSTN, p.PSTN.Enabled, func() (sources.Source, error) { return pstn.New(p.PSTN.MaxCallDuration, clock, w), nil }},
+		{schemas.SourcePSTN, p.PSTN.Enabled, func() (sources.Source, error) { return pstn.New(calls, p.PSTN.MaxCallDuration, clock, w, log), nil }},
 		{schemas.SourceSIP, p.SIP.Enabled, func() (sources.Source, error) { return sip.New(sipConfig(proc, p.SIP, dialogs), clock, w, log) }},
 	} {
 		if !s.enabled {

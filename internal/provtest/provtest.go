@@ -25,7 +25,7 @@ import (
 type Env struct {
 	Server     *server.Server
 	Conn       *bus.Conn
-	Stores     worker.Stores
+	Stores     bus.Stores
 	Client     *bus.Client
 	Clock      *clockwork.FakeClock
 	Worker     *worker.Worker
@@ -79,12 +79,51 @@ func StartReal(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock
 // or a restart). Env.Clock is set when clock is a fake one.
 func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return StartFaulty(t, ns, cfg, clock, nil, add)
+	return start(t, "", ns, cfg, clock, nil, adding(add))
+}
+
+// Join runs a provider whose worker and observer join NATS at url, as
+// presenced does with PRESENCE_NATS_URL: they reconnect when the server
+// there restarts. Env.Server is nil.
+func Join(t testing.TB, url string, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return start(t, url, nil, cfg, clock, nil, adding(add))
+}
+
+// adding adapts a function that adds sources from the worker and the clock.
+func adding(add func(w *worker.Worker, clock clockwork.Clock)) func(Parts) {
+	return func(p Parts) {
+		if add != nil {
+			add(p.Worker, p.Clock)
+		}
+	}
 }
 
 // StartFaulty is StartOn with the worker's stores passed through faults
 // first, for tests of what NATS failing to answer does to the worker.
 func StartFaulty(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return start(t, "", ns, cfg, clock, faults, adding(add))
+}
+
+// Parts are what a test builds its sources from: the worker (their sink),
+// the clock, and the stores of sources that keep state in NATS, over the
+// worker's own connection.
+type Parts struct {
+	Worker *worker.Worker
+	Clock  clockwork.Clock
+	Calls  *bus.Calls
+	Log    zerolog.Logger
+}
+
+// StartParts is StartOn for sources that need more than the worker and the
+// clock (the PSTN source's calls).
+func StartParts(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(Parts)) *Env {
+	t.Helper()
+	return start(t, "", ns, cfg, clock, nil, add)
+}
+
+func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(Parts)) *Env {
 	t.Helper()
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
@@ -93,7 +132,7 @@ func StartFaulty(t testing.TB, ns *server.Server, cfg worker.Config, clock clock
 			t.Logf("provider logs:\n%s", logs.String())
 		}
 	})
-	conn, err := bus.Connect("", ns, cfg.ID, log)
+	conn, err := bus.Connect(url, ns, cfg.ID, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,18 +142,16 @@ func StartFaulty(t testing.TB, ns *server.Server, cfg worker.Config, clock clock
 		t.Fatal(err)
 	}
 	if faults != nil {
-		stores = faults(stores)
+		stores.Stores = faults(stores.Stores)
 	}
-	w := worker.New(cfg, stores, clock, log)
-	if add != nil {
-		add(w, clock)
-	}
+	w := worker.New(cfg, stores.Stores, clock, log)
+	add(Parts{Worker: w, Clock: clock, Calls: stores.Calls, Log: log})
 	if err := w.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The test looks on with a connection of its own, as a UCC would, so it
 	// can still look after the worker stopped.
-	observer, err := bus.Connect("", ns, "observer", zerolog.Nop())
+	observer, err := bus.Connect(url, ns, "observer", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

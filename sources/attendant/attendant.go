@@ -52,7 +52,7 @@ func (*Source) Unsubscribe(context.Context, sources.Agent) error { return nil }
 func (*Source) Health() sources.Health { return sources.Health{Healthy: true} }
 
 // Input validates an input and returns the presence it describes.
-func (s *Source) Input(_ sources.Agent, body []byte) (schemas.Presence, error) {
+func (s *Source) Input(_ context.Context, _ sources.Agent, body []byte) (schemas.Presence, error) {
 	var in schemas.AttendantInput
 	if err := json.Unmarshal(body, &in); err != nil {
 		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeBadRequest, Message: "attendant input is not the JSON of docs/contract.md, Inputs: " + err.Error()}

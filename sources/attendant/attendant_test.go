@@ -1,6 +1,7 @@
 package attendant_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -26,7 +27,7 @@ func FuzzAttendantInput(f *testing.F) {
 	src := attendant.New(clockwork.NewFakeClock(), nil)
 	agent := sources.Agent{URI: "sip:agent@attendant.example", Key: schemas.Key("sip:agent@attendant.example")}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := src.Input(agent, body)
+		p, err := src.Input(context.Background(), agent, body)
 		if err != nil {
 			var e *schemas.Error
 			if !errors.As(err, &e) || (e.Code != schemas.CodeBadRequest && e.Code != schemas.CodeInvalidInput) || e.Message == "" {

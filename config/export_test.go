@@ -1,0 +1,4 @@
+package config
+
+// HostWorkerID exposes hostID to the tests.
+var HostWorkerID = hostID
