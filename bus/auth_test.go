@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
 )
 
@@ -46,10 +47,10 @@ func runServer(t *testing.T, opts *server.Options) *server.Server {
 }
 
 // connect joins ns as a client with the given credentials; it returns the
-// error of ClientOptions or of the connection.
+// error of AuthOptions or of the connection.
 func connect(t *testing.T, ns *server.Server, a config.NATSAuth) error {
 	t.Helper()
-	opts, err := bus.ClientOptions(a)
+	opts, err := client.AuthOptions(a)
 	if err != nil {
 		return err
 	}
@@ -262,7 +263,7 @@ func TestEmbeddedServerWithTLSFromConfigFile(t *testing.T) {
 	}
 	t.Cleanup(ns.Shutdown)
 	workerCert, workerKey := ca.issue("worker")
-	opts, err := bus.ClientOptions(config.NATSAuth{TLSCA: ca.caFile, TLSCert: workerCert, TLSKey: workerKey})
+	opts, err := client.AuthOptions(config.NATSAuth{TLSCA: ca.caFile, TLSCert: workerCert, TLSKey: workerKey})
 	if err != nil {
 		t.Fatal(err)
 	}

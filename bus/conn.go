@@ -46,7 +46,7 @@ func (c *Conn) signalReconnect() {
 }
 
 // Connect joins NATS at url, or the embedded server ns without a socket
-// when url is empty, with extra options such as ClientOptions' credentials.
+// when url is empty, with extra options such as client.AuthOptions' credentials.
 // It reconnects for ever: a worker outlives NATS restarts.
 func Connect(url string, ns *server.Server, name string, log zerolog.Logger, extra ...nats.Option) (*Conn, error) {
 	c := &Conn{closed: make(chan struct{}), reconnected: make(chan struct{})}

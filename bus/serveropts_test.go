@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
 )
 
@@ -143,7 +144,7 @@ func TestEmbeddedServerWithUsersNeedsTheWorkersCredentials(t *testing.T) {
 	if _, err := Connect("", ns.Server, "no credentials", zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "PRESENCE_NATS_USER") {
 		t.Fatalf("connect without credentials: %v; want an error saying which variables to set", err)
 	}
-	opts, err := ClientOptions(config.NATSAuth{User: "worker", Password: config.Secret(os.Getenv("WORKER_PASSWORD"))})
+	opts, err := client.AuthOptions(config.NATSAuth{User: "worker", Password: config.Secret(os.Getenv("WORKER_PASSWORD"))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,7 @@ func TestExampleUsersWithBcryptHashes(t *testing.T) {
 	t.Cleanup(func() {
 		ns.Shutdown()
 	})
-	opts, err := ClientOptions(config.NATSAuth{User: "worker", Password: "worker-plain-secret"})
+	opts, err := client.AuthOptions(config.NATSAuth{User: "worker", Password: "worker-plain-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}

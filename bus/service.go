@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,9 +25,11 @@ const (
 	MaxRequestBytes = 4 << 20
 	MaxInputBytes   = 16 << 10
 	requestTimeout  = 60 * time.Second
-	// inputShards lets inputs of different agents wait for their KV round
-	// trips side by side; one agent's inputs always share a shard, in order.
-	inputShards = 8
+	// inputPending bounds the core copies of inputs waiting for the
+	// subscription's callback: far beyond what it falls behind by, since
+	// the callback only files reply subjects.
+	inputPending      = 4 << 20
+	inputPendingBytes = 1 << 30
 )
 
 // Handler answers the presence service's requests and inputs; the worker
@@ -39,22 +40,42 @@ type Handler interface {
 	Sync(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error)
 	Get(ctx context.Context, req schemas.GetRequest) (schemas.AgentsReply, error)
 	Status(ctx context.Context) (schemas.Status, error)
-	Input(ctx context.Context, source, key string, body []byte) (schemas.InputReply, error)
+	InputHandler
 }
 
-// Service is the running presence micro service and input subscription.
+// InputHandler applies the durable inputs (docs/contract.md, Inputs).
+type InputHandler interface {
+	// Input applies inputs of one agent and source, in order, each once;
+	// every result holds worker.ErrNotOwner when another worker serves the
+	// agent, worker.ErrOwnersChanged when the agents this worker serves
+	// changed since the generation the inputs name.
+	Input(ctx context.Context, ins []worker.QueuedInput) []worker.InputResult
+	// ServedGeneration counts the changes of the agents this worker
+	// serves; ServedChanged is signalled at each.
+	ServedGeneration() uint64
+	ServedChanged() <-chan struct{}
+	// Serves reports whether this worker answers the agent's inputs now.
+	Serves(key string) bool
+}
+
+// Service is the running presence micro service and input queue.
 type Service struct {
 	svc    micro.Service
 	inputs *nats.Subscription
-	shards []chan *nats.Msg
-	done   chan struct{} // closed when the shards stop
-	wg     sync.WaitGroup
-	log    zerolog.Logger
+	// stopInputs ends the input queue's loops; done when they ended.
+	stopInputs context.CancelFunc
+	wg         sync.WaitGroup
+	log        zerolog.Logger
 }
 
 // Serve starts the presence micro service on presence.api.*, in a queue
-// group shared by every worker, and takes inputs on presence.in.>.
-func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog.Logger) (*Service, error) {
+// group shared by every worker, and applies the inputs on presence.in.>
+// through the presence_inputs stream.
+func (c *Conn) Serve(ctx context.Context, h Handler, version string, queue InputQueueOptions, log zerolog.Logger) (*Service, error) {
+	q, err := c.openInputQueue(ctx, h, queue, log)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := micro.AddService(c.NC, micro.Config{
 		Name:        schemas.ServiceName,
 		Version:     version,
@@ -63,7 +84,7 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 	if err != nil {
 		return nil, fmt.Errorf("bus: presence service: %w", err)
 	}
-	s := &Service{svc: svc, log: log, done: make(chan struct{})}
+	s := &Service{svc: svc, log: log, stopInputs: func() {}}
 	endpoints := map[string]micro.HandlerFunc{
 		schemas.SubjectSubscribe: endpoint(ctx, s, h.Subscribe),
 		schemas.SubjectUnsub:     endpoint(ctx, s, h.Unsubscribe),
@@ -80,40 +101,31 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, log zerolog
 			return nil, fmt.Errorf("bus: endpoint %s: %w", subject, err)
 		}
 	}
-	for range inputShards {
-		shard := make(chan *nats.Msg, 256)
-		s.shards = append(s.shards, shard)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			for {
-				select {
-				case m := <-shard:
-					s.input(ctx, h, m)
-				case <-s.done:
-					return
-				}
-			}
-		}()
-	}
-	// Every worker takes every input: the agent's owner answers, the others
-	// keep their sources' state (a PSTN agent's calls) current.
-	s.inputs, err = c.NC.Subscribe(schemas.InputWildcard, func(m *nats.Msg) {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(m.Subject))
-		select {
-		case s.shards[h.Sum32()%inputShards] <- m:
-		case <-s.done:
-		}
-	})
+	// Every worker sees every input's core copy, to answer it should it
+	// apply the input.
+	s.inputs, err = c.NC.Subscribe(schemas.InputWildcard, q.core)
 	if err == nil {
-		// Ready means the server routes requests here already.
+		err = s.inputs.SetPendingLimits(inputPending, inputPendingBytes)
+	}
+	if err == nil {
+		// Ready means the server routes requests and inputs here already.
 		err = c.NC.Flush()
 	}
 	if err != nil {
 		_ = s.Stop()
 		return nil, fmt.Errorf("bus: inputs: %w", err)
 	}
+	loops, stop := context.WithCancel(ctx)
+	s.stopInputs = stop
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		q.run(ctx, loops)
+	}()
+	go func() {
+		defer s.wg.Done()
+		q.keep(loops)
+	}()
 	return s, nil
 }
 
@@ -126,31 +138,16 @@ func (s *Service) StopRequests() error {
 	return s.svc.Stop()
 }
 
-// Stop stops taking requests and inputs; those in hand are finished first.
+// Stop stops taking requests and inputs; the inputs in hand are finished
+// first, the others wait in the stream for whoever serves their agents.
 func (s *Service) Stop() error {
 	err := s.StopRequests()
 	if s.inputs != nil {
-		err = errors.Join(err, s.inputs.Drain())
-		// Drain ends in the background; the shards close once no callback can feed them.
-		for deadline := time.Now().Add(10 * time.Second); s.inputs.IsValid() && time.Now().Before(deadline); {
-			time.Sleep(5 * time.Millisecond)
-		}
+		err = errors.Join(err, s.inputs.Unsubscribe())
 	}
-	// Inputs still queued in the shards are handled before they stop.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && s.queued() > 0; {
-		time.Sleep(5 * time.Millisecond)
-	}
-	close(s.done)
+	s.stopInputs()
 	s.wg.Wait()
 	return err
-}
-
-func (s *Service) queued() int {
-	n := 0
-	for _, shard := range s.shards {
-		n += len(shard)
-	}
-	return n
 }
 
 // endpoint decodes a request, calls the handler and answers: bad input with
@@ -201,10 +198,14 @@ func toContractError(err error) *schemas.Error {
 	return internalError(err.Error())
 }
 
-// statusOf is the micro error code: a caller's mistake is 400, ours 500.
+// statusOf is the micro error code: a caller's mistake is 400, ours 500,
+// no room for an input 503.
 func statusOf(e *schemas.Error) int {
-	if e.Code == schemas.CodeInternal {
+	switch e.Code {
+	case schemas.CodeInternal:
 		return 500
+	case schemas.CodeOverloaded:
+		return 503
 	}
 	return 400
 }
@@ -225,55 +226,6 @@ func headerText(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// input handles presence.in.<source>.<key>, answering when asked.
-func (s *Service) input(ctx context.Context, h Handler, m *nats.Msg) {
-	reply := func(rep schemas.InputReply) {
-		if m.Reply == "" {
-			return
-		}
-		data, _ := json.Marshal(rep)
-		if err := m.Respond(data); err != nil {
-			s.log.Warn().Err(err).Str("subject", m.Subject).Msg("could not answer input")
-		}
-	}
-	// A refusal carries the micro service error headers, as a request's
-	// does, so that a client tells it from a success without reading JSON.
-	fail := func(e *schemas.Error) {
-		s.log.Warn().Str("subject", m.Subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
-		if m.Reply == "" {
-			return
-		}
-		data, _ := json.Marshal(schemas.InputReply{Error: e})
-		answer := &nats.Msg{Data: data, Header: nats.Header{}}
-		answer.Header.Set(micro.ErrorHeader, headerText(e.Message))
-		answer.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(statusOf(e)))
-		if err := m.RespondMsg(answer); err != nil {
-			s.log.Warn().Err(err).Str("subject", m.Subject).Msg("could not answer input")
-		}
-	}
-	defer s.recoverPanic(m.Subject, func(msg string) { fail(internalError(msg)) })
-	tokens := strings.Split(m.Subject, ".")
-	if len(tokens) != 4 {
-		fail(&schemas.Error{Code: schemas.CodeBadRequest, Message: "input subject is not presence.in.<source>.<key>"})
-		return
-	}
-	if len(m.Data) > MaxInputBytes {
-		fail(&schemas.Error{Code: schemas.CodeBadRequest, Message: fmt.Sprintf("input of %d bytes; at most %d", len(m.Data), MaxInputBytes)})
-		return
-	}
-	callCtx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	rep, err := h.Input(callCtx, tokens[2], tokens[3], m.Data)
-	if errors.Is(err, worker.ErrNotOwner) {
-		return
-	}
-	if err != nil {
-		fail(toContractError(err))
-		return
-	}
-	reply(rep)
 }
 
 // recoverPanic answers a request whose handler panicked and keeps the worker up.

@@ -58,8 +58,10 @@ func (s *States) Swap(ctx context.Context, ev schemas.Event, revision uint64) (u
 	return rev, err == nil, err
 }
 
-// Publish sends the event to presence.<key>.
+// Publish sends the event to presence.<key>, without the stored entry's
+// input position.
 func (s *States) Publish(ev schemas.Event) error {
+	ev.InputSeq = 0
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return err

@@ -29,7 +29,7 @@ func watch[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue, log ze
 	if err != nil {
 		return nil, fmt.Errorf("bus: watch %s: %w", kv.Bucket(), err)
 	}
-	return follow(ctx, conn, kv, w, reconnected, 0, log, decode), nil
+	return follow(ctx, conn, kv, w, reconnected, 0, true, log, decode), nil
 }
 
 // watchCurrent is watch that returns the current entries apart, once they
@@ -52,7 +52,7 @@ func watchCurrent[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue,
 				return nil, nil, fmt.Errorf("bus: watch %s ended while reading the current entries", kv.Bucket())
 			}
 			if e == nil { // the current entries are all read
-				return current, follow(ctx, conn, kv, w, reconnected, last, log, decode), nil
+				return current, follow(ctx, conn, kv, w, reconnected, last, false, log, decode), nil
 			}
 			last = e.Revision()
 			if ch, ok := change(kv, e, log, decode); ok {
@@ -64,7 +64,8 @@ func watchCurrent[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue,
 
 // follow turns a watcher's entries into changes on a channel until ctx
 // ends; then it stops the watcher and closes the channel. last is the
-// revision of the last entry already delivered.
+// revision of the last entry already delivered; with markLoaded, a Loaded
+// change follows the entries the bucket held when the watch began.
 //
 // It survives NATS outages without missing a change. nats.go's ordered
 // consumer notices a lost consumer only after two missed idle heartbeats
@@ -74,7 +75,7 @@ func watchCurrent[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue,
 // markers included, so that resumption delivers every key written or
 // deleted meanwhile, in order, and nothing twice.
 func follow[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue, w jetstream.KeyWatcher, reconnected <-chan struct{},
-	last uint64, log zerolog.Logger, decode func([]byte, uint64) (T, error)) <-chan schemas.Change[T] {
+	last uint64, markLoaded bool, log zerolog.Logger, decode func([]byte, uint64) (T, error)) <-chan schemas.Change[T] {
 	log = log.With().Str("bucket", kv.Bucket()).Logger()
 	out := make(chan schemas.Change[T], 1024)
 	go func() {
@@ -101,8 +102,17 @@ func follow[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue, w jet
 				}
 				continue
 			}
-			if e == nil {
-				continue // the current entries are all delivered
+			if e == nil { // the current entries are all delivered
+				if !markLoaded {
+					continue
+				}
+				markLoaded = false
+				select {
+				case out <- schemas.Change[T]{Loaded: true}:
+				case <-ctx.Done():
+					return
+				}
+				continue
 			}
 			last = e.Revision()
 			ch, ok := change(kv, e, log, decode)

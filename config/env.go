@@ -134,6 +134,11 @@ type Process struct {
 	ClusterRoutes     string        `envconfig:"PRESENCE_CLUSTER_ROUTES" desc:"the other cluster nodes, comma-separated nats-route:// URLs"`
 	UnsubscribeLinger time.Duration `envconfig:"PRESENCE_UNSUBSCRIBE_LINGER" default:"10s" desc:"how long an upstream subscription outlives its last UCC"`
 	WorkerLease       time.Duration `envconfig:"PRESENCE_WORKER_LEASE" default:"10s" desc:"how long a silent worker keeps its agents; at least 3s"`
+	// The input queue's bounds (docs/contract.md, Inputs): beyond them a new
+	// input is refused with overloaded.
+	InputQueueMaxMsgs  int64         `envconfig:"PRESENCE_INPUT_QUEUE_MAX_MSGS" default:"1000000" desc:"inputs the durable input queue holds at most"`
+	InputQueueMaxBytes int64         `envconfig:"PRESENCE_INPUT_QUEUE_MAX_BYTES" default:"1073741824" desc:"bytes the durable input queue holds at most"`
+	InputQueueMaxAge   time.Duration `envconfig:"PRESENCE_INPUT_QUEUE_MAX_AGE" default:"24h" desc:"how long an input waits in the durable input queue for a worker at most"`
 	// ShutdownTimeout bounds the stop after SIGTERM: orchestrators kill a
 	// process that takes longer, leaving its claims to run out.
 	ShutdownTimeout time.Duration `envconfig:"PRESENCE_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long the stop after SIGTERM or SIGINT may take before the process exits anyway"`
@@ -166,7 +171,9 @@ func (p Process) MarshalZerologObject(e *zerolog.Event) {
 		Str("graph_base_url", p.GraphBaseURL).Str("graph_authority_host", p.GraphAuthorityHost).
 		Int("kv_replicas", p.KVReplicas).Str("sip_listen", p.SIPListen).Str("server_name", p.ServerName).Str("cluster_name", p.ClusterName).
 		Str("cluster_listen", p.ClusterListen).Str("cluster_routes", RedactURLs(p.ClusterRoutes)).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease).
-		Stringer("shutdown_timeout", p.ShutdownTimeout).Bool("resume", p.Resume).Int("resume_rate", p.ResumeRate)
+		Stringer("shutdown_timeout", p.ShutdownTimeout).Int64("input_queue_max_msgs", p.InputQueueMaxMsgs).
+		Int64("input_queue_max_bytes", p.InputQueueMaxBytes).Stringer("input_queue_max_age", p.InputQueueMaxAge).
+		Bool("resume", p.Resume).Int("resume_rate", p.ResumeRate)
 }
 
 // LoadProcess reads the process settings from the environment.
@@ -205,6 +212,15 @@ func LoadProcess() (Process, error) {
 	}
 	if p.ResumeRate < 1 {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_RESUME_RATE %d is under 1", p.ResumeRate)
+	}
+	if p.InputQueueMaxMsgs < 1 {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_INPUT_QUEUE_MAX_MSGS %d is under 1", p.InputQueueMaxMsgs)
+	}
+	if p.InputQueueMaxBytes < 1<<20 {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_INPUT_QUEUE_MAX_BYTES %d is under 1 MiB (1048576)", p.InputQueueMaxBytes)
+	}
+	if p.InputQueueMaxAge < time.Minute {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_INPUT_QUEUE_MAX_AGE %s is under 1m", p.InputQueueMaxAge)
 	}
 	if p.ShutdownTimeout < time.Second {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_SHUTDOWN_TIMEOUT %s is under 1s", p.ShutdownTimeout)

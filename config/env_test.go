@@ -22,7 +22,8 @@ var processVars = []string{
 	"KV_REPLICAS", "UNSUBSCRIBE_LINGER", "WORKER_LEASE",
 	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN", "SHUTDOWN_TIMEOUT",
 	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
-	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "RESUME", "RESUME_RATE",
+	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY",
+	"INPUT_QUEUE_MAX_MSGS", "INPUT_QUEUE_MAX_BYTES", "INPUT_QUEUE_MAX_AGE", "RESUME", "RESUME_RATE",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -57,6 +58,9 @@ func TestLoadProcessDefaults(t *testing.T) {
 		UnsubscribeLinger:  10 * time.Second,
 		WorkerLease:        10 * time.Second,
 		ShutdownTimeout:    10 * time.Second,
+		InputQueueMaxMsgs:  1_000_000,
+		InputQueueMaxBytes: 1 << 30,
+		InputQueueMaxAge:   24 * time.Hour,
 		Resume:             true,
 		ResumeRate:         200,
 	}
@@ -124,6 +128,9 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		UnsubscribeLinger:  time.Minute,
 		WorkerLease:        30 * time.Second,
 		ShutdownTimeout:    3 * time.Second,
+		InputQueueMaxMsgs:  1_000_000,
+		InputQueueMaxBytes: 1 << 30,
+		InputQueueMaxAge:   24 * time.Hour,
 		ResumeRate:         50,
 	})
 }
@@ -148,6 +155,9 @@ func TestLoadProcessRejects(t *testing.T) {
 		{"kv replicas not a number", "PRESENCE_KV_REPLICAS", "three", "KV_REPLICAS"},
 		{"worker lease under 3s", "PRESENCE_WORKER_LEASE", "2s", "PRESENCE_WORKER_LEASE"},
 		{"worker lease not a duration", "PRESENCE_WORKER_LEASE", "ten", "WORKER_LEASE"},
+		{"input queue of no inputs", "PRESENCE_INPUT_QUEUE_MAX_MSGS", "0", "PRESENCE_INPUT_QUEUE_MAX_MSGS"},
+		{"input queue of 1 KiB", "PRESENCE_INPUT_QUEUE_MAX_BYTES", "1024", "PRESENCE_INPUT_QUEUE_MAX_BYTES"},
+		{"input queue age 1s", "PRESENCE_INPUT_QUEUE_MAX_AGE", "1s", "PRESENCE_INPUT_QUEUE_MAX_AGE"},
 		{"shutdown timeout zero", "PRESENCE_SHUTDOWN_TIMEOUT", "0s", "PRESENCE_SHUTDOWN_TIMEOUT"},
 		{"shutdown timeout not a duration", "PRESENCE_SHUTDOWN_TIMEOUT", "soon", "SHUTDOWN_TIMEOUT"},
 		{"resume rate zero", "PRESENCE_RESUME_RATE", "0", "PRESENCE_RESUME_RATE"},

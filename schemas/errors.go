@@ -9,6 +9,8 @@ const (
 	CodeNotPSTNAgent      = "not_pstn_agent"
 	CodeInvalidInput      = "invalid_input"
 	CodeInternal          = "internal"
+	// CodeOverloaded refuses an input the durable input queue has no room for.
+	CodeOverloaded = "overloaded"
 )
 
 // Error is an error a caller can act on: a stable code and a message that

@@ -63,7 +63,10 @@ type AgentResult struct {
 	Source   string    `json:"source,omitempty"`
 	State    State     `json:"state,omitempty"`
 	Presence *Presence `json:"presence"`
-	Error    *Error    `json:"error,omitempty"`
+	// Seq is the seq of Presence, 0 when Presence is nil: a UCC catching up
+	// after a reconnect keeps it only when it is above the last it saw.
+	Seq   uint64 `json:"seq,omitempty"`
+	Error *Error `json:"error,omitempty"`
 }
 
 // AgentsReply answers subscribe, sync, unsubscribe and get.

@@ -121,4 +121,8 @@ type Event struct {
 	Seq      uint64    `json:"seq,omitempty"`
 	Presence Presence  `json:"presence"`
 	Previous *Presence `json:"previous"`
+	// InputSeq is the presence_inputs stream sequence of the last input
+	// applied to the agent, kept in the stored entry only: an input at or
+	// below it was applied already. Events carry none.
+	InputSeq uint64 `json:"input_seq,omitempty"`
 }

@@ -338,7 +338,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 	}{
 		{"presence.schema.json", nil, schemas.Presence{}, nil, true},
 		{"presence.schema.json", []string{"$defs", "modalities"}, schemas.Modalities{}, nil, true},
-		{"event.schema.json", nil, schemas.Event{}, []string{"+seq"}, true},
+		{"event.schema.json", nil, schemas.Event{}, []string{"+seq", "!input_seq"}, true},
 		{"state-entry.schema.json", nil, schemas.Event{}, []string{"!seq"}, true},
 		{"subscribe-request.schema.json", nil, schemas.SubscribeRequest{}, []string{"-lease_s"}, false},
 		{"subscribe-request.schema.json", []string{"properties", "agents", "items"}, schemas.AgentRef{}, nil, false},
@@ -468,7 +468,7 @@ func TestSchemaEnumsMatchGo(t *testing.T) {
 			string(schemas.StateFailed), string(schemas.StateUnsupported))},
 		{"error code", read("error-reply.schema.json", "$defs", "error_code", "enum"), sorted(
 			schemas.CodeBadRequest, schemas.CodeInvalidURI, schemas.CodeInvalidUPN, schemas.CodeNotAttendantAgent,
-			schemas.CodeNotPSTNAgent, schemas.CodeInvalidInput, schemas.CodeInternal)},
+			schemas.CodeNotPSTNAgent, schemas.CodeInvalidInput, schemas.CodeInternal, schemas.CodeOverloaded)},
 		{"call state", read("pstn-input.schema.json", "properties", "state", "enum"), sorted(schemas.CallConnected, schemas.CallEnded)},
 	}
 	for _, tt := range tests {

@@ -18,6 +18,9 @@ const (
 	PSTNPrefix       = "presence.in.pstn."
 	// InputWildcard is every input of every source; each worker takes all.
 	InputWildcard = "presence.in.>"
+	// InputProbe is no input: workers publish it, empty, through the input
+	// queue to learn which inputs the queue did not store.
+	InputProbe = "presence.in.probe"
 )
 
 // EventSubject is the subject of one agent's presence events.
@@ -32,6 +35,10 @@ const (
 	BucketDialogs  = "presence_dialogs"
 	BucketCalls    = "presence_calls"
 )
+
+// StreamInputs is the JetStream stream that keeps every input on
+// presence.in.> until the agent's owner applied it (docs/contract.md, Inputs).
+const StreamInputs = "presence_inputs"
 
 // InterestKey is the presence_interest key of one UCC's interest in one agent.
 func InterestKey(agentKey, uccKey string) string { return agentKey + "." + uccKey }
@@ -49,4 +56,7 @@ type Change[T any] struct {
 	Value    T
 	Revision uint64
 	Deleted  bool
+	// Loaded marks, with no entry, that every entry the bucket held when
+	// the watch began has been delivered.
+	Loaded bool
 }

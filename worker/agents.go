@@ -401,6 +401,12 @@ func (w *Worker) claim(ctx context.Context, a sources.Agent, source string, rev 
 		if alive {
 			return 0, false, nil
 		}
+		if held.Worker != w.cfg.ID {
+			// Its holder is gone, which the live workers this worker knows
+			// may not show yet: read them first, or the attempt would hand
+			// the agent over to the dead worker as soon as it succeeded.
+			w.refreshLive(ctx, false)
+		}
 		// Ours from an earlier run, or a dead worker's: take it over.
 		if rev, ok, err := w.stores.Claims.Update(ctx, a.Key, c, heldRev); err != nil || ok {
 			if ok {

@@ -148,7 +148,7 @@ func (w *Worker) result(u schemas.AgentURI, teamsUPN string, subscribing bool) s
 	r := schemas.AgentResult{URI: u.URI, Key: key, Subject: schemas.EventSubject(key), Source: w.route(u, teamsUPN)}
 	if ev, ok := w.presence.get(key); ok {
 		p := ev.Presence
-		r.Presence = &p
+		r.Presence, r.Seq = &p, ev.Seq
 	}
 	interested := subscribing || (a != nil && a.wanted())
 	claim, claimed := w.claims[key]
@@ -253,54 +253,143 @@ func (w *Worker) Get(_ context.Context, req schemas.GetRequest) (schemas.AgentsR
 	return reply, nil
 }
 
-// ErrNotOwner is Input's answer on a worker that does not own the agent:
+// ErrNotOwner is Input's answer on a worker that does not serve the agent:
 // another worker stores the presence and answers.
 var ErrNotOwner = errors.New("input for an agent another worker owns")
 
-// Input applies one input of a fed source (presence.in.<source>.<key>).
-func (w *Worker) Input(ctx context.Context, source, key string, body []byte) (schemas.InputReply, error) {
+// ErrOwnersChanged is Input's answer to a caller that saw an older
+// ServedGeneration: the agents this worker serves changed since, and the
+// inputs the previous holders left must be applied first.
+var ErrOwnersChanged = errors.New("the agents this worker serves changed")
+
+// QueuedInput is one input of a fed source (presence.in.<source>.<key>) as
+// the durable input queue holds it (docs/contract.md, Inputs).
+type QueuedInput struct {
+	Source, Key string
+	Body        []byte
+	// Pos is the input's sequence in the queue; 0 for none.
+	Pos uint64
+	// Generation is the ServedGeneration the caller decided by.
+	Generation uint64
+	// Refused is an input its sender was told was refused (overloaded):
+	// its position is recorded, so that nobody applies it later, and
+	// nothing else.
+	Refused bool
+}
+
+// ServedGeneration counts the changes of the agents this worker serves;
+// ServedChanged is signalled at each.
+func (w *Worker) ServedGeneration() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.servedGen
+}
+
+// ServedChanged is signalled whenever ServedGeneration grows.
+func (w *Worker) ServedChanged() <-chan struct{} { return w.servedChanged }
+
+// Serves reports whether this worker answers the agent's inputs now.
+func (w *Worker) Serves(key string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.servedBy(key)
+}
+
+// InputResult is what became of one QueuedInput.
+type InputResult struct {
+	Reply schemas.InputReply
+	Err   error
+}
+
+// Input applies inputs of one agent and source, in order, each once: an
+// input at or below the position recorded for the agent was applied
+// already, and is answered with the agent's current seq. The presence they
+// lead to is stored in one write, so that a backlog costs one write per
+// agent: the events show the last, every input is answered with its seq.
+// An error of them all (ErrNotOwner, ErrOwnersChanged, a bad key) is in
+// every result.
+func (w *Worker) Input(ctx context.Context, ins []QueuedInput) []InputResult {
+	out := make([]InputResult, len(ins))
+	if len(ins) == 0 {
+		return out
+	}
+	fail := func(err error) []InputResult {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	source, key := ins[0].Source, ins[0].Key
 	spec, known := sources.Lookup(source)
 	if !known || !spec.Fed() {
-		return schemas.InputReply{}, badRequest("no source takes inputs named %q", source)
+		return fail(badRequest("no source takes inputs named %q", source))
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(key)
 	if err != nil {
-		return schemas.InputReply{}, &schemas.Error{Code: schemas.CodeInvalidURI, Message: fmt.Sprintf("key %q is not base64url", key)}
+		return fail(&schemas.Error{Code: schemas.CodeInvalidURI, Message: fmt.Sprintf("key %q is not base64url", key)})
 	}
 	u, err := schemas.ParseURI(string(raw))
 	if err != nil {
-		return schemas.InputReply{}, err
+		return fail(err)
 	}
 	if u.Key() != key {
-		return schemas.InputReply{}, &schemas.Error{Code: schemas.CodeInvalidURI,
-			Message: fmt.Sprintf("key %q is not the key of a normalised URI (%s is %s)", key, u.URI, u.Key())}
+		return fail(&schemas.Error{Code: schemas.CodeInvalidURI,
+			Message: fmt.Sprintf("key %q is not the key of a normalised URI (%s is %s)", key, u.URI, u.Key())})
 	}
 	w.mu.Lock()
+	if ins[0].Generation != w.servedGen {
+		w.mu.Unlock()
+		return fail(ErrOwnersChanged)
+	}
 	route := w.result(u, "", false).Source
 	mine := w.servedBy(key)
 	w.mu.Unlock()
 	if !mine {
-		// The owner alone applies the input: what a source keeps of it (a
-		// PSTN agent's calls) is in a store every worker watches.
-		return schemas.InputReply{}, ErrNotOwner
-	}
-	f, enabled := w.fed(source)
-	if !enabled || route != source {
-		return schemas.InputReply{}, &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
+		return fail(ErrNotOwner)
 	}
 	agent := sources.Agent{URI: u.URI, Key: key}
+	f, enabled := w.fed(source)
 	storing := w.storeLock(key)
 	storing.Lock()
 	defer storing.Unlock()
-	p, err := f.Input(ctx, agent, body)
-	if err != nil {
-		return schemas.InputReply{}, err
+	cur, found := w.presence.get(key)
+	var p *schemas.Presence
+	var pos uint64
+	var stored []int // the results that take the write's seq
+	for i, in := range ins {
+		switch {
+		case found && in.Pos != 0 && cur.InputSeq >= in.Pos:
+			out[i].Reply = schemas.InputReply{OK: true, Seq: cur.Seq}
+			continue
+		case in.Refused:
+			// Its sender was told it was refused: its position is
+			// recorded, so that nobody applies it later.
+		case !enabled || route != source:
+			out[i].Err = &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
+		default:
+			next, err := f.Input(ctx, agent, in.Body)
+			if err != nil {
+				out[i].Err = err
+				break
+			}
+			p = &next
+		}
+		pos = max(pos, in.Pos)
+		if out[i].Err == nil {
+			stored = append(stored, i)
+		}
 	}
-	seq, _, err := w.writePresence(ctx, agent, p)
-	if err != nil {
-		return schemas.InputReply{}, err
+	if p == nil && pos == 0 {
+		return out
 	}
-	return schemas.InputReply{OK: true, Seq: seq}, nil
+	seq, _, err := w.writePresence(ctx, agent, p, pos)
+	for _, i := range stored {
+		out[i] = InputResult{Reply: schemas.InputReply{OK: true, Seq: seq}, Err: err}
+		if err != nil {
+			out[i].Reply = schemas.InputReply{}
+		}
+	}
+	return out
 }
 
 // Status tells operators what this worker and the service hold.

@@ -13,20 +13,18 @@ import (
 	"github.com/contactcenter/presence-provider/sources"
 )
 
-func (w *Worker) watchInterests(changes <-chan schemas.Change[schemas.Interest]) {
-	for ch := range changes {
-		agentKey, uccKey, ok := strings.Cut(ch.Key, ".")
-		if !ok {
-			w.log.Warn().Str("key", ch.Key).Msg("presence_interest key is not <agent>.<ucc>; ignored")
-			continue
-		}
-		w.mu.Lock()
-		if ch.Deleted {
-			w.dropInterest(agentKey, uccKey)
-		} else {
-			w.addInterest(agentKey, uccKey, ch.Value, ch.Revision)
-		}
-		w.mu.Unlock()
+func (w *Worker) interestChanged(ch schemas.Change[schemas.Interest]) {
+	agentKey, uccKey, ok := strings.Cut(ch.Key, ".")
+	if !ok {
+		w.log.Warn().Str("key", ch.Key).Msg("presence_interest key is not <agent>.<ucc>; ignored")
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ch.Deleted {
+		w.dropInterest(agentKey, uccKey)
+	} else {
+		w.addInterest(agentKey, uccKey, ch.Value, ch.Revision)
 	}
 }
 
@@ -137,17 +135,15 @@ func uccName(uccKey string) string {
 	return string(name)
 }
 
-func (w *Worker) watchClaims(changes <-chan schemas.Change[schemas.Claim]) {
-	for ch := range changes {
-		w.mu.Lock()
-		if ch.Deleted {
-			delete(w.claims, ch.Key)
-			if a := w.agents[ch.Key]; a != nil {
-				w.handle(a, event{kind: evClaimReleased})
-			}
-		} else {
-			w.claims[ch.Key] = ch.Value
-		}
-		w.mu.Unlock()
+func (w *Worker) claimChanged(ch schemas.Change[schemas.Claim]) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !ch.Deleted {
+		w.claims[ch.Key] = ch.Value
+		return
+	}
+	delete(w.claims, ch.Key)
+	if a := w.agents[ch.Key]; a != nil {
+		w.handle(a, event{kind: evClaimReleased})
 	}
 }

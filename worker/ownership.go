@@ -135,6 +135,13 @@ func (w *Worker) refreshLive(ctx context.Context, unfenced bool) {
 	w.live, w.alive = live, alive
 	if !w.leaving {
 		w.servedLive = live
+		if changed {
+			w.servedGen++
+			select {
+			case w.servedChanged <- struct{}{}:
+			default:
+			}
+		}
 	}
 	if changed && len(live) > 0 {
 		w.limiter.SetLimitAt(w.clock.Now(), w.share())
@@ -184,7 +191,7 @@ func (w *Worker) releaseStale(key string) {
 func (w *Worker) watchWorkers(changes <-chan schemas.Change[schemas.WorkerInfo]) {
 	known := map[string]bool{} // id → leaving, for the workers seen alive
 	for ch := range changes {
-		if ch.Key == w.cfg.ID {
+		if ch.Loaded || ch.Key == w.cfg.ID {
 			continue
 		}
 		leaving, seen := known[ch.Key]

@@ -43,14 +43,12 @@ func (c *presenceCache) drop(key string) {
 	delete(c.events, key)
 }
 
-func (w *Worker) watchStates(changes <-chan schemas.Change[schemas.Event]) {
-	for ch := range changes {
-		if ch.Deleted {
-			w.presence.drop(ch.Key)
-			continue
-		}
-		w.presence.put(ch.Value)
+func (w *Worker) stateChanged(ch schemas.Change[schemas.Event]) {
+	if ch.Deleted {
+		w.presence.drop(ch.Key)
+		return
 	}
+	w.presence.put(ch.Value)
 }
 
 // storeLock is the lock of an agent's presence writes, one of a few shared
@@ -74,7 +72,7 @@ func (w *Worker) store(ctx context.Context, a sources.Agent, p schemas.Presence)
 	if c, ok := src.(sources.Current); ok {
 		p = c.Current(a)
 	}
-	return w.writePresence(ctx, a, p)
+	return w.writePresence(ctx, a, &p, 0)
 }
 
 // maxSwapAttempts bounds the compare-and-set loop: each lost round means
@@ -82,9 +80,13 @@ func (w *Worker) store(ctx context.Context, a sources.Agent, p schemas.Presence)
 // only met by a writer starved by others for the same agent.
 const maxSwapAttempts = 64
 
-// writePresence stores p as the agent's presence if it differs from what is
-// stored, and publishes the event. It returns the agent's seq after the write.
-func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p schemas.Presence) (uint64, bool, error) {
+// writePresence stores p as the agent's presence and publishes the event
+// when p differs from what is stored; a nil p keeps the stored presence. pos,
+// when not 0, is the input's sequence in presence_inputs: it is recorded with
+// the presence even when nothing else changes, and an input at or below the
+// recorded one is not applied again (applied false). It returns the agent's
+// seq after the write.
+func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p *schemas.Presence, pos uint64) (seq uint64, applied bool, err error) {
 	cur, found := w.presence.get(a.Key)
 	for attempt := 0; attempt < maxSwapAttempts; attempt++ {
 		if attempt > 0 || !found {
@@ -93,13 +95,25 @@ func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p schemas.P
 				return 0, false, fmt.Errorf("load presence of %s: %w", a.URI, err)
 			}
 		}
-		if found && cur.Presence.SameAs(p) {
+		if found && pos != 0 && cur.InputSeq >= pos {
 			return cur.Seq, false, nil
 		}
-		ev := schemas.Event{URI: a.URI, Key: a.Key, Presence: p}
-		if found {
+		if p == nil && !found {
+			return 0, true, nil
+		}
+		same := found && (p == nil || cur.Presence.SameAs(*p))
+		if same && pos == 0 {
+			return cur.Seq, true, nil
+		}
+		ev := schemas.Event{URI: a.URI, Key: a.Key, InputSeq: max(pos, cur.InputSeq)}
+		switch {
+		case same:
+			ev.Presence, ev.Previous = cur.Presence, cur.Previous
+		case found:
 			prev := cur.Presence
-			ev.Previous = &prev
+			ev.Presence, ev.Previous = *p, &prev
+		default:
+			ev.Presence = *p
 		}
 		rev, swapped, err := w.stores.State.Swap(ctx, ev, cur.Seq)
 		if err != nil {
@@ -110,6 +124,9 @@ func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p schemas.P
 		}
 		ev.Seq = rev
 		w.presence.put(ev)
+		if same {
+			return rev, true, nil
+		}
 		if err := w.stores.State.Publish(ev); err != nil {
 			return rev, true, fmt.Errorf("publish presence of %s: %w", a.URI, err)
 		}

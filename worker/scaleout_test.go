@@ -173,9 +173,9 @@ func TestCutOffWorkerFencesAndItsAgentsAreTakenOver(t *testing.T) {
 	a.env.AdvanceUntil("worker-a holds all 40", func() bool { return holders(t, a.env, uris)["worker-a"] == 40 })
 }
 
-// TestInputsWithTwoWorkers: every worker sees every input, the agent's
-// owner alone applies, stores and answers it, so a PSTN agent's calls from
-// several UCCs add up, and each input is answered once.
+// TestInputsWithTwoWorkers: both workers read every input from the input
+// queue, the agent's owner alone applies, stores and answers, so a PSTN
+// agent's calls add up in order, and each input is answered once.
 func TestInputsWithTwoWorkers(t *testing.T) {
 	ns := provtest.Server(t)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))

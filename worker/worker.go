@@ -112,6 +112,10 @@ type Worker struct {
 	// of what it owned until the others have taken over.
 	leaving    bool
 	servedLive []string
+	// servedGen counts the changes of the agents this worker serves;
+	// servedChanged (capacity 1) is signalled at each.
+	servedGen     uint64
+	servedChanged chan struct{}
 	// liveChanged asks the heartbeat to read the live workers now; capacity 1.
 	liveChanged chan struct{}
 }
@@ -149,6 +153,7 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		live:          []string{cfg.ID},
 		alive:         map[string]bool{cfg.ID: true},
 		liveChanged:   make(chan struct{}, 1),
+		servedChanged: make(chan struct{}, 1),
 		presence:      presenceCache{events: map[string]schemas.Event{}},
 		ctx:           context.Background(),
 		attempts:      context.Background(),
@@ -222,11 +227,43 @@ func (w *Worker) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.run(&w.loops, "state watch", func() { w.watchStates(states) })
-	w.run(&w.loops, "claim watch", func() { w.watchClaims(claims) })
-	w.run(&w.loops, "interest watch", func() { w.watchInterests(interests) })
+	loads := []chan struct{}{make(chan struct{}), make(chan struct{}), make(chan struct{})}
+	w.run(&w.loops, "state watch", func() { applyChanges(states, w.stateChanged, loads[0]) })
+	w.run(&w.loops, "claim watch", func() { applyChanges(claims, w.claimChanged, loads[1]) })
+	w.run(&w.loops, "interest watch", func() { applyChanges(interests, w.interestChanged, loads[2]) })
 	w.run(&w.loops, "worker watch", func() { w.watchWorkers(workers) })
+	// Replies and ownership answer from what the buckets hold: a worker
+	// that answered before reading it would tell of agents it does not
+	// know yet (a get right after a restart would miss the last change).
+	for _, loaded := range loads {
+		select {
+		case <-loaded:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
+}
+
+// applyChanges applies a watch's changes until it ends, and closes loaded
+// once those of the entries the bucket held at the start are applied (or
+// the watch ended before).
+func applyChanges[T any](changes <-chan schemas.Change[T], apply func(schemas.Change[T]), loaded chan<- struct{}) {
+	defer func() {
+		if loaded != nil {
+			close(loaded)
+		}
+	}()
+	for ch := range changes {
+		if ch.Loaded {
+			if loaded != nil {
+				close(loaded)
+				loaded = nil
+			}
+			continue
+		}
+		apply(ch)
+	}
 }
 
 func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {

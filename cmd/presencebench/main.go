@@ -1,7 +1,9 @@
 // Command presencebench measures the provider in one process on the embedded
 // NATS server, the way BENCHMARKS.md reports it: subscribe throughput and
-// peak memory, attendant input throughput against raw KV puts, and the
-// latency from an input to the event at a subscriber.
+// peak memory, attendant input throughput against raw KV puts, the latency
+// from an input to the event at a subscriber, and the durable input path
+// (inputs.go): its sustained rate against raw JetStream publishes, its
+// latency under load and its behaviour under overload.
 package main
 
 import (
@@ -16,7 +18,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -24,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources/attendant"
 	"github.com/contactcenter/presence-provider/worker"
@@ -38,8 +40,13 @@ func main() {
 	inputs := flag.Int("inputs", 20000, "attendant inputs for the change throughput")
 	samples := flag.Int("samples", 2000, "inputs timed one by one for the latency")
 	flag.StringVar(&heapProfile, "heapprofile", "", "write a heap profile after the subscribe phase to this file")
+	phases := flag.String("phases", "subscribe,change,latency,durable", "the phases to run, comma-separated")
+	flag.IntVar(&durable.inputs, "durable-inputs", 100000, "inputs for the durable path's sustained rate")
+	flag.DurationVar(&durable.window, "durable-window", 5*time.Second, "how long each paced latency run lasts")
+	flag.DurationVar(&durable.overload, "overload", 10*time.Second, "how long 10 times the sustained rate is offered")
+	flag.Int64Var(&durable.maxMsgs, "queue-max-msgs", 1000000, "the input queue's bound, as PRESENCE_INPUT_QUEUE_MAX_MSGS")
 	flag.Parse()
-	if err := run(*agents, *uccs, *batch, *inputs, *samples); err != nil {
+	if err := run(strings.Split(*phases, ","), *agents, *uccs, *batch, *inputs, *samples); err != nil {
 		fmt.Fprintln(os.Stderr, "presencebench:", err)
 		os.Exit(1)
 	}
@@ -47,7 +54,7 @@ func main() {
 
 type provider struct {
 	conn   *bus.Conn
-	client *bus.Client
+	client *client.Client
 	stores worker.Stores
 	w      *worker.Worker
 	stop   func()
@@ -80,7 +87,8 @@ func start(dir string) (*provider, error) {
 	if err := w.Start(ctx); err != nil {
 		return nil, err
 	}
-	svc, err := conn.Serve(ctx, w, "0.0.0-bench", log)
+	svc, err := conn.Serve(ctx, w, "0.0.0-bench", bus.InputQueueOptions{WorkerID: "bench", Replicas: 1,
+		MaxMsgs: durable.maxMsgs, MaxBytes: 1 << 30, MaxAge: 24 * time.Hour}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +97,7 @@ func start(dir string) (*provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &provider{conn: conn, client: bus.NewClient(ucc), stores: stores.Stores, w: w, stop: func() {
+	return &provider{conn: conn, client: client.New(ucc), stores: stores.Stores, w: w, stop: func() {
 		ucc.Close()
 		_ = svc.Stop()
 		w.Stop(context.Background())
@@ -98,7 +106,7 @@ func start(dir string) (*provider, error) {
 	}}, nil
 }
 
-func run(agents, uccs, batch, inputs, samples int) error {
+func run(phases []string, agents, uccs, batch, inputs, samples int) error {
 	dir, err := os.MkdirTemp("", "presencebench")
 	if err != nil {
 		return err
@@ -110,13 +118,25 @@ func run(agents, uccs, batch, inputs, samples int) error {
 	}
 	defer p.stop()
 	fmt.Printf("machine: %d cores, %s; store: file (JetStream, embedded)\n", runtime.NumCPU(), runtime.Version())
-	if err := subscribeThroughput(p, agents, uccs, batch); err != nil {
-		return err
+	for _, phase := range phases {
+		var err error
+		switch phase {
+		case "subscribe":
+			err = subscribeThroughput(p, agents, uccs, batch)
+		case "change":
+			err = changeThroughput(p, inputs)
+		case "latency":
+			err = latency(p, samples)
+		case "durable":
+			err = durablePath(p)
+		default:
+			err = fmt.Errorf("no phase %q: subscribe, change, latency or durable", phase)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if err := changeThroughput(p, inputs); err != nil {
-		return err
-	}
-	return latency(p, samples)
+	return nil
 }
 
 func agentURI(i int) string { return fmt.Sprintf("sip:agent%06d@bench.example", i) }
@@ -175,38 +195,31 @@ func subscribeThroughput(p *provider, agents, uccs, batch int) error {
 }
 
 // changeThroughput sends attendant inputs without waiting for answers and
-// counts the events, against the same count of synchronous KV puts from one
-// client: the worker writes each change with one compare-and-set.
+// counts them in the events that show them, against the same count of
+// synchronous KV puts from one client: the worker writes each agent's
+// backlog with one compare-and-set.
 func changeThroughput(p *provider, n int) error {
 	ctx := context.Background()
 	const distinct = 1000
-	var got atomic.Int64
-	done := make(chan struct{})
-	sub, err := p.client.Watch(nil, func(schemas.Event) {
-		if got.Add(1) == int64(n) {
-			close(done)
-		}
-	})
+	a, stop, err := follow(p, "c", distinct, func(time.Time) {})
 	if err != nil {
 		return err
 	}
 	nc := p.conn.NC
-	availability := []string{"Busy", "Available"}
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		key := schemas.Key(agentURI(i % distinct))
-		body := fmt.Sprintf(`{"availability":%q}`, availability[(i/distinct)%2])
-		if err := nc.Publish(schemas.AttendantPrefix+key, []byte(body)); err != nil {
+		a.send(i)
+		if err := nc.Publish(schemas.AttendantPrefix+schemas.Key(agentURI(i%distinct)), inputBody("c", i)); err != nil {
 			return err
 		}
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		return fmt.Errorf("only %d of %d events arrived", got.Load(), n)
+	for deadline := time.Now().Add(5 * time.Minute); a.shown() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d inputs shown in events", a.shown(), n)
+		}
 	}
 	inputs := time.Since(start)
-	if err := sub(); err != nil {
+	if err := stop(); err != nil {
 		return err
 	}
 
@@ -223,7 +236,7 @@ func changeThroughput(p *provider, n int) error {
 	}
 	raw := time.Since(start)
 	inRate, rawRate := float64(n)/inputs.Seconds(), float64(n)/raw.Seconds()
-	fmt.Printf("change throughput: %d attendant inputs over %d agents -> %d events in %s: %.0f events/s\n", n, distinct, n, inputs.Round(time.Millisecond), inRate)
+	fmt.Printf("change throughput: %d attendant inputs over %d agents, all shown in events in %s: %.0f inputs/s\n", n, distinct, inputs.Round(time.Millisecond), inRate)
 	fmt.Printf("  raw KV put, one synchronous client, same store, %d puts: %.0f puts/s\n", n, rawRate)
 	fmt.Printf("  ratio: %.2f\n", inRate/rawRate)
 	return nil
@@ -235,11 +248,15 @@ func latency(p *provider, samples int) error {
 	events := make(chan schemas.Event, 1)
 	const uri = "sip:latency@bench.example"
 	key := schemas.Key(uri)
-	sub, err := p.client.Watch([]string{key}, func(ev schemas.Event) { events <- ev })
+	sub, err := p.client.Watch(context.Background(), []string{uri}, func(u client.Update) {
+		if !u.CatchUp {
+			events <- u.Event
+		}
+	})
 	if err != nil {
 		return err
 	}
-	defer sub()
+	defer func() { _ = sub.Stop() }()
 	var took []time.Duration
 	availability := []string{"Busy", "Away"}
 	for i := 0; i < samples; i++ {

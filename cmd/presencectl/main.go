@@ -1,205 +1,241 @@
-// Command presencectl is the Presence Provider's tool for people: subscribe
-// and unsubscribe agents for a UCC, watch their presence, read the status,
-// and play an attendant client or a UCC reporting PSTN calls.
+// Command presencectl is the Presence Provider's tool for people and
+// scripts: subscribe and unsubscribe agents for a UCC, watch their presence,
+// read the status, and play an attendant client or a UCC reporting PSTN
+// calls. It is built on the client package, as a Go UCC would be.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/contactcenter/presence-provider/bus"
-	"github.com/contactcenter/presence-provider/config"
-	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/client"
 )
 
-const usage = `usage: presencectl [-nats URL] [-timeout D] COMMAND ...
+// Exit statuses: a script tells a refusal from a mistake on the line.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the request, or an entry of its reply, failed
+	exitUsage  = 2
+)
 
-  subscribe   -ucc UCC [-lease S] URI[=TEAMS_UPN] ...   add the UCC's interest in agents
-  unsubscribe -ucc UCC URI ...                          remove it
-  sync        -ucc UCC [-lease S] URI[=TEAMS_UPN] ...   make the UCC's agents exactly these
-  get         URI ...                                   current presence of agents
-  status                                                workers, counts, source health
-  watch       [URI ...]                                 print presence changes (all agents when none given)
-  attendant   [-activity A] [-device D] URI AVAILABILITY   set an attendant presence
-  call        -ucc UCC -call ID URI connected|ended     report a PSTN call
+func main() {
+	// An interrupt ends watch and subscribe -wait, and any request under way.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
 
-The NATS url defaults to $PRESENCE_NATS_URL, else nats://127.0.0.1:4222.
+// options are the flags every command takes, before or after it.
+type options struct {
+	url     string
+	timeout time.Duration
+	json    bool
+}
+
+// register adds the flags to fs with their values so far as defaults: the
+// command's flags must not undo those given before the command.
+func (o *options) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.url, "nats", o.url, "NATS `url`: $PRESENCE_NATS_URL, else nats://127.0.0.1:4222")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "how long a request may take")
+	fs.BoolVar(&o.json, "json", o.json, "print the provider's reply as JSON")
+}
+
+// command is one subcommand: its usage line, what it does, its own flags,
+// and what it runs once the line is read.
+type command struct {
+	name, args, what string
+	flags            func(fs *flag.FlagSet, f *cmdFlags)
+	// minArgs and maxArgs bound the arguments after the flags (-1: any).
+	minArgs, maxArgs int
+	run              func(e *env, f *cmdFlags, args []string) error
+}
+
+// cmdFlags holds every subcommand flag; each command registers its own.
+type cmdFlags struct {
+	ucc, activity, device, callID string
+	lease                         int
+	wait                          bool
+}
+
+var commands = []command{
+	{name: "subscribe", args: "-ucc UCC [-lease S] [-wait] URI[=TEAMS_UPN] ...", what: "add the UCC's interest in agents",
+		flags: func(fs *flag.FlagSet, f *cmdFlags) { uccFlag(fs, f); leaseFlag(fs, f); waitFlag(fs, f) }, minArgs: 1, maxArgs: -1, run: subscribeWith(false)},
+	{name: "unsubscribe", args: "-ucc UCC URI ...", what: "remove the UCC's interest in agents",
+		flags: uccFlag, minArgs: 1, maxArgs: -1, run: unsubscribe},
+	{name: "sync", args: "-ucc UCC [-lease S] [-wait] [URI[=TEAMS_UPN] ...]", what: "make the UCC's agents exactly these (none: clear them)",
+		flags: func(fs *flag.FlagSet, f *cmdFlags) { uccFlag(fs, f); leaseFlag(fs, f); waitFlag(fs, f) }, maxArgs: -1, run: subscribeWith(true)},
+	{name: "get", args: "URI ...", what: "the current presence of agents", minArgs: 1, maxArgs: -1, run: get},
+	{name: "status", what: "workers, counts, source health (operator role)", run: status},
+	{name: "watch", args: "[URI ...]", what: "print agents' presence, then every change (all agents when none given)", maxArgs: -1, run: watch},
+	{name: "attendant", args: "[-activity A] [-device D] URI AVAILABILITY", what: "set an AttendantService agent's presence",
+		flags: func(fs *flag.FlagSet, f *cmdFlags) {
+			fs.StringVar(&f.activity, "activity", "", "activity token, e.g. InACall")
+			fs.StringVar(&f.device, "device", "", "device, e.g. Computer")
+		}, minArgs: 2, maxArgs: 2, run: attendantInput},
+	{name: "call", args: "-ucc UCC -call ID URI connected|ended", what: "report a call on a PSTN agent",
+		flags: func(fs *flag.FlagSet, f *cmdFlags) {
+			uccFlag(fs, f)
+			fs.StringVar(&f.callID, "call", "", "the call's `id`")
+		}, minArgs: 2, maxArgs: 2, run: pstnCall},
+}
+
+func uccFlag(fs *flag.FlagSet, f *cmdFlags) { fs.StringVar(&f.ucc, "ucc", "", "the UCC's `id`") }
+func leaseFlag(fs *flag.FlagSet, f *cmdFlags) {
+	fs.IntVar(&f.lease, "lease", 0, "lease in `seconds` (0: until unsubscribed)")
+}
+func waitFlag(fs *flag.FlagSet, f *cmdFlags) {
+	fs.BoolVar(&f.wait, "wait", false, "wait until every agent is active or failed, showing progress")
+}
+
+const footer = `
+Flags may come before or after the command and its arguments; -- ends them.
 Credentials and TLS come from PRESENCE_NATS_CREDS, PRESENCE_NATS_NKEY,
 PRESENCE_NATS_USER and PRESENCE_NATS_PASSWORD, PRESENCE_NATS_TLS_CA,
 PRESENCE_NATS_TLS_CERT and PRESENCE_NATS_TLS_KEY (see docs/security.md).
+Exit status: 0 done, 1 the request or an agent of its reply failed (the
+code and message on stderr), 2 a mistake on the command line.
 `
 
-func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "presencectl:", err)
-		os.Exit(1)
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: presencectl [-nats URL] [-timeout D] [-json] COMMAND ...")
+	fmt.Fprintln(w)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.what)
 	}
+	fmt.Fprintln(w, "  help        this text; help COMMAND: the command's usage")
+	fmt.Fprint(w, footer)
 }
 
-func run(args []string, out io.Writer) error {
+func commandUsage(w io.Writer, c command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: presencectl %s %s\n\n%s.\n\nflags:\n", c.name, c.args, c.what)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprint(w, footer)
+}
+
+func lookup(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// env is what a command runs with.
+type env struct {
+	opts     options
+	c        *client.Client
+	out, err io.Writer
+	// refused ends with the server's error when it refuses an action (a
+	// permissions violation), which would otherwise only time out.
+	refused context.Context
+	ctx     context.Context
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts := options{url: envOr("PRESENCE_NATS_URL", "nats://127.0.0.1:4222"), timeout: 30 * time.Second}
 	global := flag.NewFlagSet("presencectl", flag.ContinueOnError)
-	global.Usage = func() { fmt.Fprint(global.Output(), usage) }
-	url := global.String("nats", envOr("PRESENCE_NATS_URL", "nats://127.0.0.1:4222"), "NATS url")
-	timeout := global.Duration("timeout", 30*time.Second, "request timeout")
+	global.SetOutput(io.Discard)
+	opts.register(global)
 	if err := global.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return exitOK
+		}
+		fmt.Fprintln(stderr, "presencectl:", err)
+		usage(stderr)
+		return exitUsage
 	}
 	if global.NArg() == 0 {
-		global.Usage()
-		return errors.New("no command")
+		usage(stderr)
+		fmt.Fprintln(stderr, "presencectl: no command")
+		return exitUsage
 	}
-	auth, err := config.LoadNATSAuth()
+	name, rest := global.Arg(0), global.Args()[1:]
+	if name == "help" {
+		if len(rest) == 0 {
+			usage(stdout)
+			return exitOK
+		}
+		name, rest = rest[0], []string{"-h"}
+	}
+	cmd, ok := lookup(name)
+	if !ok {
+		fmt.Fprintf(stderr, "presencectl: unknown command %q\n", name)
+		usage(stderr)
+		return exitUsage
+	}
+	var f cmdFlags
+	fs := flag.NewFlagSet("presencectl "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	opts.register(fs)
+	if cmd.flags != nil {
+		cmd.flags(fs, &f)
+	}
+	positional, err := parseAnywhere(fs, rest)
+	if errors.Is(err, flag.ErrHelp) {
+		commandUsage(stdout, cmd, fs)
+		return exitOK
+	}
+	if err == nil {
+		err = checkArgs(cmd, fs, &f, positional)
+	}
 	if err != nil {
-		return err
+		fmt.Fprintf(stderr, "presencectl %s: %v\n", name, err)
+		commandUsage(stderr, cmd, fs)
+		return exitUsage
 	}
-	opts, err := bus.ClientOptions(auth)
+
+	e, closeConn, err := connect(ctx, opts, stdout, stderr)
 	if err != nil {
-		return err
+		fmt.Fprintln(stderr, "presencectl:", err)
+		return exitFailed
 	}
-	// A request the server refuses (a permissions violation) would only
-	// time out: the server's error ends the command at once instead.
-	refused, stopRefused := context.WithCancelCause(context.Background())
-	defer stopRefused(nil)
-	nc, err := nats.Connect(*url, append(opts, nats.Name("presencectl"),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			if errors.Is(err, nats.ErrPermissionViolation) {
-				stopRefused(err)
-				return
-			}
-			fmt.Fprintln(os.Stderr, "presencectl:", err)
-		}))...)
-	if err != nil {
-		return fmt.Errorf("connect %s: %w", config.RedactURLs(*url), err)
-	}
-	defer nc.Close()
-	c := bus.NewClient(nc)
-	ctx, cancel := context.WithTimeout(refused, *timeout)
+	defer closeConn()
+	var cancel context.CancelFunc
+	e.ctx, cancel = context.WithTimeout(e.refused, opts.timeout)
 	defer cancel()
-
-	cmd, rest := global.Arg(0), global.Args()[1:]
-	flags := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	ucc := flags.String("ucc", "", "UCC id")
-	lease := flags.Int("lease", 0, "lease in seconds (0: until unsubscribed)")
-	activity := flags.String("activity", "", "activity token")
-	device := flags.String("device", "", "device")
-	callID := flags.String("call", "", "call id")
-	if err := flags.Parse(rest); err != nil {
-		return err
+	if err := cmd.run(e, &f, positional); err != nil {
+		if cause := context.Cause(e.refused); cause != nil {
+			err = cause
+		}
+		if !errors.Is(err, errReported) {
+			fmt.Fprintf(stderr, "presencectl %s: %v\n", name, err)
+		}
+		return exitFailed
 	}
-	uris := flags.Args()
-	show := func(reply any, err error) error {
-		if cause := context.Cause(refused); err != nil && cause != nil {
-			return cause
-		}
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(reply)
-	}
-
-	switch cmd {
-	case "subscribe", "sync":
-		// Never null: "sync" with no agents clears the UCC's agents.
-		req := schemas.SubscribeRequest{UCC: *ucc, LeaseS: *lease, Agents: []schemas.AgentRef{}}
-		for _, arg := range uris {
-			uri, upn, _ := strings.Cut(arg, "=")
-			req.Agents = append(req.Agents, schemas.AgentRef{URI: uri, TeamsUPN: upn})
-		}
-		call := c.Subscribe
-		if cmd == "sync" {
-			call = c.Sync
-		}
-		return show(call(ctx, req))
-	case "unsubscribe":
-		return show(c.Unsubscribe(ctx, schemas.UnsubscribeRequest{UCC: *ucc, URIs: uris}))
-	case "get":
-		return show(c.Get(ctx, schemas.GetRequest{URIs: uris}))
-	case "status":
-		return show(c.Status(ctx))
-	case "attendant":
-		if len(uris) != 2 {
-			return errors.New("attendant takes URI AVAILABILITY")
-		}
-		key, err := keyOf(uris[0])
-		if err != nil {
-			return err
-		}
-		return show(c.Attendant(ctx, key, schemas.AttendantInput{Availability: uris[1], Activity: *activity, Device: *device}))
-	case "call":
-		if len(uris) != 2 {
-			return errors.New("call takes URI connected|ended")
-		}
-		key, err := keyOf(uris[0])
-		if err != nil {
-			return err
-		}
-		return show(c.PSTN(ctx, key, schemas.PSTNInput{UCC: *ucc, CallID: *callID, State: uris[1]}))
-	case "watch":
-		cancel() // watch runs until interrupted, not for one timeout
-		return watch(refused, c, uris, out)
-	default:
-		global.Usage()
-		return fmt.Errorf("unknown command %q", cmd)
-	}
+	return exitOK
 }
 
-func keyOf(raw string) (string, error) {
-	u, err := schemas.ParseURI(raw)
-	if err != nil {
-		return "", err
-	}
-	return u.Key(), nil
-}
-
-// watch prints events until interrupted, or until the server refuses the
-// subscription (refused ends with the server's error).
-func watch(refused context.Context, c *bus.Client, uris []string, out io.Writer) error {
-	var keys []string
-	for _, raw := range uris {
-		key, err := keyOf(raw)
-		if err != nil {
-			return err
+// parseAnywhere reads flags wherever they stand among the arguments, so
+// that `subscribe -ucc u1 sip:a@b.c -lease 30` leases rather than taking
+// -lease and 30 for agents; after --, everything is an argument.
+func parseAnywhere(fs *flag.FlagSet, args []string) ([]string, error) {
+	var tail []string
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
 		}
-		keys = append(keys, key)
 	}
-	stop, err := c.Watch(keys, func(ev schemas.Event) {
-		prev := "none"
-		if ev.Previous != nil {
-			prev = fmt.Sprintf("%s (%d)", ev.Previous.Availability, ev.Previous.AvailabilityValue)
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
 		}
-		fmt.Fprintf(out, "%s %s seq=%d %s -> %s (%d) activity=%q source=%s\n",
-			ev.Presence.ObservedAt.Format(time.RFC3339), ev.URI, ev.Seq, prev,
-			ev.Presence.Availability, ev.Presence.AvailabilityValue, ev.Presence.Activity, ev.Presence.Source)
-	})
-	if err != nil {
-		return err
+		if args = fs.Args(); len(args) == 0 {
+			return append(positional, tail...), nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
 	}
-	ctx, cancel := signal.NotifyContext(refused, syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
-	<-ctx.Done()
-	err = stop()
-	if cause := context.Cause(refused); cause != nil {
-		return cause
-	}
-	return err
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -57,7 +57,7 @@ func (r *pstnRun) call(t *testing.T, id, state string) {
 func (r *pstnRun) callOn(t *testing.T, agent, id, state string) {
 	t.Helper()
 	var rep schemas.InputReply
-	if out := r.ctl(t, "call", "-ucc", "ucc_app01", "-call", id, agent, state); json.Unmarshal([]byte(out), &rep) != nil || !rep.OK {
+	if out := r.ctl(t, "call", "-json", "-ucc", "ucc_app01", "-call", id, agent, state); json.Unmarshal([]byte(out), &rep) != nil || !rep.OK {
 		t.Fatalf("call %s on %s %s answered %s", id, agent, state, out)
 	}
 }
@@ -70,7 +70,7 @@ func (r *pstnRun) availability(t *testing.T) schemas.Availability {
 func (r *pstnRun) availabilityOf(t *testing.T, agent string) schemas.Availability {
 	t.Helper()
 	var rep schemas.AgentsReply
-	if err := json.Unmarshal([]byte(r.ctl(t, "get", agent)), &rep); err != nil {
+	if err := json.Unmarshal([]byte(r.ctl(t, "get", "-json", agent)), &rep); err != nil {
 		t.Fatal(err)
 	}
 	if p := rep.Agents[0].Presence; p != nil {
@@ -84,7 +84,7 @@ func (r *pstnRun) callsKnown(t *testing.T, n int) {
 	t.Helper()
 	provtest.Eventually(t, fmt.Sprintf("%d calls in progress read", n), func() bool {
 		var st schemas.Status
-		if json.Unmarshal([]byte(r.ctl(t, "status")), &st) != nil {
+		if json.Unmarshal([]byte(r.ctl(t, "status", "-json")), &st) != nil {
 			return false
 		}
 		pstn := st.Sources[schemas.SourcePSTN]
@@ -182,7 +182,7 @@ func TestPSTNBusySurvivesFailover(t *testing.T) {
 		"PRESENCE_NATS_URL="+r.url, "PRESENCE_WORKER_ID=w2", "PRESENCE_DATA_DIR="+t.TempDir()))
 	provtest.Eventually(t, "two workers", func() bool {
 		var st schemas.Status
-		return json.Unmarshal([]byte(r.ctl(t, "status")), &st) == nil && len(st.Workers) == 2
+		return json.Unmarshal([]byte(r.ctl(t, "status", "-json")), &st) == nil && len(st.Workers) == 2
 	})
 	var agents []string
 	for i := range 20 {
@@ -207,7 +207,7 @@ func TestPSTNBusySurvivesFailover(t *testing.T) {
 	other.kill(t)
 	provtest.Eventually(t, "the killed worker's lease over", func() bool {
 		var st schemas.Status
-		return json.Unmarshal([]byte(r.ctl(t, "status")), &st) == nil && len(st.Workers) == 1
+		return json.Unmarshal([]byte(r.ctl(t, "status", "-json")), &st) == nil && len(st.Workers) == 1
 	})
 	for _, a := range owned {
 		r.callOn(t, a, "c2", schemas.CallConnected)

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/internal/siptest"
 	"github.com/contactcenter/presence-provider/schemas"
 )
@@ -85,7 +85,7 @@ func TestClusterSurvivesAKilledWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	client := bus.NewClient(nc)
+	pc := client.New(nc)
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -113,7 +113,7 @@ func TestClusterSurvivesAKilledWorker(t *testing.T) {
 		for _, a := range agents {
 			req.Agents = append(req.Agents, schemas.AgentRef{URI: a})
 		}
-		if _, err := client.Subscribe(ctx, req); err != nil {
+		if _, err := pc.Subscribe(ctx, req); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -260,7 +260,7 @@ func TestClusterSurvivesAKilledWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc2.Close()
-	after := bus.NewClient(nc2)
+	after := client.New(nc2)
 	waitFor("every interest back after the restart", 60*time.Second, func() bool {
 		st, err := after.Status(ctx)
 		return err == nil && st.Interests == 1000 && st.Agents == 200

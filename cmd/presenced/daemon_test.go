@@ -86,7 +86,7 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("%s: the usage lacks %s", arg, name)
 			}
 		}
-		if !regexp.MustCompile(`(?m)^  PRESENCE_SHUTDOWN_TIMEOUT +10s +`).MatchString(stdout) {
+		if !regexp.MustCompile(`PRESENCE_SHUTDOWN_TIMEOUT +10s`).MatchString(stdout) {
 			t.Errorf("%s: the usage does not give the defaults:\n%s", arg, stdout)
 		}
 	}
@@ -154,7 +154,7 @@ func TestSecondDaemonOnTheSameDataDirectory(t *testing.T) {
 	}
 
 	var got schemas.AgentsReply
-	if err := json.Unmarshal([]byte(first.ctl(t, "get", sipAgent)), &got); err != nil {
+	if err := json.Unmarshal([]byte(first.ctl(t, "-json", "get", sipAgent)), &got); err != nil {
 		t.Fatal(err)
 	}
 	if r := got.Agents[0]; r.Source != schemas.SourceSIP || r.State != claim.State {
@@ -164,7 +164,7 @@ func TestSecondDaemonOnTheSameDataDirectory(t *testing.T) {
 		t.Fatalf("the claim moved: %+v rev %d, was %+v rev %d", after, afterRev, claim, rev)
 	}
 	var st schemas.Status
-	if err := json.Unmarshal([]byte(first.ctl(t, "status")), &st); err != nil || st.Agents != 1 || st.Interests != 1 {
+	if err := json.Unmarshal([]byte(first.ctl(t, "-json", "status")), &st); err != nil || st.Agents != 1 || st.Interests != 1 {
 		t.Fatalf("status after the refused start: %+v, %v", st, err)
 	}
 	first.stop(t)

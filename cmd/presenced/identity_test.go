@@ -11,19 +11,19 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
-func natsClient(t *testing.T, url string) *bus.Client {
+func natsClient(t *testing.T, url string) *client.Client {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return bus.NewClient(nc)
+	return client.New(nc)
 }
 
 // TestKilledWorkerRestartsAsItself: presenced killed with SIGKILL and

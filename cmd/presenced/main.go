@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
@@ -212,7 +213,7 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	if err := proc.ResolveWorkerID(); err != nil {
 		return nil, err
 	}
-	auth, err := bus.ClientOptions(proc.NATSAuth)
+	auth, err := client.AuthOptions(proc.NATSAuth)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +245,8 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	if err := d.w.Start(running); err != nil {
 		return nil, err
 	}
-	if d.svc, err = d.conn.Serve(running, d.w, version, log); err != nil {
+	if d.svc, err = d.conn.Serve(running, d.w, version, bus.InputQueueOptions{WorkerID: proc.WorkerID,
+		MaxMsgs: proc.InputQueueMaxMsgs, MaxBytes: proc.InputQueueMaxBytes, MaxAge: proc.InputQueueMaxAge, Replicas: proc.KVReplicas}, log); err != nil {
 		d.w.Stop(ctx)
 		return nil, err
 	}

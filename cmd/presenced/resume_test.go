@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/internal/siptest"
 	"github.com/contactcenter/presence-provider/schemas"
@@ -126,13 +126,13 @@ func (c *sipWorkers) restart(tb testing.TB, i int) time.Time {
 
 func (c *sipWorkers) subscribe(tb testing.TB, agents []string, uccs int) {
 	tb.Helper()
-	client := bus.NewClient(c.nc)
+	pc := client.New(c.nc)
 	for u := range uccs {
 		req := schemas.SubscribeRequest{UCC: fmt.Sprintf("ucc_app%02d", u)}
 		for _, a := range agents {
 			req.Agents = append(req.Agents, schemas.AgentRef{URI: a})
 		}
-		if _, err := client.Subscribe(c.ctx, req); err != nil {
+		if _, err := pc.Subscribe(c.ctx, req); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -104,7 +104,7 @@ func TestNoSecretInOutput(t *testing.T) {
 	if out := ctl("source", false, "attendant", "sip:agent2@attendant.example", "Sleepy"); !strings.Contains(out, schemas.CodeInvalidInput) {
 		t.Fatalf("a bad attendant input answered %s; want an error", out)
 	}
-	if out := ctl("ucc", true, "subscribe", "-ucc", "ucc_app01", "sip:"); !strings.Contains(out, `"error"`) {
+	if out := ctl("ucc", false, "subscribe", "-ucc", "ucc_app01", "sip:"); !strings.Contains(out, schemas.CodeInvalidURI) {
 		t.Fatalf("a bad URI answered %s; want an error", out)
 	}
 	ctl("ucc", false, "status") // a permissions violation
@@ -112,8 +112,8 @@ func TestNoSecretInOutput(t *testing.T) {
 	for {
 		st := ctl("operator", true, "status")
 		// Registered with the digest password, and Teams presence read with the secret.
-		if strings.Contains(st, "registered for") && strings.Contains(ctl("ucc", true, "get", "sip:agent3@example.com"), `"source": "graph"`) &&
-			strings.Contains(ctl("ucc", true, "get", "sip:agent3@example.com"), `"availability": "Busy"`) {
+		if strings.Contains(st, "registered for") && strings.Contains(ctl("ucc", true, "-json", "get", "sip:agent3@example.com"), `"source": "graph"`) &&
+			strings.Contains(ctl("ucc", true, "-json", "get", "sip:agent3@example.com"), `"availability": "Busy"`) {
 			break
 		}
 		if time.Now().After(deadline) {

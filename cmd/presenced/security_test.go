@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
@@ -172,7 +172,7 @@ func TestRolesOfTheExampleConfiguration(t *testing.T) {
 	// What each role may do.
 	const agent, phone = "sip:agent1@attendant.example", "tel:+31612345678"
 	key, phoneKey := schemas.Key(agent), schemas.Key(phone)
-	uccClient, sourceClient, operatorClient := bus.NewClient(ucc.nc), bus.NewClient(source.nc), bus.NewClient(operator.nc)
+	uccClient, sourceClient, operatorClient := client.New(ucc.nc), client.New(source.nc), client.New(operator.nc)
 	if _, err := uccClient.Subscribe(ctx, schemas.SubscribeRequest{UCC: "ucc_app01",
 		Agents: []schemas.AgentRef{{URI: agent}, {URI: phone}, {URI: "sip:agent2@attendant.example"}}}); err != nil {
 		t.Fatalf("ucc subscribe: %v", err)
@@ -192,6 +192,18 @@ func TestRolesOfTheExampleConfiguration(t *testing.T) {
 	}
 	waitEvent("the PSTN call", 0, phoneKey, schemas.Busy)
 	if _, err := ucc.nc.Subscribe(schemas.EventSubject(key), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	// Watch stays within the ucc role: events and get.
+	watched := make(chan client.Update, 1)
+	w, err := uccClient.Watch(ctx, []string{agent}, func(u client.Update) { watched <- u })
+	if err != nil {
+		t.Fatalf("ucc watch: %v", err)
+	}
+	if u := <-watched; u.Presence.Availability != schemas.Busy || u.Seq == 0 {
+		t.Fatalf("ucc watch began with %+v; want Busy with its seq", u)
+	}
+	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := operatorClient.Status(ctx); err != nil || st.Agents != 2 || st.Interests != 3 {
@@ -332,11 +344,11 @@ func TestClusterWithRouteAuthorization(t *testing.T) {
 		t.Fatal(err)
 	}
 	const agent = "sip:agent1@attendant.example"
-	if _, err := bus.NewClient(connectAs(t, urls[0], "ucc").nc).Subscribe(ctx,
+	if _, err := client.New(connectAs(t, urls[0], "ucc").nc).Subscribe(ctx,
 		schemas.SubscribeRequest{UCC: "ucc_app01", Agents: []schemas.AgentRef{{URI: agent}}}); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := bus.NewClient(connectAs(t, urls[2], "source").nc).Attendant(ctx, schemas.Key(agent),
+	if rep, err := client.New(connectAs(t, urls[2], "source").nc).Attendant(ctx, schemas.Key(agent),
 		schemas.AttendantInput{Availability: "Busy"}); err != nil || !rep.OK {
 		t.Fatalf("attendant input: %+v, %v", rep, err)
 	}
@@ -348,7 +360,7 @@ func TestClusterWithRouteAuthorization(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the event did not cross the cluster")
 	}
-	st, err := bus.NewClient(operator.nc).Status(ctx)
+	st, err := client.New(operator.nc).Status(ctx)
 	if err != nil || len(st.Workers) != 3 {
 		t.Fatalf("status: %+v, %v; want three workers", st.Workers, err)
 	}

@@ -1,19 +1,18 @@
 package main_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/contactcenter/presence-provider/internal/provtest"
-	"github.com/contactcenter/presence-provider/schemas"
 )
 
 // build compiles the real binaries once for the test.
@@ -146,31 +145,28 @@ func TestReadmeTour(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // let the watchers subscribe before the change
 
-	var sub schemas.AgentsReply
+	// What the README shows: one line per agent, the change as the watchers
+	// print it, and the status in words.
+	subscribed := regexp.MustCompile(`(?m)^sip:agent1@attendant\.example +attendant +active +none +-$`)
 	for _, ucc := range []string{"ucc_app01", "ucc_app02"} {
-		if err := json.Unmarshal([]byte(ctl("subscribe", "-ucc", ucc, agent)), &sub); err != nil {
-			t.Fatal(err)
-		}
-		if r := sub.Agents[0]; r.Source != "attendant" || r.State != "active" || r.Subject != "presence."+schemas.Key(agent) {
-			t.Fatalf("subscribe answered %+v", r)
+		if out := ctl("subscribe", "-ucc", ucc, agent); !subscribed.MatchString(out) {
+			t.Fatalf("subscribe printed %q", out)
 		}
 	}
-	ctl("attendant", "-activity", "InACall", agent, "Busy")
+	if out := ctl("attendant", "-activity", "InACall", agent, "Busy"); !strings.HasPrefix(out, "stored, seq ") {
+		t.Fatalf("attendant printed %q", out)
+	}
 	for i, w := range watches {
 		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(w.String(), "-> Busy (6500)") {
+		for !strings.Contains(w.String(), `sip:agent1@attendant.example seq=1 none -> Busy (6500) activity="InACall" source=attendant`) {
 			if time.Now().After(deadline) {
 				t.Fatalf("watch %d never printed the change; it printed %q", i, w.String())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	var st schemas.Status
-	if err := json.Unmarshal([]byte(ctl("status")), &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Agents != 1 || st.Interests != 2 || st.Sources["attendant"].States["active"] != 1 {
-		t.Fatalf("status: %d agents, %d interests, attendant %v; want one agent with two interested UCCs", st.Agents, st.Interests, st.Sources["attendant"].States)
+	if out := ctl("status"); !strings.Contains(out, "agents: 1  interests: 2") || !regexp.MustCompile(`(?m)^attendant +yes +yes +active=1`).MatchString(out) {
+		t.Fatalf("status printed %q; want one agent with two interested UCCs, active on the attendant source", out)
 	}
 	d.stop(t)
 
@@ -192,17 +188,10 @@ func TestReadmeTour(t *testing.T) {
 
 	// A restart on the same store keeps every interest and the last presence.
 	startDaemon(t, presenced, env)
-	var got schemas.AgentsReply
-	if err := json.Unmarshal([]byte(ctl("get", agent)), &got); err != nil {
-		t.Fatal(err)
+	if out := ctl("get", agent); !regexp.MustCompile(`(?m)^sip:agent1@attendant\.example +attendant +active +Busy \(6500\) InACall +1$`).MatchString(out) {
+		t.Fatalf("after restart get printed %q", out)
 	}
-	if p := got.Agents[0].Presence; p == nil || p.Availability != schemas.Busy || got.Agents[0].State != "active" {
-		t.Fatalf("after restart get answered %+v", got.Agents[0])
-	}
-	if err := json.Unmarshal([]byte(ctl("status")), &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Interests != 2 {
-		t.Fatalf("after restart %d interests; want 2", st.Interests)
+	if out := ctl("status"); !strings.Contains(out, "interests: 2") {
+		t.Fatalf("after restart status printed %q; want 2 interests", out)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/worker"
 )
@@ -26,7 +27,7 @@ type Env struct {
 	Server     *server.Server
 	Conn       *bus.Conn
 	Stores     bus.Stores
-	Client     *bus.Client
+	Client     *client.Client
 	Clock      *clockwork.FakeClock
 	Worker     *worker.Worker
 	Logs       *Logs
@@ -79,7 +80,14 @@ func StartReal(t testing.TB, cfg worker.Config, add func(w *worker.Worker, clock
 // or a restart). Env.Clock is set when clock is a fake one.
 func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return start(t, "", ns, cfg, clock, nil, adding(add))
+	return StartQueue(t, ns, cfg, bus.InputQueueOptions{}, clock, add)
+}
+
+// StartQueue is StartOn with the input queue's bounds; its WorkerID and
+// Replicas are the worker's and 1.
+func StartQueue(t testing.TB, ns *server.Server, cfg worker.Config, queue bus.InputQueueOptions, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return start(t, "", ns, cfg, clock, nil, queue, adding(add))
 }
 
 // Join runs a provider whose worker and observer join NATS at url, as
@@ -87,7 +95,7 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 // there restarts. Env.Server is nil.
 func Join(t testing.TB, url string, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return start(t, url, nil, cfg, clock, nil, adding(add))
+	return start(t, url, nil, cfg, clock, nil, bus.InputQueueOptions{}, adding(add))
 }
 
 // adding adapts a function that adds sources from the worker and the clock.
@@ -103,7 +111,7 @@ func adding(add func(w *worker.Worker, clock clockwork.Clock)) func(Parts) {
 // first, for tests of what NATS failing to answer does to the worker.
 func StartFaulty(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
-	return start(t, "", ns, cfg, clock, faults, adding(add))
+	return start(t, "", ns, cfg, clock, faults, bus.InputQueueOptions{}, adding(add))
 }
 
 // Parts are what a test builds its sources from: the worker (their sink),
@@ -120,11 +128,13 @@ type Parts struct {
 // clock (the PSTN source's calls).
 func StartParts(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(Parts)) *Env {
 	t.Helper()
-	return start(t, "", ns, cfg, clock, nil, add)
+	return start(t, "", ns, cfg, clock, nil, bus.InputQueueOptions{}, add)
 }
 
-func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores, add func(Parts)) *Env {
+func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores,
+	queue bus.InputQueueOptions, add func(Parts)) *Env {
 	t.Helper()
+	queue.WorkerID, queue.Replicas = cfg.ID, 1
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
 	t.Cleanup(func() {
@@ -161,13 +171,16 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 		t.Fatal(err)
 	}
 	fake, _ := clock.(*clockwork.FakeClock)
-	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: bus.NewClient(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
+	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: client.New(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
 	t.Cleanup(e.Stop)
-	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", log); err != nil {
+	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", queue, log); err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
+
+// eventuallyWithin is how long Eventually waits before it fails a test.
+const eventuallyWithin = 30 * time.Second
 
 // StopTimeout bounds a test provider's shutdown, as PRESENCE_SHUTDOWN_TIMEOUT does presenced's.
 const StopTimeout = 30 * time.Second
@@ -219,17 +232,25 @@ func (e *Env) Subscribe(ucc string, uris ...string) schemas.AgentsReply {
 // tests that need time to pass but do not measure it.
 func (e *Env) AdvanceUntil(what string, cond func() bool) {
 	e.t.Helper()
+	e.AdvanceBy(what, 10*time.Millisecond, cond)
+}
+
+// AdvanceBy is AdvanceUntil in steps of step, for tests whose timers are
+// seconds apart.
+func (e *Env) AdvanceBy(what string, step time.Duration, cond func() bool) {
+	e.t.Helper()
 	Eventually(e.t, what, func() bool {
-		e.Clock.Advance(10 * time.Millisecond)
+		e.Clock.Advance(step)
 		return cond()
 	})
 }
 
 // Eventually polls cond in real time until it holds, or fails the test. It
-// waits for the provider's goroutines, never for the provider's clock.
+// waits for the provider's goroutines, never for the provider's clock. The
+// deadline only ends a test that is failing: generous, for a loaded machine.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(eventuallyWithin)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for: %s", what)
