@@ -145,6 +145,10 @@ type Process struct {
 	// HTTPListen is the operator's listener (metrics and probes); set to
 	// empty, there is none.
 	HTTPListen string `envconfig:"PRESENCE_HTTP_LISTEN" default:"127.0.0.1:8480" desc:"the address of /metrics, /healthz and /readyz; empty: no listener"`
+	// Resume continues SIP subscription dialogs from worker to worker
+	// (presence_dialogs); false ends them on every stop and handover.
+	Resume     bool `envconfig:"PRESENCE_RESUME" default:"true" desc:"continue SIP subscription dialogs across handovers, failovers and restarts; false un-SUBSCRIBEs on stop"`
+	ResumeRate int  `envconfig:"PRESENCE_RESUME_RATE" default:"200" desc:"SIP dialogs this worker resumes per second, apart from maxPresenceSubscriptionsPerSecond"`
 }
 
 // usageFormat lays the variables out one a line, for Usage.
@@ -172,7 +176,8 @@ func (p Process) MarshalZerologObject(e *zerolog.Event) {
 		Str("cluster_listen", p.ClusterListen).Str("cluster_routes", RedactURLs(p.ClusterRoutes)).Stringer("unsubscribe_linger", p.UnsubscribeLinger).Stringer("worker_lease", p.WorkerLease).
 		Stringer("shutdown_timeout", p.ShutdownTimeout).Int64("input_queue_max_msgs", p.InputQueueMaxMsgs).
 		Int64("input_queue_max_bytes", p.InputQueueMaxBytes).Stringer("input_queue_max_age", p.InputQueueMaxAge).
-		Str("http_listen", p.HTTPListen)
+		Str("http_listen", p.HTTPListen).
+		Bool("resume", p.Resume).Int("resume_rate", p.ResumeRate)
 }
 
 // LoadProcess reads the process settings from the environment.
@@ -208,6 +213,9 @@ func LoadProcess() (Process, error) {
 	}
 	if p.WorkerLease < 3*time.Second {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_WORKER_LEASE %s is under 3s", p.WorkerLease)
+	}
+	if p.ResumeRate < 1 {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_RESUME_RATE %d is under 1", p.ResumeRate)
 	}
 	if p.InputQueueMaxMsgs < 1 {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_INPUT_QUEUE_MAX_MSGS %d is under 1", p.InputQueueMaxMsgs)

@@ -23,7 +23,7 @@ var processVars = []string{
 	"SERVER_NAME", "CLUSTER_NAME", "CLUSTER_LISTEN", "CLUSTER_ROUTES", "SIP_LISTEN", "SHUTDOWN_TIMEOUT",
 	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
 	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "HTTP_LISTEN",
-	"INPUT_QUEUE_MAX_MSGS", "INPUT_QUEUE_MAX_BYTES", "INPUT_QUEUE_MAX_AGE",
+	"INPUT_QUEUE_MAX_MSGS", "INPUT_QUEUE_MAX_BYTES", "INPUT_QUEUE_MAX_AGE", "RESUME", "RESUME_RATE",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -62,6 +62,8 @@ func TestLoadProcessDefaults(t *testing.T) {
 		InputQueueMaxBytes: 1 << 30,
 		InputQueueMaxAge:   24 * time.Hour,
 		HTTPListen:         "127.0.0.1:8480",
+		Resume:             true,
+		ResumeRate:         200,
 	}
 	equal(t, "Process", p, want)
 }
@@ -102,6 +104,8 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		"PRESENCE_WORKER_LEASE":         "30s",
 		"PRESENCE_SHUTDOWN_TIMEOUT":     "3s",
 		"PRESENCE_HTTP_LISTEN":          "", // set empty: no listener
+		"PRESENCE_RESUME":               "false",
+		"PRESENCE_RESUME_RATE":          "50",
 	}
 	for k, v := range set {
 		t.Setenv(k, v)
@@ -130,6 +134,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		InputQueueMaxBytes: 1 << 30,
 		InputQueueMaxAge:   24 * time.Hour,
 		HTTPListen:         "",
+		ResumeRate:         50,
 	})
 }
 
@@ -158,6 +163,8 @@ func TestLoadProcessRejects(t *testing.T) {
 		{"input queue age 1s", "PRESENCE_INPUT_QUEUE_MAX_AGE", "1s", "PRESENCE_INPUT_QUEUE_MAX_AGE"},
 		{"shutdown timeout zero", "PRESENCE_SHUTDOWN_TIMEOUT", "0s", "PRESENCE_SHUTDOWN_TIMEOUT"},
 		{"shutdown timeout not a duration", "PRESENCE_SHUTDOWN_TIMEOUT", "soon", "SHUTDOWN_TIMEOUT"},
+		{"resume rate zero", "PRESENCE_RESUME_RATE", "0", "PRESENCE_RESUME_RATE"},
+		{"resume not a bool", "PRESENCE_RESUME", "maybe", "RESUME"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -143,6 +143,23 @@ type Claim struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// Dialog is the value of presence_dialogs <key>: what any worker needs to
+// continue an agent's SIP subscription dialog with an in-dialog refresh.
+type Dialog struct {
+	Endpoint  string `json:"endpoint"`
+	CallID    string `json:"call_id"`
+	LocalTag  string `json:"local_tag"`
+	RemoteTag string `json:"remote_tag"`
+	// Target is the remote target (the server's Contact); RouteSet is the
+	// route set, in the order requests carry it.
+	Target   string   `json:"target"`
+	RouteSet []string `json:"route_set,omitempty"`
+	// CSeq is above every CSeq the holder sent or may send without writing
+	// the entry again: the next holder starts above it.
+	CSeq    uint32    `json:"cseq"`
+	Expires time.Time `json:"expires"`
+}
+
 // WorkerInfo is the value of presence_workers <worker id>.
 type WorkerInfo struct {
 	ID      string    `json:"id"`

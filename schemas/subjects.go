@@ -32,6 +32,7 @@ const (
 	BucketInterest = "presence_interest"
 	BucketClaims   = "presence_claims"
 	BucketWorkers  = "presence_workers"
+	BucketDialogs  = "presence_dialogs"
 	BucketCalls    = "presence_calls"
 )
 

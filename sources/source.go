@@ -48,6 +48,27 @@ type Runner interface {
 	Run(ctx context.Context) error
 }
 
+// Resumer is a source whose upstream subscription outlives the worker that
+// made it: the next holder of the agent (after a handover, a death, a
+// restart) continues it rather than making a new one, and a holder that
+// lets the agent go detaches rather than ending it.
+type Resumer interface {
+	Source
+	// Resume continues the agent's upstream subscription left by an
+	// earlier holder. Any error means there is none to continue: the
+	// worker subscribes anew through the throttle. ErrNothingToResume
+	// says nothing was tried.
+	Resume(ctx context.Context, a Agent) error
+	// Detach lets the agent's subscription go without ending it upstream,
+	// for the next holder to resume; it returns once this source sends
+	// nothing more in it.
+	Detach(a Agent)
+}
+
+// ErrNothingToResume is a Resume that found no subscription to continue (none
+// kept, or expired).
+var ErrNothingToResume = errors.New("no upstream subscription to resume")
+
 // Fed is a source fed by inputs on presence.in.<name>.<key> (AttendantService,
 // PSTN) rather than by upstream subscriptions: it needs neither a claim nor
 // the throttle. Input turns one input body into the agent's presence, storing

@@ -157,14 +157,18 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 		}
 	case effAttempt:
 		w.goEffect("subscribe", func(context.Context) {
-			w.subscribe(w.attempts, sa, eff.source, eff.claimRev, eff.attempt)
+			w.subscribe(w.attempts, sa, eff.source, eff.claimRev, eff.attempt, false)
+		})
+	case effResume:
+		w.goEffect("resume", func(context.Context) {
+			w.subscribe(w.attempts, sa, eff.source, eff.claimRev, eff.attempt, true)
 		})
 	case effEnd:
 		base := w.endBase
 		w.goEffect("unsubscribe", func(context.Context) {
 			end, cancel := context.WithTimeout(base, endTimeout)
 			defer cancel()
-			released := w.endUpstream(end, sa, eff.source, eff.claimRev)
+			released := w.endUpstream(end, sa, eff.source, eff.claimRev, eff.keep)
 			w.handleKey(key, event{kind: evEnded, released: released})
 		})
 	case effEndOrphan:
@@ -172,14 +176,14 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 		w.goEffect("end orphaned attempt", func(context.Context) {
 			end, cancel := context.WithTimeout(base, endTimeout)
 			defer cancel()
-			w.endUpstream(end, sa, eff.source, eff.claimRev)
+			w.endUpstream(end, sa, eff.source, eff.claimRev, eff.keep)
 		})
 	case effUnsubscribe:
-		src, base := w.sources[eff.source], w.endBase
+		base := w.endBase
 		w.goEffect("fence", func(context.Context) {
 			end, cancel := context.WithTimeout(base, endTimeout)
 			defer cancel()
-			if err := src.Unsubscribe(end, sa); err != nil {
+			if err := w.letGo(end, sa, eff.source, eff.keep); err != nil {
 				log.Warn().Err(err).Msg("fence: upstream unsubscribe failed")
 			}
 		})
@@ -212,6 +216,14 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 		delete(w.agents, key)
 	case effLogSubscribed:
 		log.Info().Msg("upstream subscribed")
+	case effLogResumed:
+		log.Info().Msg("upstream subscription resumed")
+	case effLogResumeFailed:
+		if errors.Is(eff.err, sources.ErrNothingToResume) {
+			log.Debug().Err(eff.err).Msg("nothing to resume; subscribing")
+			return
+		}
+		log.Info().Err(eff.err).Msg("upstream resume failed; subscribing anew")
 	case effLogFailed:
 		if w.leaving && errors.Is(eff.err, context.Canceled) {
 			log.Debug().Msg("upstream subscribe cancelled by the shutdown")
@@ -244,13 +256,18 @@ func (w *Worker) arm(a *agent, d time.Duration, e eventKind) {
 // endTimeout bounds ending one upstream subscription and releasing its claim.
 const endTimeout = 15 * time.Second
 
-// endUpstream unsubscribes before it releases the claim: the next holder must
-// never overlap with this one upstream. It reports whether the claim is gone.
-func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string, claimRev uint64) bool {
+// endUpstream unsubscribes (or detaches: keep) before it releases the
+// claim: the next holder must never overlap with this one upstream. It
+// reports whether the claim is gone.
+func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string, claimRev uint64, keep bool) bool {
 	if s, ok := w.sources[source]; ok {
-		if err := s.Unsubscribe(ctx, a); err != nil {
+		_, fed := s.(sources.Fed)
+		switch err := w.letGo(ctx, a, source, keep); {
+		case err != nil:
 			w.log.Warn().Err(err).Str("uri", a.URI).Str("source", source).Msg("upstream unsubscribe failed")
-		} else if _, fed := s.(sources.Fed); !fed {
+		case keep:
+			w.log.Debug().Str("uri", a.URI).Str("source", source).Msg("upstream subscription kept for the next holder")
+		case !fed:
 			w.log.Info().Str("uri", a.URI).Str("source", source).Msg("upstream unsubscribed")
 		}
 	}
@@ -262,6 +279,18 @@ func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string
 		return false
 	}
 	return true
+}
+
+// letGo ends the agent's upstream subscription, or with keep detaches it:
+// it lives on upstream for the next holder to resume, and this worker
+// sends nothing more in it.
+func (w *Worker) letGo(ctx context.Context, a sources.Agent, source string, keep bool) error {
+	s := w.sources[source]
+	if r, ok := s.(sources.Resumer); ok && keep {
+		r.Detach(a)
+		return nil
+	}
+	return s.Unsubscribe(ctx, a)
 }
 
 // release gives up a claim this worker holds. A claim write whose answer was
@@ -286,19 +315,37 @@ func (w *Worker) release(ctx context.Context, key string, rev uint64) error {
 	return err
 }
 
-// subscribe is one attempt, started by the dispatcher: claim, then subscribe.
-func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, claimRev uint64, attempt int) {
-	rev, mine, err := w.claim(ctx, a, source, claimRev)
-	if err == nil && !mine {
-		w.handleKey(a.Key, event{kind: evClaimRefused, attempt: attempt})
-		return
+// subscribe is one attempt: claim, then subscribe (started by the
+// dispatcher) or resume (at the resume rate). A subscription is continued
+// only under the agent's claim.
+func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, claimRev uint64, attempt int, resume bool) {
+	var err error
+	if resume {
+		// Resumes create nothing at the server: their own rate, not the
+		// throttle's, only spreads them out.
+		err = w.resumeLimiter.Wait(ctx)
+	}
+	var rev uint64
+	if err == nil {
+		var mine bool
+		rev, mine, err = w.claim(ctx, a, source, claimRev)
+		if err == nil && !mine {
+			w.handleKey(a.Key, event{kind: evClaimRefused, attempt: attempt})
+			return
+		}
 	}
 	if err == nil {
 		attemptCtx, cancel := context.WithTimeout(ctx, w.cfg.SubscribeTimeout)
-		err = w.callSubscribe(attemptCtx, w.sources[source], a)
+		err = w.callSubscribe(attemptCtx, w.sources[source], a, resume)
 		cancel()
 	}
 	done := event{kind: evAttemptDone, attempt: attempt, source: source, claimRev: rev, err: err}
+	if resume {
+		done.kind = evResumed
+		if err != nil {
+			done.kind = evResumeFailed
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	cur := w.agents[a.Key]
@@ -310,14 +357,18 @@ func (w *Worker) subscribe(ctx context.Context, a sources.Agent, source string, 
 	w.handle(cur, done)
 }
 
-// callSubscribe turns a panicking source into a failed attempt.
-func (w *Worker) callSubscribe(ctx context.Context, s sources.Source, a sources.Agent) (err error) {
+// callSubscribe subscribes, or resumes, and turns a panicking source into
+// a failed attempt.
+func (w *Worker) callSubscribe(ctx context.Context, s sources.Source, a sources.Agent, resume bool) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.log.Error().Interface("panic", r).Str("uri", a.URI).Stack().Msg("recovered from panic in source subscribe")
 			err = errors.New("source panicked")
 		}
 	}()
+	if resume {
+		return s.(sources.Resumer).Resume(ctx, a)
+	}
 	return s.Subscribe(ctx, a)
 }
 

@@ -25,9 +25,10 @@ const (
 	phaseFailed    // gave up until a UCC subscribes again
 	phaseStopping  // ending the upstream subscription, then releasing the claim
 	phaseElsewhere // another live worker holds the claim
+	phaseResuming  // claim and resume (continue the subscription an earlier holder left) under way
 )
 
-var phaseNames = [...]string{"idle", "queued", "subscribing", "active", "backoff", "failed", "stopping", "elsewhere"}
+var phaseNames = [...]string{"idle", "queued", "subscribing", "active", "backoff", "failed", "stopping", "elsewhere", "resuming"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -102,12 +103,14 @@ const (
 	evFenced        // two thirds of the lease passed without a beat
 	evUnfenced      // NATS answers again
 	evStop          // the worker stops: end what is held
+	evResumed       // the resume continued the upstream subscription
+	evResumeFailed  // the resume found nothing to continue, or failed: subscribe anew
 	eventKinds      // the number of kinds, for the tests
 )
 
 var eventNames = [...]string{"interest added", "interest removed", "lease expired", "linger over", "backoff over",
 	"throttle slot", "claim refused", "attempt done", "lost", "ended", "claim written", "owners changed",
-	"claim released", "stale claim released", "fenced", "unfenced", "stop"}
+	"claim released", "stale claim released", "fenced", "unfenced", "stop", "resumed", "resume failed"}
 
 func (k eventKind) String() string { return eventNames[k] }
 
@@ -115,11 +118,11 @@ func (k eventKind) String() string { return eventNames[k] }
 // the kind.
 type event struct {
 	kind     eventKind
-	attempt  int    // evClaimRefused, evAttemptDone: which attempt
-	source   string // evAttemptDone: the source the attempt subscribed with
-	claimRev uint64 // evAttemptDone: the claim it holds; evClaimWritten: the revision written over
+	attempt  int    // evClaimRefused, evAttemptDone, evResumed, evResumeFailed: which attempt
+	source   string // evAttemptDone, evResumed: the source the attempt subscribed with
+	claimRev uint64 // evAttemptDone, evResumed, evResumeFailed: the claim it holds; evClaimWritten: the revision written over
 	newRev   uint64 // evClaimWritten
-	err      error  // evAttemptDone, evLost
+	err      error  // evAttemptDone, evLost, evResumeFailed
 	released bool   // evEnded: the claim is gone
 	changed  bool   // evOwnersChanged: the live workers are not those of before
 	lease    lease  // evLeaseExpired
@@ -136,9 +139,10 @@ type effectKind int
 const (
 	effQueue        effectKind = iota // wait for the throttle; restore goes ahead of first subscriptions
 	effAttempt                        // claim (unless held), then subscribe; reports evClaimRefused or evAttemptDone
-	effEnd                            // unsubscribe, then release the claim; reports evEnded
-	effEndOrphan                      // end what an attempt nobody waits for made, and its claim
-	effUnsubscribe                    // end the upstream subscription only: the claim cannot be reached
+	effResume                         // at the resume rate, claim (unless held), then resume; reports evClaimRefused, evResumed or evResumeFailed
+	effEnd                            // unsubscribe (or detach: keep), then release the claim; reports evEnded
+	effEndOrphan                      // end (or detach: keep) what an attempt nobody waits for made, and its claim
+	effUnsubscribe                    // end (or detach: keep) the upstream subscription only: the claim cannot be reached
 	effFedSubscribe                   // tell a fed source that it serves the agent
 	effArmBackoff
 	effArmLinger
@@ -149,6 +153,8 @@ const (
 	effDeleteInterest
 	effForget // nobody is interested and nothing is held: forget the agent
 	effLogSubscribed
+	effLogResumed
+	effLogResumeFailed
 	effLogFailed
 	effLogGaveUp
 	effLogRetry
@@ -163,9 +169,12 @@ type effect struct {
 	attempt  int
 	delay    time.Duration // effArmBackoff, effArmLinger, effLogFailed
 	restore  bool          // effQueue
-	err      error         // the logs' reason
-	claim    claimState    // effWriteClaim
-	lease    lease         // effDeleteInterest
+	// keep (effEnd, effEndOrphan, effUnsubscribe) lets the upstream
+	// subscription live on for the agent's next holder to resume.
+	keep  bool
+	err   error      // the logs' reason
+	claim claimState // effWriteClaim
+	lease lease      // effDeleteInterest
 }
 
 // claimState is what a claim tells of the subscription.
@@ -181,6 +190,9 @@ type machine struct {
 	maxFailures int
 	linger      time.Duration
 	fed         map[string]bool // the sources fed by inputs: no claim, no throttle
+	// resumable are the sources whose subscriptions a next holder resumes:
+	// taking an agent resumes first, and letting it go keeps it upstream.
+	resumable map[string]bool
 }
 
 // next is the transition function.
@@ -244,7 +256,7 @@ func (t *transition) on(e event) {
 		l.lost, l.lostErr = false, nil
 		t.emit(effect{kind: effAttempt, source: l.source, claimRev: l.claimRev, attempt: l.attempt})
 	case evClaimRefused:
-		if l.phase != phaseSubscribing || e.attempt != l.attempt {
+		if !l.attempting() || e.attempt != l.attempt {
 			return
 		}
 		l.phase = phaseIdle
@@ -252,8 +264,20 @@ func (t *transition) on(e event) {
 			l.phase = phaseElsewhere
 		}
 		t.reconcile()
-	case evAttemptDone:
+	case evAttemptDone, evResumed:
 		t.attemptDone(e)
+	case evResumeFailed:
+		if l.phase != phaseResuming || e.attempt != l.attempt {
+			return
+		}
+		if l.claimRev == 0 {
+			l.claimRev = e.claimRev
+		}
+		// Whatever was lost meanwhile, a new subscription follows.
+		l.lost, l.lostErr = false, nil
+		t.emit(effect{kind: effLogResumeFailed, source: l.source, err: e.err})
+		t.queue(true)
+		t.reconcile()
 	case evLost:
 		t.lose(e.err)
 	case evEnded:
@@ -291,9 +315,19 @@ func (t *transition) on(e event) {
 		if l.claimRev != 0 || (l.phase == phaseActive && !t.m.fed[l.source]) {
 			t.stopTimer()
 			l.phase = phaseStopping
-			t.emit(effect{kind: effEnd, source: l.source, claimRev: l.claimRev})
+			t.emit(effect{kind: effEnd, source: l.source, claimRev: l.claimRev, keep: t.keep(l.source)})
 		}
 	}
+}
+
+// attempting reports whether an attempt (subscribe or resume) is under way.
+func (l lifecycle) attempting() bool { return l.phase == phaseSubscribing || l.phase == phaseResuming }
+
+// keep says whether an upstream subscription this worker lets go lives on
+// for the agent's next holder: a resumable source's that some UCC still
+// wants from it. One nobody wants is ended.
+func (t *transition) keep(source string) bool {
+	return t.m.resumable[source] && t.v.wanted && t.v.route == source
 }
 
 // reconcile moves the agent toward what its interest asks for. An agent is
@@ -347,11 +381,21 @@ func (t *transition) reconcile() {
 }
 
 // start begins the upstream subscription: at once for a fed source, which
-// has nothing upstream (its owner reports what it knows first), else
-// through the throttle.
+// has nothing upstream (its owner reports what it knows first); by resuming
+// the one an earlier holder left, for a resumable source; else through the
+// throttle.
 func (t *transition) start(fed bool) {
 	l := &t.l
 	l.source = t.v.route
+	if !fed && t.m.resumable[l.source] {
+		t.stopTimer()
+		l.phase = phaseResuming
+		l.attempt++
+		l.upn = t.v.upn
+		l.lost, l.lostErr = false, nil
+		t.emit(effect{kind: effResume, source: l.source, claimRev: l.claimRev, attempt: l.attempt})
+		return
+	}
 	if !fed {
 		t.queue(false)
 		return
@@ -383,16 +427,22 @@ func (t *transition) stop() {
 	t.effects = slices.DeleteFunc(t.effects, func(e effect) bool { return e.kind == effWriteClaim })
 	t.stopTimer()
 	t.l.phase = phaseStopping
-	t.emit(effect{kind: effEnd, source: t.l.source, claimRev: t.l.claimRev})
+	t.emit(effect{kind: effEnd, source: t.l.source, claimRev: t.l.claimRev, keep: t.keep(t.l.source)})
 }
 
+// attemptDone applies the result of a subscribe (evAttemptDone) or the
+// success of a resume (evResumed).
 func (t *transition) attemptDone(e event) {
 	l := &t.l
-	if l.phase != phaseSubscribing || e.attempt != l.attempt {
+	want := phaseSubscribing
+	if e.kind == evResumed {
+		want = phaseResuming
+	}
+	if l.phase != want || e.attempt != l.attempt {
 		// Nobody waits for this attempt any more (a fence, a handover or a
-		// stop took over): what it made upstream must not outlive it.
+		// stop took over): what it made upstream must not outlive it here.
 		if e.err == nil {
-			t.emit(effect{kind: effEndOrphan, source: e.source, claimRev: e.claimRev})
+			t.emit(effect{kind: effEndOrphan, source: e.source, claimRev: e.claimRev, keep: t.keep(e.source)})
 		}
 		return
 	}
@@ -405,7 +455,11 @@ func (t *transition) attemptDone(e event) {
 		return
 	}
 	l.phase, l.failures, l.reason = phaseActive, 0, ""
-	t.emit(effect{kind: effLogSubscribed, source: l.source})
+	if e.kind == evResumed {
+		t.emit(effect{kind: effLogResumed, source: l.source})
+	} else {
+		t.emit(effect{kind: effLogSubscribed, source: l.source})
+	}
 	t.writeClaim()
 	if l.lost {
 		l.lost = false
@@ -453,7 +507,7 @@ func (t *transition) lose(err error) {
 	l := &t.l
 	again := err == nil || errors.Is(err, sources.ErrTerminated)
 	switch {
-	case l.phase == phaseSubscribing:
+	case l.attempting():
 		l.lost, l.lostErr = true, err
 	case again && (l.phase == phaseActive || l.phase == phaseBackoff):
 		t.emit(effect{kind: effLogResubscribe, source: l.source, err: err})
@@ -504,7 +558,7 @@ func (t *transition) fence() {
 	t.stopTimer()
 	switch l.phase {
 	case phaseActive, phaseBackoff, phaseFailed, phaseQueued:
-		t.emit(effect{kind: effUnsubscribe, source: l.source})
+		t.emit(effect{kind: effUnsubscribe, source: l.source, keep: t.keep(l.source)})
 	}
 	l.phase, l.claimRev = phaseIdle, 0
 }

@@ -21,6 +21,13 @@ var testMachine = machine{
 	fed:         map[string]bool{schemas.SourceAttendant: true},
 }
 
+// resumeMachine resumes SIP subscriptions from holder to holder.
+var resumeMachine = func() machine {
+	m := testMachine
+	m.resumable = map[string]bool{schemas.SourceSIP: true}
+	return m
+}()
+
 // at is the lifecycle a test starts from in each phase.
 func at(p phase) lifecycle {
 	switch p {
@@ -28,7 +35,7 @@ func at(p phase) lifecycle {
 		return lifecycle{phase: p}
 	case phaseQueued:
 		return lifecycle{phase: p, source: schemas.SourceSIP}
-	case phaseSubscribing:
+	case phaseSubscribing, phaseResuming:
 		return lifecycle{phase: p, source: schemas.SourceSIP, attempt: 1}
 	case phaseBackoff:
 		return lifecycle{phase: p, source: schemas.SourceSIP, claimRev: 5, failures: 1, timer: backoffTimer}
@@ -51,6 +58,8 @@ type row struct {
 	want  phase
 	effs  []effectKind
 	check func(t *testing.T, l lifecycle, effs []effect)
+	// resume runs the row on resumeMachine.
+	resume bool
 }
 
 var (
@@ -60,12 +69,14 @@ var (
 	lingering  = func(l *lifecycle) { l.timer = lingerTimer }
 	terminated = event{kind: evLost, err: sources.ErrTerminated}
 	succeeded  = event{kind: evAttemptDone, attempt: 1, source: schemas.SourceSIP, claimRev: 7}
+	resumed    = event{kind: evResumed, attempt: 1, source: schemas.SourceSIP, claimRev: 7}
+	resumeErr  = event{kind: evResumeFailed, attempt: 1, claimRev: 7, err: errors.New("481 Call/Transaction Does Not Exist")}
 	failedOnce = event{kind: evAttemptDone, attempt: 1, source: schemas.SourceSIP, claimRev: 7, err: errors.New("408 timeout")}
 )
 
 func allPhases() []phase {
 	var ps []phase
-	for p := phaseIdle; p <= phaseElsewhere; p++ {
+	for p := phaseIdle; p <= phaseResuming; p++ {
 		ps = append(ps, p)
 	}
 	return ps
@@ -85,7 +96,7 @@ func except(out ...phase) []phase {
 }
 
 func rows() []row {
-	q, i, sub, act, bo, fl, st, el := phaseQueued, phaseIdle, phaseSubscribing, phaseActive, phaseBackoff, phaseFailed, phaseStopping, phaseElsewhere
+	q, i, sub, act, bo, fl, st, el, res := phaseQueued, phaseIdle, phaseSubscribing, phaseActive, phaseBackoff, phaseFailed, phaseStopping, phaseElsewhere, phaseResuming
 	added, removed := event{kind: evInterestAdded}, event{kind: evInterestRemoved}
 	rs := []row{
 		// A UCC subscribes.
@@ -195,6 +206,56 @@ func rows() []row {
 		{from: fl, event: event{kind: evStop}, want: st, effs: []effectKind{effEnd}},
 		{name: "end still under way", from: st, event: event{kind: evStop}, want: st, effs: []effectKind{effEnd}},
 		{name: "claimed, queued again", from: q, life: func(l *lifecycle) { l.claimRev = 5 }, event: event{kind: evStop}, want: st, effs: []effectKind{effEnd}},
+		{name: "ends, keeps nothing", from: act, event: event{kind: evStop}, want: st, effs: []effectKind{effEnd}, check: keeps(false)},
+
+		// Resume: taking an agent continues the subscription an earlier
+		// holder left, outside the throttle.
+		{name: "resumes", resume: true, from: i, event: added, want: res, effs: []effectKind{effResume}, check: func(t *testing.T, l lifecycle, effs []effect) {
+			if l.attempt != 1 || effs[0].attempt != 1 || effs[0].source != schemas.SourceSIP {
+				t.Errorf("attempt %d, effect %+v; want attempt 1 with sip", l.attempt, effs[0])
+			}
+		}},
+		{name: "fed, owner", resume: true, from: i, view: func(v *view) { v.route = schemas.SourceAttendant }, event: added, want: act, effs: []effectKind{effFedSubscribe}},
+		{name: "holder dead", resume: true, from: el, view: func(v *view) { v.claimHeld = true }, event: event{kind: evOwnersChanged}, want: res, effs: []effectKind{effResume}},
+		{name: "handed over to it", resume: true, from: el, event: event{kind: evClaimReleased}, want: res, effs: []effectKind{effResume}},
+		{name: "its own handover ended", resume: true, from: st, event: event{kind: evEnded, released: true}, want: res, effs: []effectKind{effResume}},
+		{from: res, event: added, want: res},
+		{from: res, view: unwanted, event: removed, want: res},
+		{from: res, view: heldByLive, event: event{kind: evClaimRefused, attempt: 1}, want: el},
+		{name: "let go meanwhile", from: res, event: event{kind: evClaimRefused, attempt: 1}, want: q, effs: []effectKind{effQueue}},
+		{name: "an older attempt", from: res, view: heldByLive, event: event{kind: evClaimRefused, attempt: 0}, want: res},
+		{from: res, event: resumed, want: act, effs: []effectKind{effLogResumed, effWriteClaim}, check: claimRev(7)},
+		{name: "lost during the resume", from: res, life: func(l *lifecycle) { l.lost, l.lostErr = true, sources.ErrTerminated }, event: resumed,
+			want: q, effs: []effectKind{effLogResumed, effWriteClaim, effLogResubscribe, effQueue}},
+		{name: "resumed, not its share any more", resume: true, from: res, view: notMine, event: resumed, want: st, effs: []effectKind{effLogResumed, effEnd}, check: keeps(true)},
+		{name: "an older resume", resume: true, from: res, event: event{kind: evResumed, attempt: 0, source: schemas.SourceSIP, claimRev: 3}, want: res, effs: []effectKind{effEndOrphan}, check: keeps(true)},
+		{name: "an older resume, unwanted", resume: true, from: res, view: unwanted, event: event{kind: evResumed, attempt: 0, source: schemas.SourceSIP, claimRev: 3}, want: res, effs: []effectKind{effEndOrphan}, check: keeps(false)},
+		{name: "subscribes anew through the throttle", from: res, event: resumeErr, want: q, effs: []effectKind{effLogResumeFailed, effQueue}, check: func(t *testing.T, l lifecycle, effs []effect) {
+			if l.claimRev != 7 || !effs[1].restore {
+				t.Errorf("claim %d, restore %v; want the claim kept and the agent ahead of first subscriptions", l.claimRev, effs[1].restore)
+			}
+		}},
+		{name: "failed, not its share any more", from: res, view: notMine, event: resumeErr, want: st, effs: []effectKind{effLogResumeFailed, effQueue, effEnd}},
+		{name: "an older resume failed", from: res, event: event{kind: evResumeFailed, attempt: 0, err: errors.New("481")}, want: res},
+		{name: "lost during the resume, failed", from: res, life: func(l *lifecycle) { l.lost = true }, event: resumeErr, want: q, effs: []effectKind{effLogResumeFailed, effQueue}},
+		{from: res, event: terminated, want: res, check: func(t *testing.T, l lifecycle, _ []effect) {
+			if !l.lost {
+				t.Error("lost not kept for the resume's result")
+			}
+		}},
+		{from: res, event: event{kind: evFenced}, want: i, check: claimRev(0)},
+		// Letting go keeps a wanted subscription upstream for the next holder.
+		{name: "handover keeps", resume: true, from: act, view: notMine, event: event{kind: evOwnersChanged, changed: true}, want: st, effs: []effectKind{effEnd}, check: keeps(true)},
+		{name: "stop keeps", resume: true, from: act, event: event{kind: evStop}, want: st, effs: []effectKind{effEnd}, check: keeps(true)},
+		{name: "fence keeps", resume: true, from: act, event: event{kind: evFenced}, want: i, effs: []effectKind{effUnsubscribe}, check: keeps(true)},
+		{name: "unwanted ends", resume: true, from: act, life: lingering, view: unwanted, event: event{kind: evLingerOver}, want: st, effs: []effectKind{effEnd}, check: keeps(false)},
+		{name: "moved source ends", resume: true, from: act, view: func(v *view) { v.route = schemas.SourceAttendant }, event: event{kind: evInterestAdded}, want: st, effs: []effectKind{effEnd}, check: keeps(false)},
+		{name: "lost, subscribes anew", resume: true, from: act, event: terminated, want: q, effs: []effectKind{effLogResubscribe, effQueue}},
+	}
+	// A resume's success that nobody waits for is let go (kept upstream
+	// only by a resumable source, for a wanted agent).
+	for _, p := range except(res) {
+		rs = append(rs, row{from: p, event: resumed, want: p, effs: []effectKind{effEndOrphan}, check: keeps(false)})
 	}
 	// Lease expiry deletes the interest whatever the phase.
 	for _, p := range allPhases() {
@@ -202,20 +263,35 @@ func rows() []row {
 	}
 	// Events that mean nothing in a phase leave it as it is.
 	rs = append(rs, same(event{kind: evSlot}, except(q)...)...)
-	rs = append(rs, same(event{kind: evClaimRefused, attempt: 1}, except(sub)...)...)
+	rs = append(rs, same(event{kind: evClaimRefused, attempt: 1}, except(sub, res)...)...)
+	rs = append(rs, same(resumeErr, except(res)...)...)
 	rs = append(rs, same(failedOnce, except(sub)...)...)
 	rs = append(rs, same(terminated, i, q, fl, st, el)...)
 	rs = append(rs, same(event{kind: evEnded, released: true}, except(st)...)...)
 	rs = append(rs, same(event{kind: evClaimWritten, claimRev: 99, newRev: 100}, except(act)...)...)
 	rs = append(rs, same(event{kind: evLingerOver}, except(act)...)...)
 	rs = append(rs, same(event{kind: evBackoffOver}, except(bo)...)...)
-	rs = append(rs, same(event{kind: evOwnersChanged}, q, sub, act, bo, fl, st)...)
-	rs = append(rs, same(event{kind: evUnfenced}, q, sub, act, bo, fl, st)...)
+	rs = append(rs, same(event{kind: evOwnersChanged}, q, sub, act, bo, fl, st, res)...)
+	rs = append(rs, same(event{kind: evUnfenced}, q, sub, act, bo, fl, st, res)...)
 	rs = append(rs, same(event{kind: evClaimReleased}, except(el)...)...)
 	rs = append(rs, same(event{kind: evStaleReleased}, except(el)...)...)
 	rs = append(rs, same(event{kind: evFenced}, i, el)...)
-	rs = append(rs, same(event{kind: evStop}, i, q, sub, el)...)
+	rs = append(rs, same(event{kind: evStop}, i, q, sub, el, res)...)
 	return rs
+}
+
+// keeps checks whether what the effects let go stays upstream.
+func keeps(want bool) func(*testing.T, lifecycle, []effect) {
+	return func(t *testing.T, _ lifecycle, effs []effect) {
+		for _, e := range effs {
+			switch e.kind {
+			case effEnd, effEndOrphan, effUnsubscribe:
+				if e.keep != want {
+					t.Errorf("effect %d keeps %v; want %v", e.kind, e.keep, want)
+				}
+			}
+		}
+	}
 }
 
 func failures(n int) func(*testing.T, lifecycle, []effect) {
@@ -255,6 +331,9 @@ func delay(d time.Duration) func(*testing.T, lifecycle, []effect) {
 func TestLifecycleTransitions(t *testing.T) {
 	for _, r := range rows() {
 		name := fmt.Sprintf("%s/%s", r.from, r.event.kind)
+		if r.resume {
+			name += "/resume on"
+		}
 		if r.name != "" {
 			name += "/" + r.name
 		}
@@ -266,7 +345,11 @@ func TestLifecycleTransitions(t *testing.T) {
 			if r.view != nil {
 				r.view(&v)
 			}
-			got, effs := testMachine.next(l, v, r.event)
+			m := testMachine
+			if r.resume {
+				m = resumeMachine
+			}
+			got, effs := m.next(l, v, r.event)
 			if got.phase != r.want {
 				t.Errorf("phase %s; want %s", got.phase, r.want)
 			}

@@ -37,7 +37,17 @@ type Config struct {
 	WorkerLease time.Duration
 	// SubscribeTimeout bounds one upstream subscribe attempt.
 	SubscribeTimeout time.Duration
+	// Resume continues the upstream subscriptions of resumable sources
+	// (sources.Resumer) from holder to holder: a worker that takes an
+	// agent resumes it, and one that lets it go (a handover, a stop)
+	// keeps it upstream. False ends them on every stop, as before.
+	Resume bool
+	// ResumesPerSecond paces resumes; 0 means DefaultResumesPerSecond.
+	ResumesPerSecond int
 }
+
+// DefaultResumesPerSecond paces resumes when Config leaves it zero.
+const DefaultResumesPerSecond = 200
 
 // Stores are the buckets a worker keeps its state in.
 type Stores struct {
@@ -55,8 +65,11 @@ type Worker struct {
 	log     zerolog.Logger
 	machine machine
 	limiter *rate.Limiter
-	started time.Time
-	sources map[string]sources.Source
+	// resumeLimiter paces resumes, apart from the throttle: they make no
+	// new subscription upstream.
+	resumeLimiter *rate.Limiter
+	started       time.Time
+	sources       map[string]sources.Source
 
 	// ctx lives from Start to Stop; effects started by timers and handlers
 	// use it. attempts ends when Stop begins, so that no subscribe attempt
@@ -120,6 +133,9 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 	if cfg.WorkerLease == 0 {
 		cfg.WorkerLease = 10 * time.Second
 	}
+	if cfg.ResumesPerSecond == 0 {
+		cfg.ResumesPerSecond = DefaultResumesPerSecond
+	}
 	quiet := make(chan struct{})
 	close(quiet)
 	return &Worker{
@@ -128,8 +144,9 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		clock:  clock,
 		log:    log.With().Str("worker", cfg.ID).Logger(),
 		machine: machine{retry: backoff{first: cfg.FirstRetry, max: cfg.MaxRetry},
-			maxFailures: cfg.MaxFailures, linger: cfg.Linger, fed: map[string]bool{}},
+			maxFailures: cfg.MaxFailures, linger: cfg.Linger, fed: map[string]bool{}, resumable: map[string]bool{}},
 		limiter:       rate.NewLimiter(rate.Limit(cfg.SubscriptionsPerSecond), 1),
+		resumeLimiter: rate.NewLimiter(rate.Limit(cfg.ResumesPerSecond), 1),
 		sources:       map[string]sources.Source{},
 		quiet:         quiet,
 		endBase:       context.Background(),
@@ -154,6 +171,9 @@ func (w *Worker) AddSource(name string, s sources.Source) {
 	w.sources[name] = s
 	if spec, _ := sources.Lookup(name); spec.Fed() {
 		w.machine.fed[name] = true
+	}
+	if _, ok := s.(sources.Resumer); ok && w.cfg.Resume {
+		w.machine.resumable[name] = true
 	}
 }
 
@@ -269,7 +289,9 @@ func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 
 // Stop hands the agents over (it beats as leaving, so the others take them)
 // and ends every upstream subscription before it gives the claim up, so no
-// other worker can hold an agent at the same time; then it stops its
+// other worker can hold an agent at the same time (with Config.Resume, a
+// resumable source's subscription is detached instead: it stays upstream
+// for the next holder, alive or yet to start, to resume); then it stops its
 // sources and leaves the live workers last. Attempts in flight are cancelled
 // at once, and everything waits at most until ctx ends: what is not released
 // by then is taken over when this worker's lease runs out. A second Stop
@@ -305,13 +327,14 @@ func (w *Worker) Stop(ctx context.Context) {
 		agent    sources.Agent
 		source   string
 		claimRev uint64
+		keep     bool
 	}
 	var ends []end
 	w.mu.Lock()
 	for _, a := range w.agents {
 		for _, eff := range w.step(a, event{kind: evStop}) {
 			if eff.kind == effEnd {
-				ends = append(ends, end{a.Agent, eff.source, eff.claimRev})
+				ends = append(ends, end{a.Agent, eff.source, eff.claimRev, eff.keep})
 			}
 		}
 	}
@@ -327,7 +350,7 @@ func (w *Worker) Stop(ctx context.Context) {
 			defer func() { <-slots; ending.Done() }()
 			ctx, cancel := context.WithTimeout(ctx, endTimeout)
 			defer cancel()
-			w.endUpstream(ctx, e.agent, e.source, e.claimRev)
+			w.endUpstream(ctx, e.agent, e.source, e.claimRev, e.keep)
 		}()
 	}
 	ending.Wait()

@@ -235,14 +235,19 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	}
 
 	bucketCtx, cancelBuckets := context.WithTimeout(ctx, 2*time.Minute)
-	stores, err := d.conn.Buckets(bucketCtx, bus.BucketOptions{Replicas: proc.KVReplicas, WorkerLease: proc.WorkerLease}, log)
+	bucketOpts := bus.BucketOptions{Replicas: proc.KVReplicas, WorkerLease: proc.WorkerLease}
+	stores, err := d.conn.Buckets(bucketCtx, bucketOpts, log)
+	var dialogs sip.DialogStore
+	if err == nil && proc.Resume && provider.SIP.Enabled {
+		dialogs, err = d.conn.DialogBucket(bucketCtx, bucketOpts, log)
+	}
 	cancelBuckets()
 	if err != nil {
 		return nil, err
 	}
 	clock := clockwork.NewRealClock()
 	d.w = worker.New(workerConfig(proc, provider), stores.Stores, clock, log)
-	if err := addSources(d.w, stores.Calls, proc, provider, clock, log); err != nil {
+	if err := addSources(d.w, stores.Calls, dialogs, proc, provider, clock, log); err != nil {
 		return nil, err
 	}
 
@@ -318,12 +323,15 @@ func workerConfig(proc config.Process, p config.Provider) worker.Config {
 		MaxFailures:            p.MaxFailuresPerURI,
 		Linger:                 proc.UnsubscribeLinger,
 		WorkerLease:            proc.WorkerLease,
+		Resume:                 proc.Resume,
+		ResumesPerSecond:       proc.ResumeRate,
 	}
 }
 
 // addSources starts the sources Config.xml enables, one line each; their
 // routing order is the registry's (sources.Registry).
-func addSources(w *worker.Worker, calls *bus.Calls, proc config.Process, p config.Provider, clock clockwork.Clock, log zerolog.Logger) error {
+// dialogs is nil when SIP dialogs are not resumed.
+func addSources(w *worker.Worker, calls *bus.Calls, dialogs sip.DialogStore, proc config.Process, p config.Provider, clock clockwork.Clock, log zerolog.Logger) error {
 	for _, s := range []struct {
 		name    string
 		enabled bool
@@ -332,7 +340,7 @@ func addSources(w *worker.Worker, calls *bus.Calls, proc config.Process, p confi
 		{schemas.SourceGraph, p.Graph.Enabled, func() (sources.Source, error) { return graph.New(graphConfig(proc, p.Graph), clock, w, log) }},
 		{schemas.SourceAttendant, p.Attendant.Enabled, func() (sources.Source, error) { return attendant.New(clock, p.Attendant.Patterns), nil }},
 		{schemas.SourcePSTN, p.PSTN.Enabled, func() (sources.Source, error) { return pstn.New(calls, p.PSTN.MaxCallDuration, clock, w, log), nil }},
-		{schemas.SourceSIP, p.SIP.Enabled, func() (sources.Source, error) { return sip.New(sipConfig(proc, p.SIP), clock, w, log) }},
+		{schemas.SourceSIP, p.SIP.Enabled, func() (sources.Source, error) { return sip.New(sipConfig(proc, p.SIP, dialogs), clock, w, log) }},
 	} {
 		if !s.enabled {
 			continue
@@ -359,12 +367,12 @@ func graphConfig(proc config.Process, g config.GraphSource) graph.Config {
 // defaultSIPListen is the SIP stack's address when Config.xml names none.
 const defaultSIPListen = "127.0.0.1:5070"
 
-func sipConfig(proc config.Process, c config.SIPSource) sip.Config {
+func sipConfig(proc config.Process, c config.SIPSource, dialogs sip.DialogStore) sip.Config {
 	endpoint := func(name string, ep config.Endpoint, password config.Secret) sip.Endpoint {
 		return sip.Endpoint{Name: name, URI: ep.URI, Pool: ep.PoolFQDN, Register: ep.Register, Password: string(password)}
 	}
 	cfg := sip.Config{Transport: c.Transport, TLS: c.TLS, Listen: c.Listen, Expires: c.SubscriptionExpires,
-		Application: endpoint("application", c.Application, proc.SIPAppPassword)}
+		Application: endpoint("application", c.Application, proc.SIPAppPassword), Dialogs: dialogs}
 	if proc.SIPListen != "" {
 		cfg.Listen = proc.SIPListen
 	}

@@ -246,6 +246,7 @@ func TestRolesOfTheExampleConfiguration(t *testing.T) {
 		{ucc, "ucc: delete presence_interest", publish("$JS.API.STREAM.DELETE.KV_"+schemas.BucketInterest, "")},
 		{ucc, "ucc: beat in presence_workers", publish("$KV."+schemas.BucketWorkers+".rogue", `{"id":"rogue"}`)},
 		{ucc, "ucc: end a call in presence_calls", publish("$KV."+schemas.BucketCalls+"."+schemas.CallKey(phoneKey, "ucc_app01", "c1"), "")},
+		{ucc, "ucc: steal a SIP dialog in presence_dialogs", publish("$KV."+schemas.BucketDialogs+"."+key, `{"call_id":"x"}`)},
 		{ucc, "ucc: join the service's queue group", subscribe(schemas.SubjectGet, "q")},
 		{ucc, "ucc: take the inputs", subscribe("presence.in.>", "")},
 		{source, "source: forge a PSTN call", publish(schemas.PSTNPrefix+phoneKey, `{"ucc":"x","call_id":"c9","state":"ended"}`)},

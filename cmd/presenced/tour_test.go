@@ -17,7 +17,7 @@ import (
 )
 
 // build compiles the real binaries once for the test.
-func build(t *testing.T) (presenced, presencectl string) {
+func build(t testing.TB) (presenced, presencectl string) {
 	t.Helper()
 	dir := t.TempDir()
 	for _, name := range []string{"presenced", "presencectl"} {
@@ -29,7 +29,7 @@ func build(t *testing.T) (presenced, presencectl string) {
 	return filepath.Join(dir, "presenced"), filepath.Join(dir, "presencectl")
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,7 +39,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -55,7 +55,7 @@ type daemon struct {
 	done chan error
 }
 
-func startDaemon(t *testing.T, bin string, env []string) *daemon {
+func startDaemon(t testing.TB, bin string, env []string) *daemon {
 	t.Helper()
 	d := spawnDaemon(t, bin, env)
 	d.waitReady(t)
@@ -64,7 +64,7 @@ func startDaemon(t *testing.T, bin string, env []string) *daemon {
 
 // spawnDaemon starts presenced without waiting: nodes of a cluster are
 // ready only once their peers run.
-func spawnDaemon(t *testing.T, bin string, env []string) *daemon {
+func spawnDaemon(t testing.TB, bin string, env []string) *daemon {
 	t.Helper()
 	d := &daemon{cmd: exec.Command(bin), logs: &provtest.Logs{}, done: make(chan error, 1)}
 	d.cmd.Env = append(os.Environ(), env...)
@@ -82,7 +82,7 @@ func spawnDaemon(t *testing.T, bin string, env []string) *daemon {
 	return d
 }
 
-func (d *daemon) waitReady(t *testing.T) {
+func (d *daemon) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(d.logs.String(), "presence provider ready") {
@@ -94,7 +94,7 @@ func (d *daemon) waitReady(t *testing.T) {
 }
 
 // stop sends SIGTERM and expects a clean exit.
-func (d *daemon) stop(t *testing.T) {
+func (d *daemon) stop(t testing.TB) {
 	t.Helper()
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

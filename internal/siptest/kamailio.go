@@ -41,6 +41,11 @@ type KamailioOptions struct {
 	// TLS, when set, adds a SIP over TLS listener (the kamailio-tls-modules
 	// package).
 	TLS *KamailioTLS
+	// KeepSubscriptionsOnNotifyTimeout keeps a subscription whose NOTIFY
+	// got no answer (presence timeout_rm_subs 0), as a server whose
+	// watchers move between processes should; by default Kamailio removes
+	// it when the NOTIFY times out, about 30 s after it was sent.
+	KeepSubscriptionsOnNotifyTimeout bool
 }
 
 // KamailioTLS is Kamailio's TLS listener and how it checks its peers.
@@ -169,6 +174,45 @@ func (k *Kamailio) Domain() string { return k.opts.Domain }
 // Log returns what Kamailio has logged so far (one line per request it
 // received, among others).
 func (k *Kamailio) Log() string { return k.log.String() }
+
+// Request is one request Kamailio received, as its log line tells.
+type Request struct {
+	Transport, Method, URI, From, CallID, CSeq string
+	// ToTag is empty for a request outside a dialog: an initial SUBSCRIBE.
+	ToTag string
+}
+
+// Requests lists the requests Kamailio received so far, restarts included,
+// in order.
+func (k *Kamailio) Requests() []Request {
+	var out []Request
+	for _, line := range strings.Split(k.log.String(), "\n") {
+		_, rest, ok := strings.Cut(line, "siptest: ")
+		f := strings.Fields(rest)
+		// udp SUBSCRIBE <ruri> from <from> call-id <id> cseq <n> <method> to-tag <tag>
+		if !ok || len(f) < 11 || f[3] != "from" || f[5] != "call-id" || f[7] != "cseq" || f[len(f)-2] != "to-tag" {
+			continue
+		}
+		r := Request{Transport: f[0], Method: f[1], URI: f[2], From: f[4], CallID: f[6], CSeq: f[8], ToTag: f[len(f)-1]}
+		if r.ToTag == "<null>" {
+			r.ToTag = ""
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// InitialSubscribes counts, per presentity, the SUBSCRIBEs Kamailio received
+// outside a dialog (no To tag): each one asks for a new subscription.
+func (k *Kamailio) InitialSubscribes() map[string]int {
+	n := map[string]int{}
+	for _, r := range k.Requests() {
+		if r.Method == "SUBSCRIBE" && r.ToTag == "" {
+			n[r.URI]++
+		}
+	}
+	return n
+}
 
 // Stop stops Kamailio. It is safe to call more than once.
 func (k *Kamailio) Stop() {
@@ -516,12 +560,15 @@ modparam("presence", "clean_period", 1)
 modparam("presence", "db_update_period", 1)
 modparam("presence", "min_expires", {{.MinExpires}})
 modparam("presence", "max_expires", {{.MaxExpires}})
+{{- if .KeepSubscriptionsOnNotifyTimeout}}
+modparam("presence", "timeout_rm_subs", 0)
+{{- end}}
 modparam("presence_xml", "db_url", "{{.DBURL}}")
 modparam("presence_xml", "force_active", 1)
 modparam("presence_xml", "integrated_xcap_server", 1)
 
 request_route {
-	xlog("L_INFO", "siptest: $pr $rm $ru from $fu call-id $ci cseq $cs\n");
+	xlog("L_INFO", "siptest: $pr $rm $ru from $fu call-id $ci cseq $cs to-tag $tt\n");
 	if (!mf_process_maxfwd_header("10")) {
 		sl_send_reply("483", "Too Many Hops");
 		exit;

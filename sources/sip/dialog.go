@@ -30,6 +30,14 @@ type dialog struct {
 	routeSet  []sip.Uri
 	target    sip.Uri // the remote target: the agent URI until the server's Contact is known
 	refresh   clockwork.Timer
+	expires   time.Time // when the server ends the subscription unless refreshed
+	// stored is the CSeq ceiling last written to the dialog store: this
+	// holder sends no CSeq above it, so the next one may start past it.
+	stored uint32
+
+	// sendMu keeps one refresh of the dialog at a time, and lets Detach
+	// wait for one under way.
+	sendMu sync.Mutex
 
 	// notifyMu keeps one dialog's NOTIFYs in order while each is parsed and
 	// stored; last drops a repeat of the same state.
@@ -98,18 +106,30 @@ func (s *Source) subscribeOn(ctx context.Context, ep *endpoint, a sources.Agent)
 		err = statusError(res)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err != nil {
 		if s.byCallID[d.callID] == d {
 			s.forget(d)
 		}
+		s.mu.Unlock()
 		return err
 	}
 	d.cseq = max(d.cseq, req.CSeq().SeqNo) // a digest retry took the next number
 	s.establish(d, res.To(), res.Contact(), res.GetHeaders("Record-Route"), true)
-	s.scheduleRefresh(d, expiresOf(res, s.cfg.Expires))
+	s.granted(d, res, s.cfg.Expires)
+	s.mu.Unlock()
+	s.store(ctx, d)
 	s.log.Info().Str("uri", a.URI).Str("endpoint", ep.cfg.Name).Str("call_id", d.callID).Msg("SIP subscription up")
 	return nil
+}
+
+// granted applies a 2xx to a SUBSCRIBE of the dialog: its new expiry and
+// the next refresh, at four fifths of it (a slow answer still lands in
+// time) or after at most within; the caller holds s.mu, then stores the
+// dialog.
+func (s *Source) granted(d *dialog, res *sip.Response, within time.Duration) {
+	expires := expiresOf(res, s.cfg.Expires)
+	d.expires = s.clock.Now().Add(expires)
+	s.scheduleRefresh(d, min(expires*4/5, within))
 }
 
 // establish learns the dialog's remote side from a 2xx or the first NOTIFY.
@@ -134,14 +154,13 @@ func (s *Source) establish(d *dialog, to *sip.ToHeader, contact *sip.ContactHead
 	}
 }
 
-// scheduleRefresh renews the subscription before the server ends it: at
-// four fifths of its length, so a slow answer still lands in time.
-func (s *Source) scheduleRefresh(d *dialog, expires time.Duration) {
+// scheduleRefresh renews the subscription after a while.
+func (s *Source) scheduleRefresh(d *dialog, after time.Duration) {
 	d.stopRefresh()
 	if s.closing {
 		return
 	}
-	d.refresh = s.clock.AfterFunc(expires*4/5, func() {
+	d.refresh = s.clock.AfterFunc(after, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.closing || s.byCallID[d.callID] != d {
@@ -160,21 +179,32 @@ func (s *Source) scheduleRefresh(d *dialog, expires time.Duration) {
 // and asks for a new subscription at once: the new attempt is what counts
 // as a failure if the server really refuses.
 func (s *Source) refreshDialog(d *dialog) {
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
 	s.mu.Lock()
 	if s.byCallID[d.callID] != d {
 		s.mu.Unlock()
-		return // unsubscribed meanwhile
+		return // unsubscribed or detached meanwhile
+	}
+	ctx := s.ctx
+	if s.reserveNeeded(d) {
+		s.mu.Unlock()
+		s.store(ctx, d)
+		s.mu.Lock()
 	}
 	req := d.request(int(s.cfg.Expires / time.Second))
-	ctx := s.ctx
 	s.mu.Unlock()
 	res, err := s.send(ctx, d.ep, req)
 	if err == nil && res.StatusCode < 300 {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		d.cseq = max(d.cseq, req.CSeq().SeqNo)
-		if s.byCallID[d.callID] == d {
-			s.scheduleRefresh(d, expiresOf(res, s.cfg.Expires))
+		current := s.byCallID[d.callID] == d
+		if current {
+			s.granted(d, res, s.cfg.Expires)
+		}
+		s.mu.Unlock()
+		if current {
+			s.store(ctx, d)
 		}
 		return
 	}
@@ -206,6 +236,7 @@ func (s *Source) lose(d *dialog, err error) {
 	s.mu.Unlock()
 	if current {
 		s.log.Info().Err(err).Str("uri", d.agent.URI).Str("endpoint", d.ep.cfg.Name).Msg("SIP subscription ended")
+		s.unstore(s.ctx, d)
 		s.sink.Lost(d.agent, err)
 	}
 }
@@ -229,8 +260,8 @@ func (s *Source) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Unlock()
 
 	code, reason := 200, "OK"
-	if d == nil && !state.terminated {
-		// Not ours (any more): 481 tells the server to stop sending.
+	if d == nil && !state.terminated && !s.heldElsewhere(req) {
+		// Nobody's: 481 tells the server to end the subscription.
 		code, reason = 481, "Subscription Does Not Exist"
 	}
 	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {

@@ -48,6 +48,10 @@ type Config struct {
 	KeepAlive time.Duration
 	// RequestTimeout bounds one transaction (SIP's own Timer B is 32 s).
 	RequestTimeout time.Duration
+	// Dialogs keeps the subscription dialogs for the agents' next holders
+	// (Resume); nil keeps none, and a NOTIFY for a dialog not held here is
+	// answered 481.
+	Dialogs DialogStore
 }
 
 // Endpoint is one SIP identity of the provider.
@@ -325,7 +329,8 @@ func (s *Source) order() (endpoints []*endpoint, anyUp bool) {
 	return endpoints, true
 }
 
-// Unsubscribe ends the agent's subscription with an Expires: 0 SUBSCRIBE.
+// Unsubscribe ends the agent's subscription with an Expires: 0 SUBSCRIBE,
+// and deletes its stored dialog: nobody resumes it.
 func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
@@ -338,6 +343,9 @@ func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 		}
 	}
 	s.mu.Unlock()
+	if d != nil {
+		s.unstore(ctx, d)
+	}
 	if req == nil {
 		return nil
 	}

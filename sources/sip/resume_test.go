@@ -1,0 +1,230 @@
+package sip_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
+
+	"github.com/contactcenter/presence-provider/internal/provtest"
+	"github.com/contactcenter/presence-provider/internal/siptest"
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+	"github.com/contactcenter/presence-provider/sources/sip"
+)
+
+// memDialogs is a DialogStore in memory: the bucket's part is tested in bus.
+type memDialogs struct {
+	mu sync.Mutex
+	m  map[string]schemas.Dialog
+}
+
+func (s *memDialogs) Put(_ context.Context, key string, d schemas.Dialog) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = d
+	return nil
+}
+
+func (s *memDialogs) Get(_ context.Context, key string) (schemas.Dialog, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.m[key]
+	return d, ok, nil
+}
+
+func (s *memDialogs) Delete(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+// recorder is a sources.Sink that keeps what it is told.
+type recorder struct {
+	mu   sync.Mutex
+	seen []schemas.Presence
+	lost []error
+}
+
+func (r *recorder) Observe(_ sources.Agent, p schemas.Presence) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, p)
+}
+
+func (r *recorder) Lost(_ sources.Agent, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lost = append(r.lost, err)
+}
+
+func (r *recorder) last() (schemas.Presence, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.seen) == 0 {
+		return schemas.Presence{}, 0
+	}
+	return r.seen[len(r.seen)-1], len(r.seen)
+}
+
+// stack is one worker's SIP stack, on a port of its own.
+type stack struct {
+	src  *sip.Source
+	sink *recorder
+	port int
+	logs *provtest.Logs
+}
+
+func startStack(t *testing.T, k *siptest.Kamailio, store sip.DialogStore) *stack {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	_ = c.Close()
+	st := &stack{sink: &recorder{}, port: port, logs: &provtest.Logs{}}
+	st.src, err = sip.New(sip.Config{Transport: "udp", Listen: fmt.Sprintf("127.0.0.1:%d", port), Application: appEndpoint(k.Addr()),
+		RequestTimeout: 3 * time.Second, Dialogs: store}, clockwork.NewRealClock(), st.sink, zerolog.New(st.logs).Level(zerolog.DebugLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = st.src.Run(ctx)
+	}()
+	provtest.Eventually(t, "the SIP stack serving", func() bool { return strings.Contains(st.logs.String(), "SIP stack listening") })
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("SIP stack on port %d:\n%s", port, st.logs.String())
+		}
+	})
+	return st
+}
+
+// dialogsOf lists Kamailio's unexpired provider dialogs for the agent.
+func dialogsOf(t *testing.T, k *siptest.Kamailio, agent string) []siptest.Subscription {
+	var out []siptest.Subscription
+	for _, s := range k.Subscriptions(t) {
+		if s.Watcher == appURI && s.Presentity == agent && s.Expires.After(time.Now()) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// A dialog made by one stack is continued by another: one in-dialog
+// refresh moves the NOTIFYs to it, the server keeps one subscription, and a
+// NOTIFY that reaches the first stack in between is answered 200, not 481.
+func TestResumeMovesTheDialog(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	first, second := startStack(t, k, store), startStack(t, k, store)
+	const uri = "sip:agent1@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+
+	if err := first.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	before := dialogsOf(t, k, uri)
+	if len(before) != 1 || !strings.Contains(before[0].Contact, fmt.Sprint(first.port)) {
+		t.Fatalf("dialogs %+v; want one, to the first stack", before)
+	}
+	rec, _, _ := store.Get(ctx, agent.Key)
+	if rec.CallID != before[0].CallID || rec.RemoteTag != before[0].ToTag || rec.LocalTag != before[0].FromTag {
+		t.Fatalf("stored %+v; want the dialog %+v", rec, before[0])
+	}
+
+	first.src.Detach(agent)
+	etag := k.Publish(t, uri, siptest.PIDF(uri, "open", "on-the-phone", ""), 60)
+	provtest.Eventually(t, "the first stack answers the NOTIFY of a dialog stored for the next holder", func() bool {
+		return strings.Contains(first.logs.String(), "answered 200 and dropped")
+	})
+	if _, n := first.sink.last(); n != 0 {
+		t.Fatalf("a detached stack reported %d presences", n)
+	}
+
+	if err := second.src.Resume(ctx, agent); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	after := dialogsOf(t, k, uri)
+	if len(after) != 1 || after[0].CallID != before[0].CallID || !strings.Contains(after[0].Contact, fmt.Sprint(second.port)) {
+		t.Fatalf("dialogs after the resume %+v; want the same one, to the second stack", after)
+	}
+	provtest.Eventually(t, "the current state after the resume", func() bool {
+		p, _ := second.sink.last()
+		return p.Availability == schemas.Busy
+	})
+	k.ModifyPublish(t, uri, etag, siptest.PIDF(uri, "open", "away", ""), 60)
+	provtest.Eventually(t, "the next change at the second stack", func() bool {
+		p, _ := second.sink.last()
+		return p.Availability == schemas.Away
+	})
+	if _, n := first.sink.last(); n != 0 {
+		t.Fatalf("the first stack reported %d presences after it let the dialog go", n)
+	}
+	if n := k.InitialSubscribes()[uri]; n != 1 {
+		t.Fatalf("%d initial SUBSCRIBEs for %s; want 1, then in-dialog refreshes only", n, uri)
+	}
+	var cseqs []string
+	for _, r := range k.Requests() {
+		if r.Method == "SUBSCRIBE" && r.CallID == before[0].CallID {
+			cseqs = append(cseqs, r.CSeq)
+		}
+	}
+	rec, _, _ = store.Get(ctx, agent.Key)
+	if len(cseqs) != 2 || cseqs[1] != fmt.Sprint(rec.CSeq-16) {
+		t.Fatalf("CSeqs sent %v, stored %d; want the resume past the reserve, stored 16 above it", cseqs, rec.CSeq)
+	}
+
+	// The holder ends it: un-SUBSCRIBE, and nothing left to resume.
+	if err := second.src.Unsubscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	provtest.Eventually(t, "un-SUBSCRIBE at Kamailio", func() bool { return len(dialogsOf(t, k, uri)) == 0 })
+	if err := first.src.Resume(ctx, agent); !errors.Is(err, sources.ErrNothingToResume) {
+		t.Fatalf("resume after the un-SUBSCRIBE: %v; want nothing to resume", err)
+	}
+}
+
+// A server restarted since the dialog was stored answers the resume 481:
+// the resume fails, holding nothing, and a new subscription follows.
+func TestResumeAfterServerRestartFails(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	first, second := startStack(t, k, store), startStack(t, k, store)
+	const uri = "sip:agent2@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := first.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	first.src.Detach(agent)
+	k.Restart(t)
+	err := second.src.Resume(ctx, agent)
+	if err == nil || errors.Is(err, sources.ErrNothingToResume) || !strings.Contains(err.Error(), "481") {
+		t.Fatalf("resume after a server restart: %v; want the 481", err)
+	}
+	if n := second.src.Health().Stats["dialogs"]; n != 0 {
+		t.Fatalf("%v dialogs held after a failed resume; want 0", n)
+	}
+	if err := second.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dialogsOf(t, k, uri)); n != 1 {
+		t.Fatalf("%d dialogs after subscribing anew; want 1", n)
+	}
+}
