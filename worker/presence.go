@@ -18,6 +18,21 @@ import (
 type presenceCache struct {
 	mu     sync.RWMutex
 	events map[string]schemas.Event
+	// published is the seq of the last event this process published, per
+	// agent: an event it published itself needs no second sending.
+	published map[string]uint64
+}
+
+func (c *presenceCache) publishedSeq(key string) uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.published[key]
+}
+
+func (c *presenceCache) markPublished(ev schemas.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.published[ev.Key] = ev.Seq
 }
 
 func (c *presenceCache) get(key string) (schemas.Event, bool) {
@@ -76,11 +91,15 @@ func (w *Worker) store(ctx context.Context, a sources.Agent, p schemas.Presence)
 }
 
 // republish sends an agent's stored event again when the input that stored
-// it is applied a second time: the worker that stored it may have died
-// before it published the event. Consumers drop an event whose seq is not
-// above the last they saw (docs/contract.md, seq), so a repeat costs them
-// nothing, and one that missed it gets it.
+// it is applied a second time, unless this process published it: the
+// worker that stored it may have died before it published the event.
+// Consumers drop an event whose seq is not above the last they saw
+// (docs/contract.md, seq), so a repeat costs them nothing, and one that
+// missed it gets it.
 func (w *Worker) republish(ev schemas.Event) {
+	if w.presence.publishedSeq(ev.Key) >= ev.Seq {
+		return
+	}
 	if err := w.stores.State.Publish(ev); err != nil {
 		w.log.Warn().Err(err).Str("uri", ev.URI).Msg("could not publish the stored presence again")
 	}
@@ -139,11 +158,14 @@ func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p *schemas.
 		ev.Seq = rev
 		w.presence.put(ev)
 		if same {
+			// Only the input's position changed: there is nothing to publish.
+			w.presence.markPublished(ev)
 			return rev, true, nil
 		}
 		if err := w.stores.State.Publish(ev); err != nil {
 			return rev, true, fmt.Errorf("publish presence of %s: %w", a.URI, err)
 		}
+		w.presence.markPublished(ev)
 		w.log.Info().Str("uri", a.URI).Uint64("seq", rev).
 			Object("previous", presenceLog{ev.Previous}).Object("new", presenceLog{&ev.Presence}).
 			Msg("presence change")

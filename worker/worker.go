@@ -159,7 +159,7 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		alive:         map[string]bool{cfg.ID: true},
 		liveChanged:   make(chan struct{}, 1),
 		servedChanged: make(chan struct{}, 1),
-		presence:      presenceCache{events: map[string]schemas.Event{}},
+		presence:      presenceCache{events: map[string]schemas.Event{}, published: map[string]uint64{}},
 		ctx:           context.Background(),
 		attempts:      context.Background(),
 	}
