@@ -91,15 +91,7 @@ func (s *Source) subscribeOn(ctx context.Context, ep *endpoint, a sources.Agent)
 	}
 	d := &dialog{agent: a, ep: ep, agentURI: agentURI, target: agentURI,
 		callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12)}
-	s.mu.Lock()
-	if old := s.byAgent[a.Key]; old != nil {
-		s.forget(old)
-	}
-	// Known before the request leaves: the first NOTIFY may beat the 200.
-	s.byCallID[d.callID] = d
-	s.byAgent[a.Key] = d
-	req := d.request(int(s.cfg.Expires / time.Second))
-	s.mu.Unlock()
+	req := s.track(d)
 
 	res, err := s.send(ctx, ep, req)
 	if err == nil && res.StatusCode >= 300 {
@@ -367,4 +359,17 @@ func expiresOf(res *sip.Response, asked time.Duration) time.Duration {
 		}
 	}
 	return asked
+}
+
+// track makes d the agent's dialog and builds its next SUBSCRIBE. The
+// dialog is known before the request leaves: the NOTIFY may beat the 200.
+func (s *Source) track(d *dialog) *sip.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.byAgent[d.agent.Key]; old != nil {
+		s.forget(old)
+	}
+	s.byCallID[d.callID] = d
+	s.byAgent[d.agent.Key] = d
+	return d.request(int(s.cfg.Expires / time.Second))
 }

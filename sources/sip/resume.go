@@ -116,15 +116,7 @@ func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
 	}
 	d.sendMu.Lock()
 	defer d.sendMu.Unlock()
-	s.mu.Lock()
-	if old := s.byAgent[a.Key]; old != nil {
-		s.forget(old)
-	}
-	// Known before the request leaves: the NOTIFY may beat the 200.
-	s.byCallID[d.callID] = d
-	s.byAgent[a.Key] = d
-	req := d.request(int(s.cfg.Expires / time.Second))
-	s.mu.Unlock()
+	req := s.track(d)
 
 	res, err := s.send(ctx, d.ep, req)
 	if err == nil && res.StatusCode >= 300 {
