@@ -72,12 +72,27 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 	}, nil
 }
 
+// keyValue opens a bucket that is as cfg asks, and creates or updates it
+// otherwise. An update of an unchanged bucket is not sent: the server
+// rewrites its store's configuration even then, which nats-server 2.15
+// does without a lock against consumers (watches) being made meanwhile.
+func (c *Conn) keyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if stream, err := c.JS.Stream(ctx, "KV_"+cfg.Bucket); err == nil {
+		have := stream.CachedInfo().Config
+		if have.MaxAge == cfg.TTL && have.MaxMsgsPerSubject == int64(cfg.History) && have.Replicas == max(cfg.Replicas, 1) &&
+			have.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && have.Description == cfg.Description && have.Storage == cfg.Storage {
+			return c.JS.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	return c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
 // createBucket retries until ctx ends: a node of a cluster that starts
 // before its peers has no JetStream leader to answer yet.
 func (c *Conn) createBucket(ctx context.Context, cfg jetstream.KeyValueConfig, log zerolog.Logger) (jetstream.KeyValue, error) {
 	for {
 		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
-		kv, err := c.JS.CreateOrUpdateKeyValue(attempt, cfg)
+		kv, err := c.keyValue(attempt, cfg)
 		cancel()
 		if err == nil {
 			return kv, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,7 +122,7 @@ func (c *Conn) openInputQueue(ctx context.Context, h Handler, opts InputQueueOpt
 	for {
 		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var err error
-		stream, err = c.JS.CreateOrUpdateStream(attempt, cfg)
+		stream, err = c.stream(attempt, cfg)
 		cancel()
 		if err == nil {
 			break
@@ -667,4 +668,18 @@ func inputError(e *schemas.Error) *nats.Msg {
 	m.Header.Set(micro.ErrorHeader, headerText(e.Message))
 	m.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(statusOf(e)))
 	return m
+}
+
+// stream opens a stream that is as cfg asks, and creates or updates it
+// otherwise; an unchanged stream is not updated (see keyValue).
+func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if stream, err := c.JS.Stream(ctx, cfg.Name); err == nil {
+		have := stream.CachedInfo().Config
+		if slices.Equal(have.Subjects, cfg.Subjects) && have.NoAck == cfg.NoAck && have.Retention == cfg.Retention &&
+			have.Discard == cfg.Discard && have.MaxMsgs == cfg.MaxMsgs && have.MaxBytes == cfg.MaxBytes &&
+			have.MaxAge == cfg.MaxAge && have.Replicas == cfg.Replicas && have.Storage == cfg.Storage {
+			return stream, nil
+		}
+	}
+	return c.JS.CreateOrUpdateStream(ctx, cfg)
 }
