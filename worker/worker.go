@@ -194,13 +194,8 @@ func (w *Worker) Start(ctx context.Context) error {
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	w.ctx, w.stopLoops, w.stopSources = loopCtx, stopLoops, stopSources
 	w.attempts, w.cancelAttempts = context.WithCancel(loopCtx)
-	if err := w.watch(loopCtx); err != nil {
-		stopLoops()
-		stopSources()
-		return fmt.Errorf("worker: watch buckets: %w", err)
-	}
-	w.run(&w.loops, "throttle", func() { w.dispatch(loopCtx) })
-	w.run(&w.loops, "heartbeat", func() { w.heartbeat(loopCtx) })
+	// Sources run before any agent is read: a resume or a subscribe may go
+	// out as soon as the interests are, and needs its source's transport.
 	for name, s := range w.sources {
 		if r, ok := s.(sources.Runner); ok {
 			w.run(&w.sourceLoops, "source "+name, func() {
@@ -210,6 +205,13 @@ func (w *Worker) Start(ctx context.Context) error {
 			})
 		}
 	}
+	if err := w.watch(loopCtx); err != nil {
+		stopLoops()
+		stopSources()
+		return fmt.Errorf("worker: watch buckets: %w", err)
+	}
+	w.run(&w.loops, "throttle", func() { w.dispatch(loopCtx) })
+	w.run(&w.loops, "heartbeat", func() { w.heartbeat(loopCtx) })
 	w.log.Info().Int("sources", len(w.sources)).Msg("worker running")
 	return nil
 }
