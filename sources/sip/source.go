@@ -93,6 +93,9 @@ type Source struct {
 	// ctx lives from Run to its end; refreshes started by timers use it.
 	ctx     context.Context
 	effects sync.WaitGroup
+	// serving is closed once Run serves the listeners: a request sent
+	// before would make sipgo bind the listening address a second time.
+	serving chan struct{}
 
 	mu       sync.Mutex
 	closing  bool
@@ -119,7 +122,7 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	s := &Source{cfg: cfg, clock: clock, sink: sink, log: log.With().Str("source", "sip").Logger(),
-		transport: strings.ToUpper(cfg.Transport), ctx: context.Background(),
+		transport: strings.ToUpper(cfg.Transport), ctx: context.Background(), serving: make(chan struct{}),
 		byCallID: map[string]*dialog{}, byAgent: map[string]*dialog{}, waiting: map[string]sources.Agent{}}
 	if err := s.listen(); err != nil {
 		return nil, err
@@ -247,6 +250,7 @@ func (s *Source) Run(ctx context.Context) error {
 	} else if s.stream != nil {
 		serve(func() error { return s.server.ServeTCP(s.stream) })
 	}
+	close(s.serving)
 	for _, ep := range s.endpoints {
 		loops.Add(1)
 		go func() {
@@ -389,6 +393,11 @@ func (s *Source) Health() sources.Health {
 func (s *Source) send(ctx context.Context, ep *endpoint, req *sip.Request) (*sip.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
+	select {
+	case <-s.serving:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("SIP stack not serving yet: %w", ctx.Err())
+	}
 	req.SetDestination(ep.pool)
 	req.SetTransport(s.transport)
 	res, err := s.client.Do(ctx, req)
