@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
 )
@@ -32,7 +33,7 @@ func newPSTNRun(t *testing.T, maxCallSeconds int) *pstnRun {
 	if err := os.WriteFile(cfg, []byte(xml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := freeport.T(t)
 	r.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	r.env = []string{
 		"PRESENCE_CONFIG=" + cfg,

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/siptest"
 	"github.com/contactcenter/presence-provider/schemas"
 )
@@ -37,7 +38,7 @@ func TestClusterSurvivesAKilledWorker(t *testing.T) {
 	k := siptest.StartKamailio(t, siptest.KamailioOptions{SharedMemoryMB: 128})
 	presenced, _ := build(t)
 	nodes := make([]*node, 3)
-	clusterPorts := []int{freePort(t), freePort(t), freePort(t)}
+	clusterPorts := []int{freeport.T(t), freeport.T(t), freeport.T(t)}
 	for i := range nodes {
 		var routes []string
 		for j, p := range clusterPorts {
@@ -51,11 +52,11 @@ func TestClusterSurvivesAKilledWorker(t *testing.T) {
 			<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="udp"
 			                    Listen="127.0.0.1:%d" subscriptionExpires="3">
 			  <ApplicationEndpoint OwnerUri="%s" PoolFqdn="%s" />
-			</UcmaPresenceSource></PresenceProvider></config>`, freeUDPPort(t), clusterAppURI, k.Addr())
+			</UcmaPresenceSource></PresenceProvider></config>`, freeport.T(t), clusterAppURI, k.Addr())
 		if err := os.WriteFile(cfgFile, []byte(xml), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		client := freePort(t)
+		client := freeport.T(t)
 		nodes[i] = &node{url: fmt.Sprintf("nats://127.0.0.1:%d", client), env: []string{
 			"PRESENCE_CONFIG=" + cfgFile,
 			fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", client),

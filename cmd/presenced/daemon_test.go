@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
@@ -58,7 +59,7 @@ func errorLines(stderr string) []string {
 func TestCommandLine(t *testing.T) {
 	presenced, _ := build(t)
 	// Were an argument ignored, the daemon would start here and not end.
-	env := []string{"PRESENCE_DATA_DIR=" + t.TempDir(), fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t))}
+	env := []string{"PRESENCE_DATA_DIR=" + t.TempDir(), fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t))}
 
 	code, stdout, stderr := exited(t, presenced, env, "-version")
 	if code != 0 || !strings.HasPrefix(stdout, "presenced ") || strings.Count(stdout, "\n") != 1 || stderr != "" {
@@ -141,7 +142,7 @@ func TestSecondDaemonOnTheSameDataDirectory(t *testing.T) {
 
 	code, _, stderr := exited(t, first.presenced, []string{
 		"PRESENCE_CONFIG=" + first.config,
-		fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)),
+		fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)),
 		"PRESENCE_DATA_DIR=" + dataDir,
 		"PRESENCE_WORKER_ID=second",
 	})
@@ -179,9 +180,9 @@ func TestListenAddressInUse(t *testing.T) {
 	defer taken.Close()
 	for name, env := range map[string][]string{
 		"client": {"PRESENCE_EMBEDDED_LISTEN=" + taken.Addr().String()},
-		"http":   {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)), "PRESENCE_HTTP_LISTEN=" + taken.Addr().String()},
+		"http":   {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)), "PRESENCE_HTTP_LISTEN=" + taken.Addr().String()},
 		// Insecure: open routes are refused before any port is tried.
-		"cluster": {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)), "PRESENCE_CLUSTER_LISTEN=" + taken.Addr().String(),
+		"cluster": {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)), "PRESENCE_CLUSTER_LISTEN=" + taken.Addr().String(),
 			"PRESENCE_CLUSTER_ROUTES=nats-route://" + taken.Addr().String(), "PRESENCE_INSECURE=true"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -307,11 +308,11 @@ func sipDaemon(t *testing.T, answerFirst bool, env ...string) *sipRun {
 	xml := fmt.Sprintf(`<config><PresenceProvider>
 		<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="udp" Listen="127.0.0.1:%d">
 		  <ApplicationEndpoint OwnerUri="sip:presenceprovider@example.com" PoolFqdn="%s" />
-		</UcmaPresenceSource></PresenceProvider></config>`, freeUDPPort(t), pool.conn.LocalAddr())
+		</UcmaPresenceSource></PresenceProvider></config>`, freeport.T(t), pool.conn.LocalAddr())
 	if err := os.WriteFile(r.config, []byte(xml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r.url = fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	r.url = fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
 	r.daemon = startDaemon(t, r.presenced, append([]string{
 		"PRESENCE_CONFIG=" + r.config,
 		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(r.url, "nats://"),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
@@ -41,12 +42,12 @@ func TestKilledWorkerRestartsAsItself(t *testing.T) {
 		  <ApplicationEndpoint OwnerUri="sip:presenceprovider@example.com" PoolFqdn="%s" />
 		</UcmaPresenceSource>
 		<AttendantServiceSource enabled="true"><Match pattern="attendant\.example$" /></AttendantServiceSource>
-		</PresenceProvider></config>`, freeUDPPort(t), pool.conn.LocalAddr())
+		</PresenceProvider></config>`, freeport.T(t), pool.conn.LocalAddr())
 	if err := os.WriteFile(cfgFile, []byte(xml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
 	env := []string{"PRESENCE_CONFIG=" + cfgFile, "PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
 		"PRESENCE_DATA_DIR=" + dataDir, "PRESENCE_WORKER_LEASE=5m", "PRESENCE_WORKER_ID="}
 	first := startDaemon(t, presenced, env)
@@ -125,7 +126,7 @@ func TestSecondLiveProcessWithOneWorkerID(t *testing.T) {
 	code, _, stderr := exited(t, first.presenced, []string{
 		"PRESENCE_CONFIG=" + first.config,
 		"PRESENCE_NATS_URL=" + first.url,
-		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freeUDPPort(t)),
+		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freeport.T(t)),
 		"PRESENCE_WORKER_ID=w1",
 	})
 	host, _ := os.Hostname()

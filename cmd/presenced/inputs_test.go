@@ -19,6 +19,7 @@ import (
 
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
@@ -82,7 +83,7 @@ func activity(t *testing.T, nc *nats.Conn, uri string) string {
 // after are all answered and stored, the dead worker's agents included.
 func TestInputsRightAfterAKill9Restart(t *testing.T) {
 	presenced, _ := build(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
 	env := []string{
 		"PRESENCE_CONFIG=" + attendantConfig(t),
 		"PRESENCE_EMBEDDED_LISTEN=" + url[len("nats://"):],

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/internal/siptest"
 	"github.com/contactcenter/presence-provider/schemas"
@@ -72,7 +73,7 @@ func startSIPWorkers(tb testing.TB, k *siptest.Kamailio, n, rate, expires int, e
 			"PRESENCE_NATS_URL=" + ns.ClientURL(),
 			fmt.Sprintf("PRESENCE_WORKER_ID=w%d", i),
 			// Its own port, kept across restarts as a deployment would.
-			fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freeUDPPort(tb)),
+			fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freeport.T(tb)),
 			"PRESENCE_WORKER_LEASE=" + resumeLease.String(),
 			"PRESENCE_SHUTDOWN_TIMEOUT=20s",
 		}, env...))

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/graphtest"
 	"github.com/contactcenter/presence-provider/internal/siptest"
 	"github.com/contactcenter/presence-provider/schemas"
@@ -51,7 +52,7 @@ func TestNoSecretInOutput(t *testing.T) {
 		<MsGraphPresenceSource enabled="true" minCycleSeconds="1">
 		  <Accounts><Account Id="acc1" TenantId="tenant1" ClientId="%s" /></Accounts>
 		</MsGraphPresenceSource>
-		</PresenceProvider></config>`, freePort(t), k.Addr(), k.Addr(), graphClientID)), 0o600); err != nil {
+		</PresenceProvider></config>`, freeport.T(t), k.Addr(), k.Addr(), graphClientID)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -75,7 +76,7 @@ func TestNoSecretInOutput(t *testing.T) {
 	}
 
 	presenced, presencectl := build(t)
-	port := freePort(t)
+	port := freeport.T(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	common := []string{"PRESENCE_LOG_LEVEL=trace", "PRESENCE_CONFIG=" + cfgFile, "SSL_CERT_FILE=" + roots,
 		"PRESENCE_SIP_APP_PASSWORD=" + appPassword, "PRESENCE_SIP_USER_PASSWORD=" + userPassword,
@@ -125,13 +126,13 @@ func TestNoSecretInOutput(t *testing.T) {
 	// A second worker joins with the password inside its NATS URL.
 	second := startDaemon(t, presenced, append(common, "PRESENCE_WORKER_ID=w2",
 		fmt.Sprintf("PRESENCE_NATS_URL=nats://worker:%s@127.0.0.1:%d", exampleSecrets["WORKER_PASSWORD"], port),
-		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freePort(t))))
+		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freeport.T(t))))
 	ctl("operator", true, "status")
 	second.stop(t)
 
 	// Connections that fail: a password in an URL nobody answers, a seed
 	// and a .creds file the server does not know.
-	cmd := exec.Command(presencectl, "-nats", fmt.Sprintf("nats://ucc:%s@127.0.0.1:%d", exampleSecrets["UCC_PASSWORD"], freePort(t)), "status")
+	cmd := exec.Command(presencectl, "-nats", fmt.Sprintf("nats://ucc:%s@127.0.0.1:%d", exampleSecrets["UCC_PASSWORD"], freeport.T(t)), "status")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatal("presencectl reached a closed port")

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
@@ -99,12 +100,12 @@ func subscribe(subject, queue string) func(*nats.Conn) error {
 // changes).
 func TestRolesOfTheExampleConfiguration(t *testing.T) {
 	presenced, _ := build(t)
-	port := freePort(t)
+	port := freeport.T(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	startDaemon(t, presenced, append(authEnv("../../examples/nats-auth.conf"),
 		"PRESENCE_CONFIG=../../examples/Config.xml",
 		fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", port),
-		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freePort(t)),
+		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freeport.T(t)),
 		"PRESENCE_DATA_DIR="+t.TempDir()))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -303,7 +304,7 @@ func TestClusterWithRouteAuthorization(t *testing.T) {
 		</PresenceProvider></config>`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	clusterPorts := []int{freePort(t), freePort(t), freePort(t)}
+	clusterPorts := []int{freeport.T(t), freeport.T(t), freeport.T(t)}
 	urls := make([]string, 3)
 	daemons := make([]*daemon, 3)
 	for i := range daemons {
@@ -313,7 +314,7 @@ func TestClusterWithRouteAuthorization(t *testing.T) {
 				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 			}
 		}
-		client := freePort(t)
+		client := freeport.T(t)
 		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", client)
 		daemons[i] = spawnDaemon(t, presenced, append(authEnv("../../examples/nats-cluster.conf"), "PRESENCE_CONFIG="+attendantOnly,
 			fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", client),
@@ -389,8 +390,8 @@ func TestClusterWithRouteAuthorization(t *testing.T) {
 func TestExposedEmbeddedServerRefused(t *testing.T) {
 	presenced, _ := build(t)
 	for _, exposed := range [][]string{
-		{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=0.0.0.0:%d", freePort(t))},
-		{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freePort(t)), fmt.Sprintf("PRESENCE_CLUSTER_LISTEN=127.0.0.1:%d", freePort(t))},
+		{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=0.0.0.0:%d", freeport.T(t))},
+		{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)), fmt.Sprintf("PRESENCE_CLUSTER_LISTEN=127.0.0.1:%d", freeport.T(t))},
 	} {
 		cmd := exec.Command(presenced)
 		cmd.Env = append(append(os.Environ(), exposed...), "PRESENCE_DATA_DIR="+t.TempDir())
@@ -409,7 +410,7 @@ func TestExposedEmbeddedServerRefused(t *testing.T) {
 	}
 	// A lone node of a cluster never gets ready, so only the client port
 	// runs insecure here; TestClusterSurvivesAKilledWorker runs routes so.
-	d := startDaemon(t, presenced, []string{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=0.0.0.0:%d", freePort(t)),
+	d := startDaemon(t, presenced, []string{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=0.0.0.0:%d", freeport.T(t)),
 		"PRESENCE_DATA_DIR=" + t.TempDir(), "PRESENCE_INSECURE=true"})
 	warned := false
 	for _, line := range strings.Split(d.logs.String(), "\n") {

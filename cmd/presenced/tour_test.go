@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 )
 
@@ -27,26 +27,6 @@ func build(t testing.TB) (presenced, presencectl string) {
 		}
 	}
 	return filepath.Join(dir, "presenced"), filepath.Join(dir, "presencectl")
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 type daemon struct {
@@ -112,14 +92,14 @@ func (d *daemon) stop(t testing.TB) {
 func TestReadmeTour(t *testing.T) {
 	presenced, presencectl := build(t)
 	dataDir := t.TempDir()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
 	env := []string{
 		"PRESENCE_CONFIG=../../examples/Config.xml",
 		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
 		"PRESENCE_DATA_DIR=" + dataDir,
 		"PRESENCE_SIP_APP_PASSWORD=s3cret-app",
 		// Not the example's fixed SIP port: a provider run by hand may hold it.
-		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freePort(t)),
+		fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freeport.T(t)),
 	}
 	d := startDaemon(t, presenced, env)
 	ctl := func(args ...string) string {

@@ -1,12 +1,12 @@
 package provtest
 
 import (
-	"net"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 )
 
 // NATS is a NATS server with JetStream, as an external nats-server, that a
@@ -21,13 +21,7 @@ type NATS struct {
 // StartNATS starts a NATS server on a free port with a file store.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().String()
-	_ = l.Close()
-	n := &NATS{t: t, listen: listen, dir: t.TempDir()}
+	n := &NATS{t: t, listen: freeport.Addr(t), dir: t.TempDir()}
 	n.Start()
 	t.Cleanup(n.Stop)
 	return n

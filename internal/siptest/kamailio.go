@@ -15,6 +15,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/contactcenter/presence-provider/internal/freeport"
 )
 
 // KamailioOptions configures StartKamailio. The zero value is usable.
@@ -124,11 +126,11 @@ func StartKamailio(t testing.TB, opts KamailioOptions) *Kamailio {
 	// try a few ports before giving up.
 	var err error
 	for range 3 {
-		if k.port, err = freePort(); err != nil {
+		if k.port, err = freeport.Get(); err != nil {
 			break
 		}
 		if opts.TLS != nil {
-			if opts.TLS.Port, err = freePort(); err != nil {
+			if opts.TLS.Port, err = freeport.Get(); err != nil {
 				break
 			}
 		}

@@ -7,8 +7,8 @@
 // skipped, except with CI=true where a missing server is a failure: CI must
 // not go green by skipping the tests that matter.
 //
-// The package uses the standard library only, so that it adds no dependency
-// to the module. Helpers that take a testing.TB call t.Fatal and must run on
+// The package uses the standard library only (and internal/freeport), so
+// that it adds no dependency to the module. Helpers that take a testing.TB call t.Fatal and must run on
 // the test goroutine.
 package siptest
 
@@ -16,11 +16,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,60 +129,6 @@ func (p *process) stop(sig syscall.Signal) {
 	}
 	// Workers left behind by a crashed main process share its group.
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-}
-
-// Ports handed out by freePort in this test binary, never handed out twice:
-// parallel tests must not get the same port.
-var (
-	portsMu   sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
-// freePort returns a port number that is free on 127.0.0.1 for both UDP and
-// TCP. It is drawn below the kernel's ephemeral range, so that no socket
-// bound to port 0 (a client, another test's probe) can take it before the
-// server binds it: servers bind with SO_REUSEADDR and could otherwise end
-// up sharing a UDP port with another socket, each receiving part of the
-// datagrams.
-func freePort() (int, error) {
-	lo := 32768
-	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(data)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				lo = n
-			}
-		}
-	}
-	const base = 10000
-	if lo <= base+1000 {
-		return 0, fmt.Errorf("ephemeral port range starts at %d: no room below it", lo)
-	}
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 200 {
-		port := base + rand.IntN(lo-base)
-		if portsUsed[port] || !portFree(port) {
-			continue
-		}
-		portsUsed[port] = true
-		return port, nil
-	}
-	return 0, errors.New("no port free for both UDP and TCP on 127.0.0.1")
-}
-
-func portFree(port int) bool {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return false
-	}
-	defer l.Close()
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return false
-	}
-	u.Close()
-	return true
 }
 
 // portBound reports whether some process has bound 127.0.0.1:port (UDP) or

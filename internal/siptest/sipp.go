@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/contactcenter/presence-provider/internal/freeport"
 )
 
 // SippOptions configures StartSippServer. The zero value is usable.
@@ -60,7 +62,7 @@ func StartSippServer(t testing.TB, scenarioXML string, opts SippOptions) *Sipp {
 	t.Cleanup(s.Stop)
 
 	var err error
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = freeport.Get(); err != nil {
 		t.Fatalf("siptest: %v", err)
 	}
 	args := []string{"-sf", scenario, "-t", mode,
