@@ -45,8 +45,21 @@ func main() {
 	flag.DurationVar(&durable.window, "durable-window", 5*time.Second, "how long each paced latency run lasts")
 	flag.DurationVar(&durable.overload, "overload", 10*time.Second, "how long 10 times the sustained rate is offered")
 	flag.Int64Var(&durable.maxMsgs, "queue-max-msgs", 1000000, "the input queue's bound, as PRESENCE_INPUT_QUEUE_MAX_MSGS")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "presencebench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(strings.Split(*phases, ","), *agents, *uccs, *batch, *inputs, *samples); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "presencebench:", err)
 		os.Exit(1)
 	}
