@@ -2,9 +2,11 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -85,6 +87,19 @@ func (c *Conn) keyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jets
 		}
 	}
 	return c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+// StartupWait is how long start-up waits for JetStream to answer: the
+// nodes of a cluster started together elect their leaders meanwhile.
+const StartupWait = 2 * time.Minute
+
+// unavailable tells an error of a JetStream that does not answer yet (no
+// leader, a leader being elected) from an answer.
+func unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		(errors.As(err, &apiErr) && apiErr.Code == 503)
 }
 
 // createBucket retries until ctx ends: a node of a cluster that starts

@@ -54,7 +54,9 @@ func (s *Calls) Delete(ctx context.Context, key string, revision uint64) (uint64
 	}
 	ack, err := s.conn.JS.PublishMsg(ctx, m, jetstream.WithMsgTTL(callMarkerTTL))
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+	// A replicated bucket answers a compare-and-set conflict with its own code.
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 		return 0, false, nil
 	}
 	if err != nil {

@@ -70,7 +70,26 @@ func (e *IDInUseError) Error() string {
 // container restarted). A process on this host that still runs is refused
 // at once. Of an entry from another host nothing can be proved: Join waits
 // for it to end with its lease, and refuses as soon as its holder beats.
+//
+// A JetStream that does not answer yet is waited for, up to StartupWait.
 func (s *Workers) Join(ctx context.Context, w schemas.WorkerInfo) error {
+	ctx, cancel := context.WithTimeout(ctx, StartupWait)
+	defer cancel()
+	for {
+		err := s.join(ctx, w)
+		if !unavailable(err) || ctx.Err() != nil {
+			return err
+		}
+		s.log.Info().Err(err).Str("bucket", schemas.BucketWorkers).Msg("JetStream not ready yet; trying again")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Workers) join(ctx context.Context, w schemas.WorkerInfo) error {
 	w = s.self.stamp(w)
 	data, err := json.Marshal(w)
 	if err != nil {

@@ -234,7 +234,7 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 		return nil, err
 	}
 
-	bucketCtx, cancelBuckets := context.WithTimeout(ctx, 2*time.Minute)
+	bucketCtx, cancelBuckets := context.WithTimeout(ctx, bus.StartupWait)
 	bucketOpts := bus.BucketOptions{Replicas: proc.KVReplicas, WorkerLease: proc.WorkerLease}
 	stores, err := d.conn.Buckets(bucketCtx, bucketOpts, log)
 	var dialogs sip.DialogStore
