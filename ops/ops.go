@@ -91,7 +91,7 @@ func (s *Server) Serve(w Worker, nats NATS, explain Explainer) {
 	mux.HandleFunc("GET "+PathReadyz, func(rw http.ResponseWriter, r *http.Request) {
 		answer(rw, readiness(r.Context(), w.Health(), nats))
 	})
-	(&page{w: w, explain: explain, closing: s.closing, log: s.log}).routes(mux)
+	(&page{w: w, explain: explain, closing: s.closing, streams: make(chan struct{}, maxStreams), log: s.log}).routes(mux)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	s.served = make(chan struct{})
 	go func() {

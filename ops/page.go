@@ -33,12 +33,14 @@ type Explainer interface {
 // burst of changes reaches a browser as one message per agent; a reader
 // that fell behind what the worker keeps reads every row again, at most
 // every resetEvery. Rows go in messages of at most rowsPerMessage, and the
-// sources and workers every summaryEvery.
+// sources and workers every summaryEvery. Each stream reads every row at
+// its start, under the worker's lock: at most maxStreams run at once.
 const (
 	rowEvery       = 250 * time.Millisecond
 	resetEvery     = 5 * time.Second
 	rowsPerMessage = 5000
 	summaryEvery   = 2 * time.Second
+	maxStreams     = 32
 	explainTimeout = 5 * time.Second
 )
 
@@ -53,6 +55,8 @@ type page struct {
 	// goes idle, so a shutdown would otherwise wait for it until its
 	// deadline.
 	closing context.Context
+	// streams holds a slot per running stream.
+	streams chan struct{}
 	log     zerolog.Logger
 }
 
@@ -124,6 +128,8 @@ type workerSummary struct {
 // summarize reads the status; what cannot be read (NATS away) is said in
 // Error, and the rest still shown.
 func (p *page) summarize(ctx context.Context) summary {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
 	st, err := p.w.Status(ctx)
 	if err != nil {
 		c := p.w.Counts()
@@ -178,6 +184,13 @@ func (s stream) sendRows(first string, rows []worker.AgentRow) error {
 // rows that changed (event rows), and the summary (event summary). It ends
 // with the request or when the listener stops; it starts no goroutine.
 func (p *page) events(rw http.ResponseWriter, r *http.Request) {
+	select {
+	case p.streams <- struct{}{}:
+		defer func() { <-p.streams }()
+	default:
+		http.Error(rw, fmt.Sprintf("%d status pages are open already; close one", maxStreams), http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(p.closing, cancel)()
@@ -195,7 +208,7 @@ func (p *page) follow(ctx context.Context, s stream) error {
 	var last summary
 	sendSummary := func() error {
 		sum := p.summarize(ctx)
-		if b1, b2 := mustJSON(sum), mustJSON(last); b1 == b2 {
+		if jsonText(sum) == jsonText(last) {
 			return nil
 		}
 		last = sum
@@ -240,7 +253,7 @@ func (p *page) follow(ctx context.Context, s stream) error {
 			mark = next
 			continue
 		}
-		rows, _ = p.w.AgentRows(unique(keys))
+		rows, _ = p.w.AgentRows(distinct(keys))
 		if err := s.sendRows("rows", rows); err != nil {
 			return err
 		}
@@ -263,8 +276,8 @@ func pause(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// unique drops repeated keys, keeping the first of each.
-func unique(keys []string) []string {
+// distinct drops repeated keys, keeping the first of each.
+func distinct(keys []string) []string {
 	seen := make(map[string]struct{}, len(keys))
 	out := keys[:0]
 	for _, k := range keys {
@@ -276,7 +289,8 @@ func unique(keys []string) []string {
 	return out
 }
 
-func mustJSON(v any) string {
+// jsonText is v as JSON, to compare two values by what the page receives.
+func jsonText(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }

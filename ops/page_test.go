@@ -189,8 +189,9 @@ func TestPageStreamFollowsTheWorker(t *testing.T) {
 }
 
 // TestPageStreamsEnd: a stream's handler returns when its browser goes
-// (no goroutine stays behind), and every stream ends when the listener
-// stops, so that a stop does not wait for them until its deadline.
+// (no goroutine stays behind), streams past the bound are refused, and
+// every stream ends when the listener stops, so that a stop does not wait
+// for them until its deadline.
 func TestPageStreamsEnd(t *testing.T) {
 	e := provtest.Start(t, provtest.Config(), withSources)
 	e.Subscribe("ucc_app01", "sip:a1@attendant.example")
@@ -198,15 +199,18 @@ func TestPageStreamsEnd(t *testing.T) {
 
 	idle := runtime.NumGoroutine()
 	var streams []*sse
-	for range 20 {
+	for range ops.MaxStreams {
 		st := openStream(t, base)
 		if event, _, _ := st.next(); event != "summary" {
 			t.Fatalf("first event %q; want summary", event)
 		}
 		streams = append(streams, st)
 	}
-	if n := runtime.NumGoroutine(); n < idle+20 {
-		t.Fatalf("%d goroutines with 20 streams open, %d before: the count does not tell streams", n, idle)
+	if n := runtime.NumGoroutine(); n < idle+ops.MaxStreams {
+		t.Fatalf("%d goroutines with %d streams open, %d before: the count does not tell streams", n, ops.MaxStreams, idle)
+	}
+	if code, body := get(t, base+ops.PathEvents); code != http.StatusServiceUnavailable || !strings.Contains(body, "open already") {
+		t.Fatalf("a stream past the bound answered %d %q; want 503", code, body)
 	}
 	for _, st := range streams {
 		st.close()

@@ -1,13 +1,18 @@
 package main_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +24,7 @@ import (
 
 // chromium finds the browser, or ends the test: skipped normally, failed
 // under CI=true, where .ci/run installs it.
-func chromium(t *testing.T) string {
+func chromium(t testing.TB) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if path, err := exec.LookPath(name); err == nil {
@@ -218,4 +223,127 @@ func sortedKeys(uris ...string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// BenchmarkStatusPage measures the page of a real presenced with 10,000
+// agents, each with a presence: the first load as the stream sends it
+// (bytes), the time from navigating a headless Chromium to the table
+// drawn, and the stream while inputs change random agents as fast as one
+// UCC sends them (bytes and messages a second, against inputs a second).
+//
+//	go test -run '^$' -bench BenchmarkStatusPage -benchtime 5x ./cmd/presenced
+func BenchmarkStatusPage(b *testing.B) {
+	const n = 10_000
+	browser := chromium(b)
+	presenced, _ := build(b)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(b))
+	d := startDaemon(b, presenced, []string{
+		"PRESENCE_CONFIG=" + attendantConfig(b),
+		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
+		"PRESENCE_DATA_DIR=" + b.TempDir(),
+	})
+	base := "http://" + d.httpAddr(b) + "/"
+	ucc := natsClient(b, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var refs []schemas.AgentRef
+	for i := range n {
+		refs = append(refs, schemas.AgentRef{URI: fmt.Sprintf("sip:agent%05d@attendant.example", i)})
+	}
+	if _, err := ucc.Subscribe(ctx, schemas.SubscribeRequest{UCC: "ucc_app01", Agents: refs}); err != nil {
+		b.Fatal(err)
+	}
+	availabilities := []string{"Available", "Busy", "Away", "DoNotDisturb"}
+	input := func(i, round int) error {
+		_, err := ucc.Attendant(ctx, schemas.Key(refs[i].URI),
+			schemas.AttendantInput{Availability: availabilities[(i+round)%4], Activity: fmt.Sprintf("round %d", round)})
+		return err
+	}
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n; i += 16 {
+				if err := input(i, 0); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	// The first load, as the stream sends it.
+	loading := time.Now()
+	resp, err := http.Get(base + "api/events")
+	if err != nil {
+		b.Fatal(err)
+	}
+	counted := &countingReader{r: resp.Body}
+	events := bufio.NewScanner(counted)
+	events.Buffer(nil, 64<<20)
+	rows := 0
+	for rows < n && events.Scan() {
+		rows += strings.Count(events.Text(), `"key":`)
+	}
+	firstLoad, firstLoadMS := float64(counted.n.Load())/1024, float64(time.Since(loading).Milliseconds())
+
+	// The stream while the agents change: bytes and messages a second.
+	go func() {
+		for events.Scan() {
+			if strings.HasPrefix(events.Text(), "event: rows") {
+				counted.messages.Add(1)
+			}
+		}
+	}()
+	before, start := counted.n.Load(), time.Now()
+	var inputs atomic.Int64
+	churn, stopChurn := context.WithTimeout(ctx, 3*time.Second)
+	for w := range 16 {
+		wg.Go(func() {
+			for round := 1; churn.Err() == nil; round++ {
+				if input((w*7919+round*104729)%n, round) == nil {
+					inputs.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	stopChurn()
+	secs := time.Since(start).Seconds()
+	resp.Body.Close()
+	metrics := map[string]float64{"first-load-KiB": firstLoad, "first-load-ms": firstLoadMS, "inputs/s": float64(inputs.Load()) / secs,
+		"stream-KiB/s": float64(counted.n.Load()-before) / 1024 / secs, "stream-msgs/s": float64(counted.messages.Load()) / secs}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
+		chromedp.WindowSize(1400, 900))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	tab, cancelTab := chromedp.NewContext(alloc)
+	defer cancelTab()
+	drawn := chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById('shown').textContent.includes('%d agents')`, n),
+		chromedp.WithPollingTimeout(time.Minute))
+	for b.Loop() {
+		if err := chromedp.Do(tab, chromedp.Navigate(base), chromedp.WaitReady("#shown"), chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := drawn(ctx, t)
+			return err
+		})); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for unit, v := range metrics {
+		b.ReportMetric(v, unit)
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r        io.Reader
+	n        atomic.Int64
+	messages atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }

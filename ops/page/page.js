@@ -34,6 +34,8 @@ function apply(rows, reset) {
       continue;
     }
     if (!agents.has(r.key)) sorted = null;
+    // What the filter searches, made once per change rather than per render.
+    r.hay = [r.uri, r.availability, r.activity, r.source, r.state, r.holder].join("\u0000").toLowerCase();
     agents.set(r.key, r);
   }
   scheduleRender();
@@ -46,8 +48,7 @@ function scheduleRender() {
 }
 
 function matches(r, words) {
-  const hay = [r.uri, r.availability, r.activity, r.source, r.state, r.holder].join("\u0000").toLowerCase();
-  return words.every((w) => hay.includes(w));
+  return words.every((w) => r.hay.includes(w));
 }
 
 function renderAgents() {
