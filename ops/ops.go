@@ -1,8 +1,7 @@
 // Package ops is the operator's HTTP side of a worker: Prometheus metrics,
 // the liveness and readiness probes of orchestrators, and the live status
-// page (page.go). It reads what the
-// worker and the connection already know, at request time; nothing here sits
-// on the path of a request or an input.
+// page (page.go). It reads what the worker and the connection already know,
+// at request time; nothing here sits on the path of a request or an input.
 package ops
 
 import (

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,6 +43,8 @@ const (
 	summaryEvery   = 2 * time.Second
 	maxStreams     = 32
 	explainTimeout = 5 * time.Second
+	// sendTimeout ends the stream of a browser that stopped reading.
+	sendTimeout = 30 * time.Second
 )
 
 //go:embed page
@@ -58,6 +61,12 @@ type page struct {
 	// streams holds a slot per running stream.
 	streams chan struct{}
 	log     zerolog.Logger
+
+	// The summary is read once for every stream: it counts every agent
+	// under the worker's lock and asks NATS.
+	mu       sync.Mutex
+	summary  summary
+	summedAt time.Time
 }
 
 func (p *page) routes(mux *http.ServeMux) {
@@ -125,20 +134,27 @@ type workerSummary struct {
 	Host    string    `json:"host,omitempty"`
 }
 
-// summarize reads the status; what cannot be read (NATS away) is said in
-// Error, and the rest still shown.
+// summarize reads the status, or gives the one read for any stream less
+// than summaryEvery ago; what cannot be read (NATS away) is said in Error,
+// and the rest still shown.
 func (p *page) summarize(ctx context.Context) summary {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.summedAt.IsZero() && time.Since(p.summedAt) < summaryEvery {
+		return p.summary
+	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	st, err := p.w.Status(ctx)
+	s := summary{Worker: st.Worker, Agents: st.Agents, Interests: st.Interests, Queued: st.Queued, Sources: st.Sources}
 	if err != nil {
 		c := p.w.Counts()
-		return summary{Agents: c.Agents, Interests: c.Interests, Queued: c.Queued, Error: err.Error()}
+		s = summary{Agents: c.Agents, Interests: c.Interests, Queued: c.Queued, Error: err.Error()}
 	}
-	s := summary{Worker: st.Worker, Agents: st.Agents, Interests: st.Interests, Queued: st.Queued, Sources: st.Sources}
 	for _, info := range st.Workers {
 		s.Workers = append(s.Workers, workerSummary{ID: info.ID, Started: info.Started, Leaving: info.Leaving, Host: info.Host})
 	}
+	p.summary, p.summedAt = s, time.Now()
 	return s
 }
 
@@ -151,6 +167,9 @@ type stream struct {
 func (s stream) send(event string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
+		return err
+	}
+	if err := s.rc.SetWriteDeadline(time.Now().Add(sendTimeout)); err != nil {
 		return err
 	}
 	// JSON has no raw line breaks: the data is one line.
@@ -180,8 +199,8 @@ func (s stream) sendRows(first string, rows []worker.AgentRow) error {
 	return nil
 }
 
-// events is the page's stream: every row first (event reset), then the
-// rows that changed (event rows), and the summary (event summary). It ends
+// events is the page's stream: every row first (event reset), the summary
+// (event summary), then the rows that changed (event rows). It ends
 // with the request or when the listener stops; it starts no goroutine.
 func (p *page) events(rw http.ResponseWriter, r *http.Request) {
 	select {
@@ -214,14 +233,16 @@ func (p *page) follow(ctx context.Context, s stream) error {
 		last = sum
 		return s.send("summary", sum)
 	}
-	if err := sendSummary(); err != nil {
-		return err
-	}
+	// The rows first: they come from memory, the summary from NATS, which
+	// may not answer.
 	rows, mark := p.w.AgentRows(nil)
 	if err := s.sendRows("reset", rows); err != nil {
 		return err
 	}
 	rows = nil
+	if err := sendSummary(); err != nil {
+		return err
+	}
 	lastReset := time.Now()
 	summaries := time.NewTicker(summaryEvery)
 	defer summaries.Stop()
@@ -313,11 +334,12 @@ func (p *page) explained(rw http.ResponseWriter, r *http.Request) {
 	answer, err := p.explain.Explain(ctx, uri)
 	if err != nil {
 		var e *schemas.Error
-		code := http.StatusInternalServerError
-		if errors.As(err, &e) && e.Code != schemas.CodeInternal {
-			code = http.StatusBadRequest
-		} else if !errors.As(err, &e) {
+		if !errors.As(err, &e) {
 			e = &schemas.Error{Code: schemas.CodeInternal, Message: err.Error()}
+		}
+		code := http.StatusBadRequest
+		if e.Code == schemas.CodeInternal {
+			code = http.StatusInternalServerError
 		}
 		writeJSON(rw, code, errorBody(e))
 		return

@@ -166,7 +166,11 @@ function connect() {
   const status = $("connection");
   const events = new EventSource("api/events");
   events.addEventListener("open", () => { status.textContent = "live"; status.className = "badge ok"; });
-  events.addEventListener("error", () => { status.textContent = "reconnecting"; status.className = "badge bad"; });
+  events.addEventListener("error", () => {
+    // A refused stream (too many pages open) is not tried again by the browser.
+    status.textContent = events.readyState === EventSource.CLOSED ? "disconnected: reload to try again" : "reconnecting";
+    status.className = "badge bad";
+  });
   events.addEventListener("reset", (m) => apply(JSON.parse(m.data).rows, true));
   events.addEventListener("rows", (m) => apply(JSON.parse(m.data).rows, false));
   events.addEventListener("summary", (m) => renderSummary(JSON.parse(m.data)));
