@@ -1,7 +1,7 @@
 // Package ops is the operator's HTTP side of a worker: Prometheus metrics,
-// and the liveness and readiness probes of orchestrators. It reads what the
-// worker and the connection already know, at request time; nothing here sits
-// on the path of a request or an input.
+// the liveness and readiness probes of orchestrators, and the live status
+// page (page.go). It reads what the worker and the connection already know,
+// at request time; nothing here sits on the path of a request or an input.
 package ops
 
 import (
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/worker"
 )
 
@@ -32,6 +33,11 @@ const (
 type Worker interface {
 	Counts() worker.Counts
 	Health() worker.Health
+	// Status, AgentRows, AgentChanges and AgentsChanged feed the status page.
+	Status(ctx context.Context) (schemas.Status, error)
+	AgentRows(keys []string) ([]worker.AgentRow, uint64)
+	AgentChanges(since uint64) ([]string, uint64, bool)
+	AgentsChanged(since uint64) <-chan struct{}
 }
 
 // NATS tells whether NATS is connected and the buckets answer
@@ -50,7 +56,10 @@ type Server struct {
 	ln     net.Listener
 	srv    *http.Server
 	served chan struct{} // closed once the serving goroutine returned
-	log    zerolog.Logger
+	// closing ends the status page's streams when Stop begins.
+	closing     context.Context
+	stopStreams context.CancelFunc
+	log         zerolog.Logger
 }
 
 // Listen binds addr, so that an address in use stops start-up before
@@ -60,14 +69,16 @@ func Listen(addr string, log zerolog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ops: PRESENCE_HTTP_LISTEN %s: %w", addr, err)
 	}
-	return &Server{ln: ln, log: log}, nil
+	closing, stopStreams := context.WithCancel(context.Background())
+	return &Server{ln: ln, log: log, closing: closing, stopStreams: stopStreams}, nil
 }
 
 // Addr is the address bound, with the port the system chose for port 0.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Serve answers the paths above, on a goroutine Stop ends.
-func (s *Server) Serve(w Worker, nats NATS) {
+// Serve answers the paths above and the status page, with explain's
+// answers from explain (nil: none), on a goroutine Stop ends.
+func (s *Server) Serve(w Worker, nats NATS, explain Explainer) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		NewCollector(w))
@@ -79,6 +90,7 @@ func (s *Server) Serve(w Worker, nats NATS) {
 	mux.HandleFunc("GET "+PathReadyz, func(rw http.ResponseWriter, r *http.Request) {
 		answer(rw, readiness(r.Context(), w.Health(), nats))
 	})
+	(&page{w: w, explain: explain, closing: s.closing, streams: make(chan struct{}, maxStreams), log: s.log}).routes(mux)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	s.served = make(chan struct{})
 	go func() {
@@ -91,6 +103,7 @@ func (s *Server) Serve(w Worker, nats NATS) {
 
 // Stop ends the listener, letting requests in hand finish within ctx.
 func (s *Server) Stop(ctx context.Context) {
+	s.stopStreams()
 	if s.srv == nil {
 		_ = s.ln.Close()
 		return

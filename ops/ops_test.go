@@ -68,7 +68,7 @@ func serve(t testing.TB, w ops.Worker, nats ops.NATS) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Serve(w, nats)
+	s.Serve(w, nats, nil)
 	t.Cleanup(func() { s.Stop(context.Background()) })
 	return "http://" + s.Addr()
 }

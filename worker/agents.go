@@ -121,6 +121,9 @@ func (w *Worker) view(a *agent) view {
 // effects to carry out; the caller holds w.mu.
 func (w *Worker) step(a *agent, e event) []effect {
 	life, effects := w.machine.next(a.life, w.view(a), e)
+	if life.phase != a.life.phase {
+		w.rows.mark(a.Key)
+	}
 	a.life = life
 	return effects
 }

@@ -21,6 +21,7 @@ func (w *Worker) interestChanged(ch schemas.Change[schemas.Interest]) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer w.rows.mark(agentKey)
 	if ch.Deleted {
 		w.dropInterest(agentKey, uccKey)
 	} else {
@@ -138,6 +139,7 @@ func uccName(uccKey string) string {
 func (w *Worker) claimChanged(ch schemas.Change[schemas.Claim]) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	defer w.rows.mark(ch.Key)
 	if !ch.Deleted {
 		w.claims[ch.Key] = ch.Value
 		return

@@ -59,6 +59,8 @@ func (c *presenceCache) drop(key string) {
 }
 
 func (w *Worker) stateChanged(ch schemas.Change[schemas.Event]) {
+	// Every presence stored, here or elsewhere, comes through this watch.
+	defer w.rows.mark(ch.Key)
 	if ch.Deleted {
 		w.presence.drop(ch.Key)
 		return

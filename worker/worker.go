@@ -126,6 +126,8 @@ type Worker struct {
 	servedChanged chan struct{}
 	// liveChanged asks the heartbeat to read the live workers now; capacity 1.
 	liveChanged chan struct{}
+	// rows names the agents whose AgentRow changed, for status pages.
+	rows rowChanges
 }
 
 // New returns a worker; add its sources, then Start it.

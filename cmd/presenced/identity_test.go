@@ -17,7 +17,7 @@ import (
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
-func natsClient(t *testing.T, url string) *client.Client {
+func natsClient(t testing.TB, url string) *client.Client {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 )
 
 // attendantConfig is a Config.xml with the AttendantService source alone.
-func attendantConfig(t *testing.T) string {
+func attendantConfig(t testing.TB) string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "Config.xml")
 	xml := `<config><PresenceProvider><AttendantServiceSource enabled="true">

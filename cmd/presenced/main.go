@@ -265,7 +265,7 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	}
 	ready := log.Info().Str("worker", proc.WorkerID).Str("version", version)
 	if d.ops != nil {
-		d.ops.Serve(d.w, d.conn)
+		d.ops.Serve(d.w, d.conn, explainer{d.w})
 		ready = ready.Str("http", d.ops.Addr())
 	}
 	if d.ns != nil {

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 }
 
 // httpAddr is the address of the daemon's listener, from its ready line.
-func (d *daemon) httpAddr(t *testing.T) string {
+func (d *daemon) httpAddr(t testing.TB) string {
 	t.Helper()
 	for _, line := range strings.Split(d.logs.String(), "\n") {
 		var ready struct {
