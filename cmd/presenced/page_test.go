@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
@@ -60,7 +61,7 @@ func js(script string, args ...any) string { return fmt.Sprintf(script, args...)
 func TestStatusPageInChromium(t *testing.T) {
 	browser := chromium(t)
 	presenced, _ := build(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
 	d := startDaemon(t, presenced, []string{
 		"PRESENCE_CONFIG=" + attendantConfig(t),
 		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
@@ -236,7 +237,7 @@ func BenchmarkStatusPage(b *testing.B) {
 	const n = 10_000
 	browser := chromium(b)
 	presenced, _ := build(b)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(b))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(b))
 	d := startDaemon(b, presenced, []string{
 		"PRESENCE_CONFIG=" + attendantConfig(b),
 		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
