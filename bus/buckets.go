@@ -67,6 +67,7 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 			Interest: &Interests{kv: kvs[schemas.BucketInterest], conn: c, log: log},
 			Claims:   &Claims{kv: kvs[schemas.BucketClaims], conn: c, log: log},
 			Workers:  &Workers{kv: kvs[schemas.BucketWorkers], conn: c, log: log, self: self},
+			Peers:    &Peers{conn: c},
 		},
 		Calls: &Calls{kv: kvs[schemas.BucketCalls], conn: c, log: log},
 	}, nil

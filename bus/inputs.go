@@ -118,21 +118,9 @@ func (c *Conn) openInputQueue(ctx context.Context, h Handler, opts InputQueueOpt
 		Replicas:  max(opts.Replicas, 1),
 		Storage:   jetstream.FileStorage,
 	}
-	var stream jetstream.Stream
-	for {
-		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
-		var err error
-		stream, err = c.stream(attempt, cfg)
-		cancel()
-		if err == nil {
-			break
-		}
-		log.Info().Err(err).Str("stream", cfg.Name).Msg("JetStream not ready yet; trying again")
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: stream %s: %w", cfg.Name, err)
-		case <-time.After(time.Second):
-		}
+	stream, err := c.createStream(ctx, cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	waiting := int64(maxWaiting)
 	if opts.MaxMsgs > 0 {
@@ -670,6 +658,26 @@ func inputError(e *schemas.Error) *nats.Msg {
 	return m
 }
 
+// createStream opens or creates a stream (see stream), trying again until
+// ctx ends: a node of a cluster that starts before its peers has no
+// JetStream leader to answer yet.
+func (c *Conn) createStream(ctx context.Context, cfg jetstream.StreamConfig, log zerolog.Logger) (jetstream.Stream, error) {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		stream, err := c.stream(attempt, cfg)
+		cancel()
+		if err == nil {
+			return stream, nil
+		}
+		log.Info().Err(err).Str("stream", cfg.Name).Msg("JetStream not ready yet; trying again")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: stream %s: %w", cfg.Name, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // stream opens a stream that is as cfg asks, and creates or updates it
 // otherwise; an unchanged stream is not updated (see keyValue).
 func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
@@ -677,7 +685,8 @@ func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstrea
 		have := stream.CachedInfo().Config
 		if slices.Equal(have.Subjects, cfg.Subjects) && have.NoAck == cfg.NoAck && have.Retention == cfg.Retention &&
 			have.Discard == cfg.Discard && have.MaxMsgs == cfg.MaxMsgs && have.MaxBytes == cfg.MaxBytes &&
-			have.MaxAge == cfg.MaxAge && have.Replicas == cfg.Replicas && have.Storage == cfg.Storage {
+			have.MaxAge == cfg.MaxAge && have.Replicas == cfg.Replicas && have.Storage == cfg.Storage &&
+			have.AllowDirect == cfg.AllowDirect {
 			return stream, nil
 		}
 	}

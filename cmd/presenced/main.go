@@ -241,6 +241,10 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	if err == nil && proc.Resume && provider.SIP.Enabled {
 		dialogs, err = d.conn.DialogBucket(bucketCtx, bucketOpts, log)
 	}
+	if err == nil {
+		stores.History, err = d.conn.HistoryStream(bucketCtx,
+			bus.HistoryOptions{MaxAge: proc.HistoryMaxAge, MaxBytes: proc.HistoryMaxBytes, Replicas: proc.KVReplicas}, log)
+	}
 	cancelBuckets()
 	if err != nil {
 		return nil, err

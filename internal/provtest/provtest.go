@@ -151,6 +151,9 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 	if err != nil {
 		t.Fatal(err)
 	}
+	if stores.History, err = conn.HistoryStream(ctx, bus.HistoryOptions{MaxAge: time.Hour, MaxBytes: 64 << 20, Replicas: 1}, log); err != nil {
+		t.Fatal(err)
+	}
 	if faults != nil {
 		stores.Stores = faults(stores.Stores)
 	}
