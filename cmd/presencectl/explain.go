@@ -101,7 +101,7 @@ func printExplanation(out io.Writer, ex schemas.Explanation) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nlast %d changes (oldest first):\n", len(ex.Changes))
+	fmt.Fprintf(out, "\nlast changes (%d, oldest first):\n", len(ex.Changes))
 	return printChanges(out, ex.Changes)
 }
 

@@ -31,7 +31,7 @@ func TestExplainAndHistoryForAPerson(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("explain: exit %d, %s", code, errs)
 		}
-		return strings.Contains(out, "last 2 changes")
+		return strings.Contains(out, "last changes (2,")
 	})
 	for _, want := range []string{
 		"agent " + agent,
