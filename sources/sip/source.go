@@ -362,9 +362,9 @@ func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 // Serves every sip: URI that no source before it in the routing order took.
 func (*Source) Serves(uri schemas.AgentURI, _ string) bool { return strings.HasPrefix(uri.URI, "sip:") }
 
-// Why says the rule: any sip: URI no source before serves.
+// Why says the rule: the sip: URIs no source before it serves.
 func (*Source) Why(schemas.AgentURI, string) string {
-	return "sip: URI, served by no source before SIP"
+	return "a sip: URI that no source before SIP serves"
 }
 
 // Describe tells the agent's dialog: endpoint, Call-ID and expiry.
