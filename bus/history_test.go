@@ -16,8 +16,9 @@ import (
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
-// The history's bounds are the stream's, changed bounds update it, and an
-// unchanged stream is opened without an update.
+// The history's bounds are the stream's; a missing stream is created (not
+// updated into being), changed bounds update it, and an unchanged stream is
+// opened without an update.
 func TestHistoryStreamTakesItsBounds(t *testing.T) {
 	ns := provtest.Server(t)
 	conn, err := bus.Connect("", ns, "test", zerolog.Nop())
@@ -52,16 +53,63 @@ func TestHistoryStreamTakesItsBounds(t *testing.T) {
 	if err := conn.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	// nats.go creates a stream by trying an update first: count from here.
-	before := updates.Load()
-	if before < 2 {
-		t.Fatalf("%d updates seen for a creation and a change of bounds; the test does not see them", before)
+	// Created, not updated into being; then updated once for the new bounds.
+	if n := updates.Load(); n != 1 {
+		t.Fatalf("%d updates for a creation and a change of bounds; want 1", n)
 	}
 	check(bus.HistoryOptions{MaxAge: time.Hour, MaxBytes: 1 << 20, Replicas: 1})
 	if err := conn.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if n := updates.Load() - before; n != 0 {
-		t.Errorf("%d updates when opened with the same bounds; want none: an unchanged stream is not updated", n)
+	if n := updates.Load(); n != 1 {
+		t.Errorf("%d updates after opening it with the same bounds; want still 1: an unchanged stream is not updated", n)
+	}
+}
+
+// Workers that start together all create the streams and buckets; none
+// updates what another just made (an update rewrites the store under the
+// consumers the other is making).
+func TestWorkersStartingTogetherUpdateNothing(t *testing.T) {
+	ns := provtest.Server(t)
+	watcher, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(watcher.Close)
+	var updates atomic.Int32
+	if _, err := watcher.Subscribe("$JS.API.STREAM.UPDATE.>", func(*nats.Msg) { updates.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() {
+			conn, err := bus.Connect("", ns, "test", zerolog.Nop())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			_, err = conn.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: time.Minute}, zerolog.Nop())
+			if err == nil {
+				_, err = conn.HistoryStream(ctx, bus.HistoryOptions{MaxAge: time.Hour, MaxBytes: 1 << 20, Replicas: 1}, zerolog.Nop())
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := watcher.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := updates.Load(); n != 0 {
+		t.Errorf("%d stream updates from 8 workers starting together; want none", n)
 	}
 }

@@ -678,17 +678,30 @@ func (c *Conn) createStream(ctx context.Context, cfg jetstream.StreamConfig, log
 	}
 }
 
-// stream opens a stream that is as cfg asks, and creates or updates it
-// otherwise; an unchanged stream is not updated (see keyValue).
+// stream opens a stream that is as cfg asks, creates it when there is none,
+// and updates it otherwise; an unchanged stream is not updated (see
+// keyValue). A missing stream is created, never updated into being: workers
+// that start together all create it, which the server takes as one when
+// their configurations agree, where an update from the second would rewrite
+// the store under the first one's consumers.
 func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	if stream, err := c.JS.Stream(ctx, cfg.Name); err == nil {
-		have := stream.CachedInfo().Config
-		if slices.Equal(have.Subjects, cfg.Subjects) && have.NoAck == cfg.NoAck && have.Retention == cfg.Retention &&
-			have.Discard == cfg.Discard && have.MaxMsgs == cfg.MaxMsgs && have.MaxBytes == cfg.MaxBytes &&
-			have.MaxAge == cfg.MaxAge && have.Replicas == cfg.Replicas && have.Storage == cfg.Storage &&
-			have.AllowDirect == cfg.AllowDirect {
-			return stream, nil
+	stream, err := c.JS.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		stream, err = c.JS.CreateStream(ctx, cfg)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return stream, err
 		}
+		stream, err = c.JS.Stream(ctx, cfg.Name)
 	}
-	return c.JS.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	have := stream.CachedInfo().Config
+	if slices.Equal(have.Subjects, cfg.Subjects) && have.NoAck == cfg.NoAck && have.Retention == cfg.Retention &&
+		have.Discard == cfg.Discard && have.MaxMsgs == cfg.MaxMsgs && have.MaxBytes == cfg.MaxBytes &&
+		have.MaxAge == cfg.MaxAge && have.Replicas == cfg.Replicas && have.Storage == cfg.Storage &&
+		have.AllowDirect == cfg.AllowDirect {
+		return stream, nil
+	}
+	return c.JS.UpdateStream(ctx, cfg)
 }
