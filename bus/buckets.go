@@ -92,8 +92,11 @@ func (c *Conn) keyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jets
 		// one made meanwhile by another worker with the same settings is
 		// taken as it is.
 		kv, err := c.JS.CreateKeyValue(ctx, cfg)
+		if err == nil {
+			return kv, c.awaitLeader(ctx, "KV_"+cfg.Bucket)
+		}
 		if !errors.Is(err, jetstream.ErrBucketExists) {
-			return kv, err
+			return nil, err
 		}
 	}
 	return c.JS.CreateOrUpdateKeyValue(ctx, cfg)

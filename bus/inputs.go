@@ -658,6 +658,29 @@ func inputError(e *schemas.Error) *nats.Msg {
 	return m
 }
 
+// awaitLeader returns once the stream has a leader: a create that another
+// node made first is answered before the stream has one, and until then
+// nothing can be stored in it.
+func (c *Conn) awaitLeader(ctx context.Context, name string) error {
+	for {
+		stream, err := c.JS.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		if cl := stream.CachedInfo().Cluster; cl == nil || cl.Leader != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bus: stream %s has no leader yet: %w", name, ctx.Err())
+		case <-time.After(leaderPoll):
+		}
+	}
+}
+
+// leaderPoll spaces the looks for a new stream's leader.
+const leaderPoll = 100 * time.Millisecond
+
 // createStream opens or creates a stream (see stream), trying again until
 // ctx ends: a node of a cluster that starts before its peers has no
 // JetStream leader to answer yet.
@@ -688,8 +711,11 @@ func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstrea
 	stream, err := c.JS.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		stream, err = c.JS.CreateStream(ctx, cfg)
+		if err == nil {
+			return stream, c.awaitLeader(ctx, cfg.Name)
+		}
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return stream, err
+			return nil, err
 		}
 		stream, err = c.JS.Stream(ctx, cfg.Name)
 	}

@@ -57,7 +57,7 @@ func (w *Worker) Explain(ctx context.Context, req schemas.ExplainRequest) (schem
 		return schemas.Explanation{}, fmt.Errorf("read the interests of %s: %w", u.URI, err)
 	}
 	if len(ex.Interests) == 0 {
-		notes = append(notes, "no UCC subscribes the agent: nothing is held upstream for it")
+		notes = append(notes, "no UCC subscribes the agent")
 	}
 
 	_, fed := w.fed(ex.Route.Source)
