@@ -69,6 +69,7 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 			Interest: &Interests{kv: kvs[schemas.BucketInterest], conn: c, log: log},
 			Claims:   &Claims{kv: kvs[schemas.BucketClaims], conn: c, log: log},
 			Workers:  &Workers{kv: kvs[schemas.BucketWorkers], conn: c, log: log, self: self},
+			Peers:    &Peers{conn: c},
 		},
 		Calls: &Calls{kv: kvs[schemas.BucketCalls], conn: c, log: log},
 	}, nil
@@ -79,11 +80,24 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 // rewrites its store's configuration even then, which nats-server 2.15
 // does without a lock against consumers (watches) being made meanwhile.
 func (c *Conn) keyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	if stream, err := c.JS.Stream(ctx, "KV_"+cfg.Bucket); err == nil {
+	stream, err := c.JS.Stream(ctx, "KV_"+cfg.Bucket)
+	switch {
+	case err == nil:
 		have := stream.CachedInfo().Config
 		if have.MaxAge == cfg.TTL && have.MaxMsgsPerSubject == int64(cfg.History) && have.Replicas == max(cfg.Replicas, 1) &&
 			have.SubjectDeleteMarkerTTL == cfg.LimitMarkerTTL && have.Description == cfg.Description && have.Storage == cfg.Storage {
 			return c.JS.KeyValue(ctx, cfg.Bucket)
+		}
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		// Created, not updated into being, as streams are (see stream):
+		// one made meanwhile by another worker with the same settings is
+		// taken as it is.
+		kv, err := c.JS.CreateKeyValue(ctx, cfg)
+		if err == nil {
+			return kv, c.awaitLeader(ctx, "KV_"+cfg.Bucket)
+		}
+		if !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, err
 		}
 	}
 	return c.JS.CreateOrUpdateKeyValue(ctx, cfg)

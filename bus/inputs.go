@@ -118,21 +118,9 @@ func (c *Conn) openInputQueue(ctx context.Context, h Handler, opts InputQueueOpt
 		Replicas:  max(opts.Replicas, 1),
 		Storage:   jetstream.FileStorage,
 	}
-	var stream jetstream.Stream
-	for {
-		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
-		var err error
-		stream, err = c.stream(attempt, cfg)
-		cancel()
-		if err == nil {
-			break
-		}
-		log.Info().Err(err).Str("stream", cfg.Name).Msg("JetStream not ready yet; trying again")
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: stream %s: %w", cfg.Name, err)
-		case <-time.After(time.Second):
-		}
+	stream, err := c.createStream(ctx, cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	waiting := int64(maxWaiting)
 	if opts.MaxMsgs > 0 {
@@ -670,16 +658,76 @@ func inputError(e *schemas.Error) *nats.Msg {
 	return m
 }
 
-// stream opens a stream that is as cfg asks, and creates or updates it
-// otherwise; an unchanged stream is not updated (see keyValue).
-func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	if stream, err := c.JS.Stream(ctx, cfg.Name); err == nil {
-		have := stream.CachedInfo().Config
-		if slices.Equal(have.Subjects, cfg.Subjects) && have.NoAck == cfg.NoAck && have.Retention == cfg.Retention &&
-			have.Discard == cfg.Discard && have.MaxMsgs == cfg.MaxMsgs && have.MaxBytes == cfg.MaxBytes &&
-			have.MaxAge == cfg.MaxAge && have.Replicas == cfg.Replicas && have.Storage == cfg.Storage {
-			return stream, nil
+// awaitLeader returns once the stream has a leader: a create that another
+// node made first is answered before the stream has one, and until then
+// nothing can be stored in it.
+func (c *Conn) awaitLeader(ctx context.Context, name string) error {
+	for {
+		stream, err := c.JS.Stream(ctx, name)
+		if err != nil {
+			return err
+		}
+		if cl := stream.CachedInfo().Cluster; cl == nil || cl.Leader != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bus: stream %s has no leader yet: %w", name, ctx.Err())
+		case <-time.After(leaderPoll):
 		}
 	}
-	return c.JS.CreateOrUpdateStream(ctx, cfg)
+}
+
+// leaderPoll spaces the looks for a new stream's leader.
+const leaderPoll = 100 * time.Millisecond
+
+// createStream opens or creates a stream (see stream), trying again until
+// ctx ends: a node of a cluster that starts before its peers has no
+// JetStream leader to answer yet.
+func (c *Conn) createStream(ctx context.Context, cfg jetstream.StreamConfig, log zerolog.Logger) (jetstream.Stream, error) {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		stream, err := c.stream(attempt, cfg)
+		cancel()
+		if err == nil {
+			return stream, nil
+		}
+		log.Info().Err(err).Str("stream", cfg.Name).Msg("JetStream not ready yet; trying again")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: stream %s: %w", cfg.Name, err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// stream opens a stream that is as cfg asks, creates it when there is none,
+// and updates it otherwise; an unchanged stream is not updated (see
+// keyValue). A missing stream is created, never updated into being: workers
+// that start together all create it, which the server takes as one when
+// their configurations agree, where an update from the second would rewrite
+// the store under the first one's consumers.
+func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	stream, err := c.JS.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		stream, err = c.JS.CreateStream(ctx, cfg)
+		if err == nil {
+			return stream, c.awaitLeader(ctx, cfg.Name)
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil, err
+		}
+		stream, err = c.JS.Stream(ctx, cfg.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	have := stream.CachedInfo().Config
+	if slices.Equal(have.Subjects, cfg.Subjects) && have.NoAck == cfg.NoAck && have.Retention == cfg.Retention &&
+		have.Discard == cfg.Discard && have.MaxMsgs == cfg.MaxMsgs && have.MaxBytes == cfg.MaxBytes &&
+		have.MaxAge == cfg.MaxAge && have.Replicas == cfg.Replicas && have.Storage == cfg.Storage &&
+		have.AllowDirect == cfg.AllowDirect {
+		return stream, nil
+	}
+	return c.JS.UpdateStream(ctx, cfg)
 }

@@ -78,6 +78,37 @@ func (s *Interests) AgentsOf(ctx context.Context, uccKey string) ([]string, erro
 	return agents, ctx.Err()
 }
 
+// Of reads the interests of the UCCs in one agent.
+func (s *Interests) Of(ctx context.Context, agentKey string) ([]schemas.Interest, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, agentKey+".*")
+	if err != nil {
+		return nil, fmt.Errorf("bus: list interests: %w", err)
+	}
+	var keys []string
+	for key := range lister.Keys() {
+		keys = append(keys, key)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	interests := []schemas.Interest{}
+	for _, key := range keys {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bus: interest %s: %w", key, err)
+		}
+		in, err := decodeJSON[schemas.Interest](e.Value(), e.Revision())
+		if err != nil {
+			return nil, fmt.Errorf("bus: interest %s: %w", key, err)
+		}
+		interests = append(interests, in)
+	}
+	return interests, nil
+}
+
 // Watch streams interests as they come and go.
 func (s *Interests) Watch(ctx context.Context) (<-chan schemas.Change[schemas.Interest], error) {
 	return watch(ctx, s.conn, s.kv, s.log, decodeJSON[schemas.Interest])

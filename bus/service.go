@@ -40,6 +40,10 @@ type Handler interface {
 	Sync(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error)
 	Get(ctx context.Context, req schemas.GetRequest) (schemas.AgentsReply, error)
 	Status(ctx context.Context) (schemas.Status, error)
+	Explain(ctx context.Context, req schemas.ExplainRequest) (schemas.Explanation, error)
+	// Upstream describes the agent's upstream subscription this worker
+	// holds, for another worker's explain; nil when it holds none.
+	Upstream(key string) *schemas.Upstream
 	InputHandler
 }
 
@@ -62,6 +66,8 @@ type InputHandler interface {
 type Service struct {
 	svc    micro.Service
 	inputs *nats.Subscription
+	// upstream answers other workers about this one's subscriptions.
+	upstream *nats.Subscription
 	// stopInputs ends the input queue's loops; done when they ended.
 	stopInputs context.CancelFunc
 	wg         sync.WaitGroup
@@ -93,6 +99,7 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, queue Input
 		schemas.SubjectStatus: endpoint(ctx, s, func(ctx context.Context, _ struct{}) (schemas.Status, error) {
 			return h.Status(ctx)
 		}),
+		schemas.SubjectExplain: endpoint(ctx, s, h.Explain),
 	}
 	for subject, handler := range endpoints {
 		name := strings.TrimPrefix(subject, schemas.APISubjectPrefix)
@@ -100,6 +107,11 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, queue Input
 			_ = svc.Stop()
 			return nil, fmt.Errorf("bus: endpoint %s: %w", subject, err)
 		}
+	}
+	s.upstream, err = c.NC.Subscribe(schemas.UpstreamSubject(queue.WorkerID), s.answerUpstream(h))
+	if err != nil {
+		_ = s.Stop()
+		return nil, fmt.Errorf("bus: %s: %w", schemas.UpstreamSubject(queue.WorkerID), err)
 	}
 	// Every worker sees every input's core copy, to answer it should it
 	// apply the input.
@@ -132,10 +144,15 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, queue Input
 // StopRequests stops taking presence.api requests; inputs still come, so
 // that a worker handing its agents over answers theirs meanwhile.
 func (s *Service) StopRequests() error {
-	if s.svc.Stopped() {
-		return nil
+	var err error
+	if s.upstream != nil {
+		err = s.upstream.Unsubscribe()
+		s.upstream = nil
 	}
-	return s.svc.Stop()
+	if s.svc.Stopped() {
+		return err
+	}
+	return errors.Join(err, s.svc.Stop())
 }
 
 // Stop stops taking requests and inputs; the inputs in hand are finished

@@ -10,7 +10,8 @@
 // carry theirs, which Failed and EntryError return as *Error too, so that
 // errors.Is(err, ErrInvalidURI) and the other sentinels tell codes apart.
 //
-// The explain endpoint does not exist yet; when it does, it belongs here.
+// Operators read what the service holds for one agent with Explain, and
+// anyone allowed reads an agent's past events with History.
 package client
 
 import (
@@ -106,6 +107,13 @@ func (c *Client) Get(ctx context.Context, req schemas.GetRequest) (schemas.Agent
 // Status reads the service's status (the operator role's request).
 func (c *Client) Status(ctx context.Context) (schemas.Status, error) {
 	return request[schemas.Status](ctx, c, schemas.SubjectStatus, struct{}{})
+}
+
+// Explain asks why an agent shows what it shows (the operator role's
+// request): its route, interests, claim, upstream subscription, presence
+// and last changes.
+func (c *Client) Explain(ctx context.Context, uri string) (schemas.Explanation, error) {
+	return request[schemas.Explanation](ctx, c, schemas.SubjectExplain, schemas.ExplainRequest{URI: uri})
 }
 
 // Attendant sends an AttendantService input for the agent of key (see Key)

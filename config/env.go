@@ -139,6 +139,10 @@ type Process struct {
 	InputQueueMaxMsgs  int64         `envconfig:"PRESENCE_INPUT_QUEUE_MAX_MSGS" default:"1000000" desc:"inputs the durable input queue holds at most"`
 	InputQueueMaxBytes int64         `envconfig:"PRESENCE_INPUT_QUEUE_MAX_BYTES" default:"1073741824" desc:"bytes the durable input queue holds at most"`
 	InputQueueMaxAge   time.Duration `envconfig:"PRESENCE_INPUT_QUEUE_MAX_AGE" default:"24h" desc:"how long an input waits in the durable input queue for a worker at most"`
+	// The history's bounds (docs/contract.md, History): the oldest events go
+	// first when either is reached.
+	HistoryMaxAge   time.Duration `envconfig:"PRESENCE_HISTORY_MAX_AGE" default:"168h" desc:"how long presence_history keeps an event"`
+	HistoryMaxBytes int64         `envconfig:"PRESENCE_HISTORY_MAX_BYTES" default:"2147483648" desc:"bytes presence_history holds at most; the oldest events go first"`
 	// ShutdownTimeout bounds the stop after SIGTERM: orchestrators kill a
 	// process that takes longer, leaving its claims to run out.
 	ShutdownTimeout time.Duration `envconfig:"PRESENCE_SHUTDOWN_TIMEOUT" default:"10s" desc:"how long the stop after SIGTERM or SIGINT may take before the process exits anyway"`
@@ -177,6 +181,7 @@ func (p Process) MarshalZerologObject(e *zerolog.Event) {
 		Stringer("shutdown_timeout", p.ShutdownTimeout).Int64("input_queue_max_msgs", p.InputQueueMaxMsgs).
 		Int64("input_queue_max_bytes", p.InputQueueMaxBytes).Stringer("input_queue_max_age", p.InputQueueMaxAge).
 		Str("http_listen", p.HTTPListen).
+		Stringer("history_max_age", p.HistoryMaxAge).Int64("history_max_bytes", p.HistoryMaxBytes).
 		Bool("resume", p.Resume).Int("resume_rate", p.ResumeRate)
 }
 
@@ -225,6 +230,12 @@ func LoadProcess() (Process, error) {
 	}
 	if p.InputQueueMaxAge < time.Minute {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_INPUT_QUEUE_MAX_AGE %s is under 1m", p.InputQueueMaxAge)
+	}
+	if p.HistoryMaxAge < time.Minute {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_HISTORY_MAX_AGE %s is under 1m", p.HistoryMaxAge)
+	}
+	if p.HistoryMaxBytes < 1<<20 {
+		return Process{}, fmt.Errorf("config: environment: PRESENCE_HISTORY_MAX_BYTES %d is under 1 MiB (1048576)", p.HistoryMaxBytes)
 	}
 	if p.ShutdownTimeout < time.Second {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_SHUTDOWN_TIMEOUT %s is under 1s", p.ShutdownTimeout)

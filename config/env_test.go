@@ -24,6 +24,7 @@ var processVars = []string{
 	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
 	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "HTTP_LISTEN",
 	"INPUT_QUEUE_MAX_MSGS", "INPUT_QUEUE_MAX_BYTES", "INPUT_QUEUE_MAX_AGE", "RESUME", "RESUME_RATE",
+	"HISTORY_MAX_AGE", "HISTORY_MAX_BYTES",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -61,6 +62,8 @@ func TestLoadProcessDefaults(t *testing.T) {
 		InputQueueMaxMsgs:  1_000_000,
 		InputQueueMaxBytes: 1 << 30,
 		InputQueueMaxAge:   24 * time.Hour,
+		HistoryMaxAge:      7 * 24 * time.Hour,
+		HistoryMaxBytes:    2 << 30,
 		HTTPListen:         "127.0.0.1:8480",
 		Resume:             true,
 		ResumeRate:         200,
@@ -106,6 +109,8 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		"PRESENCE_HTTP_LISTEN":          "", // set empty: no listener
 		"PRESENCE_RESUME":               "false",
 		"PRESENCE_RESUME_RATE":          "50",
+		"PRESENCE_HISTORY_MAX_AGE":      "24h",
+		"PRESENCE_HISTORY_MAX_BYTES":    "104857600",
 	}
 	for k, v := range set {
 		t.Setenv(k, v)
@@ -133,6 +138,8 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		InputQueueMaxMsgs:  1_000_000,
 		InputQueueMaxBytes: 1 << 30,
 		InputQueueMaxAge:   24 * time.Hour,
+		HistoryMaxAge:      24 * time.Hour,
+		HistoryMaxBytes:    100 << 20,
 		HTTPListen:         "",
 		ResumeRate:         50,
 	})
@@ -161,6 +168,8 @@ func TestLoadProcessRejects(t *testing.T) {
 		{"input queue of no inputs", "PRESENCE_INPUT_QUEUE_MAX_MSGS", "0", "PRESENCE_INPUT_QUEUE_MAX_MSGS"},
 		{"input queue of 1 KiB", "PRESENCE_INPUT_QUEUE_MAX_BYTES", "1024", "PRESENCE_INPUT_QUEUE_MAX_BYTES"},
 		{"input queue age 1s", "PRESENCE_INPUT_QUEUE_MAX_AGE", "1s", "PRESENCE_INPUT_QUEUE_MAX_AGE"},
+		{"history age 1s", "PRESENCE_HISTORY_MAX_AGE", "1s", "PRESENCE_HISTORY_MAX_AGE"},
+		{"history of 1 KiB", "PRESENCE_HISTORY_MAX_BYTES", "1024", "PRESENCE_HISTORY_MAX_BYTES"},
 		{"shutdown timeout zero", "PRESENCE_SHUTDOWN_TIMEOUT", "0s", "PRESENCE_SHUTDOWN_TIMEOUT"},
 		{"shutdown timeout not a duration", "PRESENCE_SHUTDOWN_TIMEOUT", "soon", "SHUTDOWN_TIMEOUT"},
 		{"resume rate zero", "PRESENCE_RESUME_RATE", "0", "PRESENCE_RESUME_RATE"},

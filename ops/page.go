@@ -24,10 +24,10 @@ const (
 	PathExplain = "/api/explain"
 )
 
-// Explainer tells why an agent is as it is, for the page's explain panel;
-// the answer is shown as the JSON it marshals to.
+// Explainer tells why an agent is as it is (presence.api.explain), for the
+// page's explain panel.
 type Explainer interface {
-	Explain(ctx context.Context, uri string) (any, error)
+	Explain(ctx context.Context, req schemas.ExplainRequest) (schemas.Explanation, error)
 }
 
 // The page's stream sends changed rows at most every rowEvery, so that a
@@ -331,7 +331,7 @@ func (p *page) explained(rw http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), explainTimeout)
 	defer cancel()
-	answer, err := p.explain.Explain(ctx, uri)
+	answer, err := p.explain.Explain(ctx, schemas.ExplainRequest{URI: uri})
 	if err != nil {
 		var e *schemas.Error
 		if !errors.As(err, &e) {

@@ -15,22 +15,7 @@ import (
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/ops"
 	"github.com/contactcenter/presence-provider/schemas"
-	"github.com/contactcenter/presence-provider/worker"
 )
-
-// getter explains an agent with what a get answers, as presenced does.
-type getter struct{ w *worker.Worker }
-
-func (g getter) Explain(ctx context.Context, uri string) (any, error) {
-	reply, err := g.w.Get(ctx, schemas.GetRequest{URIs: []string{uri}})
-	if err != nil {
-		return nil, err
-	}
-	if e := reply.Agents[0].Error; e != nil {
-		return nil, e
-	}
-	return reply.Agents[0], nil
-}
 
 // listen runs a listener with the page's explainer; it returns the server
 // (the caller stops it) and its base URL.
@@ -141,7 +126,7 @@ func (s *sse) rowsUntil(t *testing.T, rows map[string]pageRow, what string, cond
 // being asked again.
 func TestPageStreamFollowsTheWorker(t *testing.T) {
 	e := provtest.Start(t, provtest.Config(), withSources)
-	_, base := listen(t, e, getter{e.Worker})
+	_, base := listen(t, e, e.Worker)
 	agent, sipAgent := "sip:a1@attendant.example", "sip:s1@example.com"
 	e.Subscribe("ucc_app01", agent, sipAgent)
 	e.Subscribe("ucc_app02", agent)
@@ -263,7 +248,7 @@ func TestPageStreamsEnd(t *testing.T) {
 // and loads nothing from elsewhere.
 func TestExplainAndPageHeaders(t *testing.T) {
 	e := provtest.Start(t, provtest.Config(), withSources)
-	_, base := listen(t, e, getter{e.Worker})
+	_, base := listen(t, e, e.Worker)
 	agent := "sip:a1@attendant.example"
 	e.Subscribe("ucc_app01", agent)
 
@@ -276,12 +261,13 @@ func TestExplainAndPageHeaders(t *testing.T) {
 		}
 		return code, v
 	}
-	if code, v := explain(base, agent); code != http.StatusOK || v["uri"] != agent || v["source"] != schemas.SourceAttendant {
+	code, v := explain(base, agent)
+	if route, _ := v["route"].(map[string]any); code != http.StatusOK || v["uri"] != agent || route["source"] != schemas.SourceAttendant {
 		t.Errorf("explain of %s: %d %v; want 200 with its URI and source", agent, code, v)
 	}
-	code, v := explain(base, "<b>not a uri</b>")
-	if errBody, _ := v["error"].(map[string]any); code != http.StatusBadRequest || errBody["code"] != schemas.CodeInvalidURI {
-		t.Errorf("explain of a bad URI: %d %v; want 400 invalid_uri", code, v)
+	code, v = explain(base, "<b>not a uri</b>")
+	if errBody, _ := v["error"].(map[string]any); code != http.StatusBadRequest || errBody["code"] != schemas.CodeBadRequest {
+		t.Errorf("explain of a bad URI: %d %v; want 400 bad_request", code, v)
 	}
 	if code, _ := explain(base, ""); code != http.StatusBadRequest {
 		t.Errorf("explain without a uri: %d; want 400", code)

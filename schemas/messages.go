@@ -195,3 +195,100 @@ type SourceStatus struct {
 	// Stats are figures particular to the source (budget in use, cycle length...).
 	Stats map[string]any `json:"stats,omitempty"`
 }
+
+// ExplainRequest is the body of presence.api.explain.
+type ExplainRequest struct {
+	URI string `json:"uri"`
+}
+
+// ExplainChanges is how many of the agent's last changes an explanation
+// carries.
+const ExplainChanges = 20
+
+// Explanation answers presence.api.explain: what the service holds for one
+// agent and why, for operators (docs/contract.md, Explain).
+type Explanation struct {
+	URI     string `json:"uri"`
+	Key     string `json:"key"`
+	Subject string `json:"subject"`
+	// Worker is the worker that answered.
+	Worker string `json:"worker"`
+	Route  Route  `json:"route"`
+	// Interests are the UCCs' interests in the agent, as presence_interest holds them.
+	Interests []Interest `json:"interests"`
+	// Claim is the agent's claim as presence_claims holds it; nil when
+	// nobody holds one (input-fed sources take none).
+	Claim *Claim `json:"claim"`
+	// Upstream is the subscription as its holder has it in memory; nil
+	// when nobody holds one, or the holder did not answer (Notes says).
+	Upstream *Upstream `json:"upstream"`
+	Presence *Presence `json:"presence"`
+	Seq      uint64    `json:"seq,omitempty"`
+	// Changes are the agent's last ExplainChanges events from
+	// presence_history, oldest first.
+	Changes []HistoryEntry `json:"changes"`
+	// Notes are findings in words: nobody subscribes the agent, the
+	// holder did not answer, history is off.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Route is the source an agent takes its presence from, and the rule that
+// chose it.
+type Route struct {
+	Source string `json:"source"`
+	Rule   string `json:"rule"`
+}
+
+// Upstream is an agent's upstream subscription as the worker holding it
+// sees it.
+type Upstream struct {
+	// Worker holds the subscription and told.
+	Worker   string `json:"worker"`
+	Source   string `json:"source"`
+	State    State  `json:"state"`
+	Failures int    `json:"failures,omitempty"`
+	// NextRetry is when the back-off ends, while the state is retrying.
+	NextRetry   *time.Time `json:"next_retry,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	// SIP and Graph are what those sources hold for the agent.
+	SIP   *SIPUpstream   `json:"sip,omitempty"`
+	Graph *GraphUpstream `json:"graph,omitempty"`
+}
+
+// SIPUpstream is an agent's SIP subscription dialog.
+type SIPUpstream struct {
+	Endpoint string `json:"endpoint"`
+	CallID   string `json:"call_id"`
+	// Expires is when the server ends the subscription unless refreshed;
+	// absent until the server answered.
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// GraphUpstream is how the Graph source reads an agent.
+type GraphUpstream struct {
+	Account string `json:"account"`
+	// UserID is the user's Graph object id; absent until resolved.
+	UserID string `json:"user_id,omitempty"`
+	// LastPoll is when Graph last answered for the user.
+	LastPoll *time.Time `json:"last_poll,omitempty"`
+}
+
+// UpstreamRequest is the body of presence.worker.<worker key>.upstream:
+// one worker asks the holder of an agent's claim for its subscription.
+type UpstreamRequest struct {
+	Key string `json:"key"`
+}
+
+// UpstreamReply answers an UpstreamRequest; Upstream is nil when the
+// worker holds no subscription of the agent.
+type UpstreamReply struct {
+	Upstream *Upstream `json:"upstream"`
+}
+
+// HistoryEntry is one event as presence_history keeps it.
+type HistoryEntry struct {
+	// At is when the stream stored the event.
+	At    time.Time `json:"at"`
+	Event Event     `json:"event"`
+}

@@ -14,6 +14,7 @@ const (
 	SubjectSync      = "presence.api.sync"
 	SubjectGet       = "presence.api.get"
 	SubjectStatus    = "presence.api.status"
+	SubjectExplain   = "presence.api.explain"
 	AttendantPrefix  = "presence.in.attendant."
 	PSTNPrefix       = "presence.in.pstn."
 	// InputWildcard is every input of every source; each worker takes all.
@@ -39,6 +40,21 @@ const (
 // StreamInputs is the JetStream stream that keeps every input on
 // presence.in.> until the agent's owner applied it (docs/contract.md, Inputs).
 const StreamInputs = "presence_inputs"
+
+// StreamHistory is the JetStream stream that keeps every presence event
+// on presence.* for a while (docs/contract.md, History).
+const StreamHistory = "presence_history"
+
+// WorkerSubjectPrefix + worker key + "." + what is where one worker asks
+// another by name (not in the service's queue group): explain asks the
+// holder of an agent's claim for its upstream subscription.
+const WorkerSubjectPrefix = "presence.worker."
+
+// UpstreamSubject is where the worker of id answers for the upstream
+// subscriptions it holds.
+func UpstreamSubject(workerID string) string {
+	return WorkerSubjectPrefix + Key(workerID) + ".upstream"
+}
 
 // InterestKey is the presence_interest key of one UCC's interest in one agent.
 func InterestKey(agentKey, uccKey string) string { return agentKey + "." + uccKey }

@@ -86,6 +86,19 @@ type Current interface {
 	Current(a Agent) schemas.Presence
 }
 
+// Explainer is a source that says its routing rule in words, for
+// presence.api.explain.
+type Explainer interface {
+	// Why says why the source serves an agent it Serves.
+	Why(uri schemas.AgentURI, teamsUPN string) string
+}
+
+// Describer is a source that tells what it holds upstream for an agent, for
+// presence.api.explain: it fills in its own part of u (SIP, Graph).
+type Describer interface {
+	Describe(a Agent, u *schemas.Upstream)
+}
+
 // Health is how a source stands, for presence.api.status.
 type Health struct {
 	Healthy bool

@@ -28,6 +28,9 @@ type agent struct {
 	// writes at one revision would fail the second.
 	claimWriting bool
 	nextClaim    *effect
+	// retryAt is when the running back-off ends; failedAt when the last
+	// attempt failed: for explain.
+	retryAt, failedAt time.Time
 }
 
 // uccInterest is one UCC's interest, kept small: a service holds millions.
@@ -198,6 +201,7 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 			}
 		})
 	case effArmBackoff:
+		a.retryAt = w.clock.Now().Add(eff.delay)
 		w.arm(a, eff.delay, evBackoffOver)
 	case effArmLinger:
 		w.arm(a, eff.delay, evLingerOver)
@@ -228,12 +232,14 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 		}
 		log.Info().Err(eff.err).Msg("upstream resume failed; subscribing anew")
 	case effLogFailed:
+		a.failedAt = w.clock.Now()
 		if w.leaving && errors.Is(eff.err, context.Canceled) {
 			log.Debug().Msg("upstream subscribe cancelled by the shutdown")
 			return
 		}
 		log.Warn().Err(eff.err).Int("failures", a.life.failures).Dur("retry_in", eff.delay).Msg("upstream subscribe failed")
 	case effLogGaveUp:
+		a.failedAt = w.clock.Now()
 		log.Error().Err(eff.err).Int("failures", a.life.failures).Msg("upstream subscribe gave up; retried when a UCC subscribes again")
 	case effLogRetry:
 		log.Info().Int("failures", a.life.failures).Msg("upstream subscribe retry")

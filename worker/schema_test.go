@@ -49,6 +49,16 @@ func TestRunningProviderSpeaksTheSchemas(t *testing.T) {
 		return err == nil && st.Sources["graph"].States[schemas.StateActive] == 1
 	})
 	request(schemas.SubjectStatus, "status.schema.json", ``)
+	// Explain, once the history holds the agent's two changes: a fed agent,
+	// an upstream one (graph) with its claim, one nobody knows, and a bad URI.
+	provtest.Eventually(t, "the changes in the history", func() bool {
+		ex, err := env.Client.Explain(env.Ctx(), agent)
+		return err == nil && len(ex.Changes) == 2
+	})
+	request(schemas.SubjectExplain, "explanation.schema.json", `{"uri":"`+agent+`"}`)
+	request(schemas.SubjectExplain, "explanation.schema.json", `{"uri":"sip:x@anywhere.now"}`)
+	request(schemas.SubjectExplain, "explanation.schema.json", `{"uri":"sip:nobody@nowhere.example"}`)
+	request(schemas.SubjectExplain, "error-reply.schema.json", `{"uri":"bad"}`)
 
 	for n := 0; n < 4; n++ { // Busy, Away, the PSTN agent's Available and Busy
 		select {

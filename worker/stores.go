@@ -27,6 +27,8 @@ type InterestStore interface {
 	Delete(ctx context.Context, agentKey, uccKey string, revision uint64) (deleted bool, err error)
 	// AgentsOf lists the agent keys of one UCC's interests.
 	AgentsOf(ctx context.Context, uccKey string) ([]string, error)
+	// Of lists the interests of the UCCs in one agent.
+	Of(ctx context.Context, agentKey string) ([]schemas.Interest, error)
 	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Interest], error)
 }
 
@@ -55,4 +57,17 @@ type WorkerStore interface {
 	Leave(ctx context.Context, id string) error
 	// Watch streams workers beating, leaving and gone.
 	Watch(ctx context.Context) (<-chan schemas.Change[schemas.WorkerInfo], error)
+}
+
+// HistoryStore is the presence_history stream.
+type HistoryStore interface {
+	// Last returns the agent's last n events, oldest first.
+	Last(ctx context.Context, uri string, n int) ([]schemas.HistoryEntry, error)
+}
+
+// Peers asks other workers by name.
+type Peers interface {
+	// Upstream asks the worker id for the agent's upstream subscription it
+	// holds; nil when it holds none.
+	Upstream(ctx context.Context, id, key string) (*schemas.Upstream, error)
 }

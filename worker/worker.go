@@ -55,6 +55,10 @@ type Stores struct {
 	Interest InterestStore
 	Claims   ClaimStore
 	Workers  WorkerStore
+	// History and Peers serve explain; nil leaves the changes, and the
+	// upstream subscriptions other workers hold, out of it.
+	History HistoryStore
+	Peers   Peers
 }
 
 // Worker runs the upstream subscriptions of the agents it claims.

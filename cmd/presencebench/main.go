@@ -33,6 +33,9 @@ import (
 
 var heapProfile string
 
+// withHistory keeps the events in presence_history, as presenced does.
+var withHistory bool
+
 func main() {
 	agents := flag.Int("agents", 100000, "unique agents")
 	uccs := flag.Int("uccs", 10, "UCCs subscribing every agent")
@@ -40,6 +43,7 @@ func main() {
 	inputs := flag.Int("inputs", 20000, "attendant inputs for the change throughput")
 	samples := flag.Int("samples", 2000, "inputs timed one by one for the latency")
 	flag.StringVar(&heapProfile, "heapprofile", "", "write a heap profile after the subscribe phase to this file")
+	flag.BoolVar(&withHistory, "history", true, "keep the events in presence_history, as presenced does; false measures the path without it")
 	phases := flag.String("phases", "subscribe,change,latency,durable", "the phases to run, comma-separated")
 	flag.IntVar(&durable.inputs, "durable-inputs", 100000, "inputs for the durable path's sustained rate")
 	flag.DurationVar(&durable.window, "durable-window", 5*time.Second, "how long each paced latency run lasts")
@@ -91,6 +95,11 @@ func start(dir string) (*provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	if withHistory {
+		if stores.History, err = conn.HistoryStream(ctx, bus.HistoryOptions{MaxAge: 7 * 24 * time.Hour, MaxBytes: 2 << 30, Replicas: 1}, log); err != nil {
+			return nil, err
+		}
+	}
 	clock := clockwork.NewRealClock()
 	w := worker.New(worker.Config{
 		ID: "bench", SubscriptionsPerSecond: 15, FirstRetry: 900 * time.Second, MaxRetry: 8 * time.Hour,
@@ -130,7 +139,7 @@ func run(phases []string, agents, uccs, batch, inputs, samples int) error {
 		return err
 	}
 	defer p.stop()
-	fmt.Printf("machine: %d cores, %s; store: file (JetStream, embedded)\n", runtime.NumCPU(), runtime.Version())
+	fmt.Printf("machine: %d cores, %s; store: file (JetStream, embedded); presence_history: %v\n", runtime.NumCPU(), runtime.Version(), withHistory)
 	for _, phase := range phases {
 		var err error
 		switch phase {

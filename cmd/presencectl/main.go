@@ -63,6 +63,8 @@ type cmdFlags struct {
 	ucc, activity, device, callID string
 	lease                         int
 	wait                          bool
+	since                         time.Duration
+	after                         uint64
 }
 
 var commands = []command{
@@ -74,6 +76,13 @@ var commands = []command{
 		flags: func(fs *flag.FlagSet, f *cmdFlags) { uccFlag(fs, f); leaseFlag(fs, f); waitFlag(fs, f) }, maxArgs: -1, run: subscribeWith(true)},
 	{name: "get", args: "URI ...", what: "the current presence of agents", minArgs: 1, maxArgs: -1, run: get},
 	{name: "status", what: "workers, counts, source health (operator role)", run: status},
+	{name: "explain", args: "URI", what: "why an agent shows what it shows: route, interests, claim, upstream, changes (operator role)",
+		minArgs: 1, maxArgs: 1, run: explain},
+	{name: "history", args: "[-since D] [-after SEQ] URI", what: "an agent's past presence changes, oldest first",
+		flags: func(fs *flag.FlagSet, f *cmdFlags) {
+			fs.DurationVar(&f.since, "since", 0, "only the changes of this last `duration`, e.g. 1h (0: all kept)")
+			fs.Uint64Var(&f.after, "after", 0, "only the changes after this `seq` (the last one seen)")
+		}, minArgs: 1, maxArgs: 1, run: history},
 	{name: "watch", args: "[URI ...]", what: "print agents' presence, then every change (all agents when none given)", maxArgs: -1, run: watch},
 	{name: "attendant", args: "[-activity A] [-device D] URI AVAILABILITY", what: "set an AttendantService agent's presence",
 		flags: func(fs *flag.FlagSet, f *cmdFlags) {

@@ -241,6 +241,10 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	if err == nil && proc.Resume && provider.SIP.Enabled {
 		dialogs, err = d.conn.DialogBucket(bucketCtx, bucketOpts, log)
 	}
+	if err == nil {
+		stores.History, err = d.conn.HistoryStream(bucketCtx,
+			bus.HistoryOptions{MaxAge: proc.HistoryMaxAge, MaxBytes: proc.HistoryMaxBytes, Replicas: proc.KVReplicas}, log)
+	}
 	cancelBuckets()
 	if err != nil {
 		return nil, err
@@ -265,7 +269,7 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	}
 	ready := log.Info().Str("worker", proc.WorkerID).Str("version", version)
 	if d.ops != nil {
-		d.ops.Serve(d.w, d.conn, explainer{d.w})
+		d.ops.Serve(d.w, d.conn, d.w)
 		ready = ready.Str("http", d.ops.Addr())
 	}
 	if d.ns != nil {

@@ -123,6 +123,14 @@ func TestNoSecretInOutput(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// Explain tells what the sources hold, never how they authenticate.
+	for _, agent := range []string{"sip:agent1@example.com", "sip:agent2@attendant.example", "sip:agent3@example.com"} {
+		ctl("operator", true, "explain", agent)
+	}
+	if ex := ctl("operator", true, "-json", "explain", "sip:agent3@example.com"); !strings.Contains(ex, `"account": "acc1"`) {
+		t.Errorf("explain of the Teams agent: %s; want its Graph account", ex)
+	}
+
 	// A second worker joins with the password inside its NATS URL.
 	second := startDaemon(t, presenced, append(common, "PRESENCE_WORKER_ID=w2",
 		fmt.Sprintf("PRESENCE_NATS_URL=nats://worker:%s@127.0.0.1:%d", exampleSecrets["WORKER_PASSWORD"], port),

@@ -210,6 +210,16 @@ func TestRolesOfTheExampleConfiguration(t *testing.T) {
 	if st, err := operatorClient.Status(ctx); err != nil || st.Agents != 2 || st.Interests != 3 {
 		t.Fatalf("operator status: %d agents, %d interests, %v; want 2 and 3", st.Agents, st.Interests, err)
 	}
+	// The UCC replays from the history; the operator explains and reads it too.
+	if changes, err := uccClient.History(ctx, agent, client.HistoryOptions{}); err != nil || len(changes) == 0 {
+		t.Fatalf("ucc history: %d changes, %v; want the attendant input's", len(changes), err)
+	}
+	if _, err := client.New(operator.nc).History(ctx, agent, client.HistoryOptions{Last: 1}); err != nil {
+		t.Fatalf("operator history: %v", err)
+	}
+	if ex, err := operatorClient.Explain(ctx, agent); err != nil || ex.Route.Source != schemas.SourceAttendant || len(ex.Interests) != 2 {
+		t.Fatalf("operator explain: %+v, %v; want the attendant agent of two UCCs", ex, err)
+	}
 	if _, err := operator.nc.RequestWithContext(ctx, "$SRV.PING.presence", nil); err != nil {
 		t.Fatalf("operator $SRV.PING: %v", err)
 	}
@@ -250,6 +260,11 @@ func TestRolesOfTheExampleConfiguration(t *testing.T) {
 		{ucc, "ucc: steal a SIP dialog in presence_dialogs", publish("$KV."+schemas.BucketDialogs+"."+key, `{"call_id":"x"}`)},
 		{ucc, "ucc: join the service's queue group", subscribe(schemas.SubjectGet, "q")},
 		{ucc, "ucc: take the inputs", subscribe("presence.in.>", "")},
+		{ucc, "ucc: explain an agent", publish(schemas.SubjectExplain, `{"uri":"`+agent+`"}`)},
+		{ucc, "ucc: make a consumer on presence_history", publish("$JS.API.CONSUMER.CREATE."+schemas.StreamHistory, "{}")},
+		{ucc, "ucc: purge presence_history", publish("$JS.API.STREAM.PURGE."+schemas.StreamHistory, "")},
+		{ucc, "ucc: answer for a worker", subscribe(schemas.UpstreamSubject("w1"), "")},
+		{source, "source: read presence_history", publish("$JS.API.DIRECT.GET."+schemas.StreamHistory, `{"seq":1}`)},
 		{source, "source: forge a PSTN call", publish(schemas.PSTNPrefix+phoneKey, `{"ucc":"x","call_id":"c9","state":"ended"}`)},
 		{source, "source: unsubscribe a UCC's agents", publish(schemas.SubjectUnsub, `{"ucc":"ucc_app01","uris":["`+agent+`"]}`)},
 		{source, "source: put an interest", publish("$KV."+schemas.BucketInterest+"."+key+".x", "{}")},
@@ -261,6 +276,7 @@ func TestRolesOfTheExampleConfiguration(t *testing.T) {
 		{operator, "operator: purge presence_state", publish("$JS.API.STREAM.PURGE.KV_"+schemas.BucketState, "")},
 		{operator, "operator: join the service's queue group", subscribe(schemas.SubjectStatus, "q")},
 		{operator, "operator: answer $SRV pings", subscribe("$SRV.PING", "")},
+		{operator, "operator: ask a worker directly", publish(schemas.UpstreamSubject("w1"), `{"key":"`+key+`"}`)},
 	} {
 		tt.rc.refused(t, tt.what, tt.do)
 	}

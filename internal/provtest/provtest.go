@@ -90,6 +90,13 @@ func StartQueue(t testing.TB, ns *server.Server, cfg worker.Config, queue bus.In
 	return start(t, "", ns, cfg, clock, nil, queue, adding(add))
 }
 
+// StartWithoutHistory is StartOn without presence_history, for benchmarks
+// of what keeping the events costs.
+func StartWithoutHistory(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return startWith(t, "", ns, cfg, clock, nil, bus.InputQueueOptions{}, adding(add), false)
+}
+
 // Join runs a provider whose worker and observer join NATS at url, as
 // presenced does with PRESENCE_NATS_URL: they reconnect when the server
 // there restarts. Env.Server is nil.
@@ -134,6 +141,12 @@ func StartParts(t testing.TB, ns *server.Server, cfg worker.Config, clock clockw
 func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores,
 	queue bus.InputQueueOptions, add func(Parts)) *Env {
 	t.Helper()
+	return startWith(t, url, ns, cfg, clock, faults, queue, add, true)
+}
+
+func startWith(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores,
+	queue bus.InputQueueOptions, add func(Parts), history bool) *Env {
+	t.Helper()
 	queue.WorkerID, queue.Replicas = cfg.ID, 1
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
@@ -150,6 +163,11 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: bucketLease}, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if history {
+		if stores.History, err = conn.HistoryStream(ctx, bus.HistoryOptions{MaxAge: time.Hour, MaxBytes: 1 << 30, Replicas: 1}, log); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if faults != nil {
 		stores.Stores = faults(stores.Stores)

@@ -34,12 +34,24 @@ func New(clock clockwork.Clock, patterns []*regexp.Regexp) *Source {
 // Serves an agent when a pattern matches within its whole URI, scheme
 // included.
 func (s *Source) Serves(uri schemas.AgentURI, _ string) bool {
+	return s.match(uri) != nil
+}
+
+// Why names the pattern that matched.
+func (s *Source) Why(uri schemas.AgentURI, _ string) string {
+	if re := s.match(uri); re != nil {
+		return fmt.Sprintf("pattern `%s` matched", re)
+	}
+	return "no pattern matched"
+}
+
+func (s *Source) match(uri schemas.AgentURI) *regexp.Regexp {
 	for _, re := range s.patterns {
 		if re.MatchString(uri.URI) {
-			return true
+			return re
 		}
 	}
-	return false
+	return nil
 }
 
 // Subscribe has nothing to do upstream: presence arrives as inputs.

@@ -80,6 +80,8 @@ type member struct {
 	// called back when the account answers again.
 	lost    bool
 	missing bool
+	// polled is when Graph last answered for the user.
+	polled time.Time
 }
 
 // account is one app registration's client, budget and health; its fields
@@ -457,6 +459,7 @@ func (s *Source) deliver(acct *account, batch []string, got []graphPresence, byI
 				continue
 			}
 			m.missing = false
+			m.polled = now
 			p := toPresence(g, now)
 			if m.last == nil || !m.last.SameAs(p) {
 				m.last = &p
@@ -510,6 +513,28 @@ func (s *Source) recovered(acct *account) {
 
 // Serves every agent whose UCCs gave a Teams UPN.
 func (*Source) Serves(_ schemas.AgentURI, teamsUPN string) bool { return teamsUPN != "" }
+
+// Why says that a UCC gave the agent's Teams UPN.
+func (*Source) Why(schemas.AgentURI, string) string { return "teams_upn set and the source is on" }
+
+// Describe tells the agent's account, Graph id and last poll.
+func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.agents[a.Key]
+	if m == nil {
+		return
+	}
+	g := &schemas.GraphUpstream{UserID: m.id}
+	if m.account != nil {
+		g.Account = m.account.cfg.ID
+	}
+	if !m.polled.IsZero() {
+		polled := m.polled.UTC()
+		g.LastPoll = &polled
+	}
+	u.Graph = g
+}
 
 // Health tells, per account, the agents, the last cycle's length and the
 // budget in use.

@@ -110,6 +110,14 @@ func (*Source) Unsubscribe(context.Context, sources.Agent) error { return nil }
 // Serves an E.164 number: tel:+..., or a sip: URI with user=phone.
 func (*Source) Serves(uri schemas.AgentURI, _ string) bool { return uri.PSTN }
 
+// Why says which form made the agent a PSTN number.
+func (*Source) Why(uri schemas.AgentURI, _ string) string {
+	if strings.HasPrefix(uri.URI, "tel:") {
+		return "tel: URI"
+	}
+	return "sip:+E164 URI a UCC gave with user=phone"
+}
+
 // Health reports the calls in progress, or that they are not read yet.
 func (s *Source) Health() sources.Health {
 	s.mu.Lock()

@@ -366,6 +366,27 @@ func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 // Serves every sip: URI that no source before it in the routing order took.
 func (*Source) Serves(uri schemas.AgentURI, _ string) bool { return strings.HasPrefix(uri.URI, "sip:") }
 
+// Why says the rule: the sip: URIs no source before it serves.
+func (*Source) Why(schemas.AgentURI, string) string {
+	return "a sip: URI that no source before SIP serves"
+}
+
+// Describe tells the agent's dialog: endpoint, Call-ID and expiry.
+func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.byAgent[a.Key]
+	if d == nil {
+		return
+	}
+	sip := &schemas.SIPUpstream{Endpoint: d.ep.cfg.Name, CallID: d.callID}
+	if !d.expires.IsZero() {
+		expires := d.expires.UTC()
+		sip.Expires = &expires
+	}
+	u.SIP = sip
+}
+
 // Health is up when any endpoint is.
 func (s *Source) Health() sources.Health {
 	s.mu.Lock()
