@@ -66,11 +66,13 @@ func Listen(addr string, log zerolog.Logger) (*Server, error) {
 // Addr is the address bound, with the port the system chose for port 0.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Serve answers the paths above, on a goroutine Stop ends.
-func (s *Server) Serve(w Worker, nats NATS) {
+// Serve answers the paths above, on a goroutine Stop ends; /metrics adds
+// the collectors given (the worker's Metrics) to the gauges read from w.
+func (s *Server) Serve(w Worker, nats NATS, more ...prometheus.Collector) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		NewCollector(w))
+	reg.MustRegister(more...)
 	mux := http.NewServeMux()
 	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: promLogger{s.log}}))
 	mux.HandleFunc("GET "+PathHealthz, func(rw http.ResponseWriter, _ *http.Request) {
