@@ -13,6 +13,7 @@ import (
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/ops"
 	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/worker"
 )
 
 // benchAgents is the service size of the scrape benchmark.
@@ -20,10 +21,13 @@ const benchAgents = 100_000
 
 // BenchmarkScrape100kAgents measures one /metrics scrape of a worker that
 // holds 100,000 agents, half on the attendant source and half on an
-// upstream one (each with its claim): the time and the bytes of one scrape.
+// upstream one (each with its claim), with the worker's counters and
+// histograms: the time and the bytes of one scrape.
 func BenchmarkScrape100kAgents(b *testing.B) {
+	metrics := ops.NewMetrics()
 	cfg := provtest.Config()
 	cfg.SubscriptionsPerSecond = benchAgents // the throttle is not what is measured
+	cfg.Observer = metrics
 	e := provtest.StartOn(b, provtest.Server(b), cfg, clockwork.NewRealClock(), withSources)
 	for first := 0; first < benchAgents; first += schemas.MaxAgentsPerRequest {
 		req := schemas.SubscribeRequest{UCC: "ucc_app01"}
@@ -50,7 +54,7 @@ func BenchmarkScrape100kAgents(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	base := serve(b, e.Worker, e.Conn)
+	base := serve(b, e.Worker, e.Conn, metrics)
 
 	var size int
 	b.ResetTimer()
@@ -67,4 +71,14 @@ func BenchmarkScrape100kAgents(b *testing.B) {
 		size = int(n)
 	}
 	b.ReportMetric(float64(size), "bytes/scrape")
+}
+
+// BenchmarkObserveInput is what the metrics add to one applied input: the
+// input counted, and its event counted and timed.
+func BenchmarkObserveInput(b *testing.B) {
+	m := ops.NewMetrics()
+	for b.Loop() {
+		m.Input(schemas.SourceAttendant, worker.ResultOK)
+		m.Published(schemas.SourceAttendant, 150*time.Microsecond)
+	}
 }

@@ -6,7 +6,6 @@ import (
 
 	"context"
 	"errors"
-	"github.com/rs/zerolog"
 	"strings"
 	"sync"
 	"testing"
@@ -93,13 +92,7 @@ func TestCountersAfterAScenario(t *testing.T) {
 		w.AddSource(schemas.SourceAttendant, attendant.New(clock, []*regexp.Regexp{attendantPattern}))
 		w.AddSource(schemas.SourceSIP, &refusing{up: map[string]bool{}})
 	})
-	s, err := ops.Listen("127.0.0.1:0", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Serve(e.Worker, e.Conn, metrics)
-	t.Cleanup(func() { s.Stop(context.Background()) })
-	base := "http://" + s.Addr()
+	base := serve(t, e.Worker, e.Conn, metrics)
 
 	families := scrape(t, base)
 	for _, name := range []string{"presence_requests_total", "presence_inputs_total", "presence_events_published_total",

@@ -72,13 +72,7 @@ func metricsProvider(t *testing.T, tune func(*worker.Config), add func(w *worker
 	e := provtest.StartReal(t, cfg, func(w *worker.Worker, clock clockwork.Clock) {
 		metrics.AddSource(add(w, clock))
 	})
-	s, err := ops.Listen("127.0.0.1:0", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Serve(e.Worker, e.Conn, metrics)
-	t.Cleanup(func() { s.Stop(t.Context()) })
-	return e, "http://" + s.Addr()
+	return e, serve(t, e.Worker, e.Conn, metrics)
 }
 
 // sipPassword is the application endpoint's digest password: it must never
