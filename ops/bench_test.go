@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/ops"
@@ -21,8 +22,8 @@ const benchAgents = 100_000
 
 // BenchmarkScrape100kAgents measures one /metrics scrape of a worker that
 // holds 100,000 agents, half on the attendant source and half on an
-// upstream one (each with its claim), with the worker's counters and
-// histograms: the time and the bytes of one scrape.
+// upstream one (each with its claim): the time and the bytes of one scrape,
+// with the gauges alone and with the worker's counters and histogram too.
 func BenchmarkScrape100kAgents(b *testing.B) {
 	metrics := ops.NewMetrics()
 	cfg := provtest.Config()
@@ -54,23 +55,30 @@ func BenchmarkScrape100kAgents(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	base := serve(b, e.Worker, e.Conn, metrics)
-
-	var size int
-	b.ResetTimer()
-	for b.Loop() {
-		resp, err := http.Get(base + ops.PathMetrics)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			b.Fatalf("scrape: %d, %v", resp.StatusCode, err)
-		}
-		size = int(n)
+	// Side by side on the same worker: the gauges alone, as before the
+	// counters, and everything /metrics serves.
+	for _, served := range []struct {
+		name string
+		more []prometheus.Collector
+	}{{"gauges", nil}, {"all", []prometheus.Collector{metrics}}} {
+		base := serve(b, e.Worker, e.Conn, served.more...)
+		b.Run(served.name, func(b *testing.B) {
+			var size int
+			for b.Loop() {
+				resp, err := http.Get(base + ops.PathMetrics)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					b.Fatalf("scrape: %d, %v", resp.StatusCode, err)
+				}
+				size = int(n)
+			}
+			b.ReportMetric(float64(size), "bytes/scrape")
+		})
 	}
-	b.ReportMetric(float64(size), "bytes/scrape")
 }
 
 // BenchmarkObserveInput is what the metrics add to one applied input: the
