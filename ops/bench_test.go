@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/ops"
 	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/worker"
 )
 
 // benchAgents is the service size of the scrape benchmark.
@@ -20,10 +22,13 @@ const benchAgents = 100_000
 
 // BenchmarkScrape100kAgents measures one /metrics scrape of a worker that
 // holds 100,000 agents, half on the attendant source and half on an
-// upstream one (each with its claim): the time and the bytes of one scrape.
+// upstream one (each with its claim): the time and the bytes of one scrape,
+// with the gauges alone and with the worker's counters and histogram too.
 func BenchmarkScrape100kAgents(b *testing.B) {
+	metrics := ops.NewMetrics()
 	cfg := provtest.Config()
 	cfg.SubscriptionsPerSecond = benchAgents // the throttle is not what is measured
+	cfg.Observer = metrics
 	e := provtest.StartOn(b, provtest.Server(b), cfg, clockwork.NewRealClock(), withSources)
 	for first := 0; first < benchAgents; first += schemas.MaxAgentsPerRequest {
 		req := schemas.SubscribeRequest{UCC: "ucc_app01"}
@@ -50,21 +55,38 @@ func BenchmarkScrape100kAgents(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	base := serve(b, e.Worker, e.Conn)
-
-	var size int
-	b.ResetTimer()
-	for b.Loop() {
-		resp, err := http.Get(base + ops.PathMetrics)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			b.Fatalf("scrape: %d, %v", resp.StatusCode, err)
-		}
-		size = int(n)
+	// Side by side on the same worker: the gauges alone, as before the
+	// counters, and everything /metrics serves.
+	for _, served := range []struct {
+		name string
+		more []prometheus.Collector
+	}{{"gauges", nil}, {"all", []prometheus.Collector{metrics}}} {
+		base := serve(b, e.Worker, e.Conn, served.more...)
+		b.Run(served.name, func(b *testing.B) {
+			var size int
+			for b.Loop() {
+				resp, err := http.Get(base + ops.PathMetrics)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					b.Fatalf("scrape: %d, %v", resp.StatusCode, err)
+				}
+				size = int(n)
+			}
+			b.ReportMetric(float64(size), "bytes/scrape")
+		})
 	}
-	b.ReportMetric(float64(size), "bytes/scrape")
+}
+
+// BenchmarkObserveInput is what the metrics add to one applied input: the
+// input counted, and its event counted and timed.
+func BenchmarkObserveInput(b *testing.B) {
+	m := ops.NewMetrics()
+	for b.Loop() {
+		m.Input(schemas.SourceAttendant, worker.ResultOK)
+		m.Published(schemas.SourceAttendant, 150*time.Microsecond)
+	}
 }

@@ -76,12 +76,15 @@ func Listen(addr string, log zerolog.Logger) (*Server, error) {
 // Addr is the address bound, with the port the system chose for port 0.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Serve answers the paths above and the status page, with explain's
-// answers from explain (nil: none), on a goroutine Stop ends.
-func (s *Server) Serve(w Worker, nats NATS, explain Explainer) {
+// Serve answers the paths above and the status page, on a goroutine Stop
+// ends: explain answers the page's explain panel (nil: none), and /metrics
+// adds the collectors given (the worker's Metrics) to the gauges read
+// from w.
+func (s *Server) Serve(w Worker, nats NATS, explain Explainer, more ...prometheus.Collector) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		NewCollector(w))
+	reg.MustRegister(more...)
 	mux := http.NewServeMux()
 	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: promLogger{s.log}}))
 	mux.HandleFunc("GET "+PathHealthz, func(rw http.ResponseWriter, _ *http.Request) {

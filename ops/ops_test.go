@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -60,15 +61,15 @@ func withSources(w *worker.Worker, clock clockwork.Clock) {
 	w.AddSource(schemas.SourceSIP, &upstream{up: map[string]bool{}})
 }
 
-// serve runs the listener over a provider on a free port; it returns the
-// base URL.
-func serve(t testing.TB, w ops.Worker, nats ops.NATS) string {
+// serve runs the listener over a provider on a free port, with more
+// collectors (the worker's Metrics); it returns the base URL.
+func serve(t testing.TB, w ops.Worker, nats ops.NATS, more ...prometheus.Collector) string {
 	t.Helper()
 	s, err := ops.Listen("127.0.0.1:0", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Serve(w, nats, nil)
+	s.Serve(w, nats, nil, more...)
 	t.Cleanup(func() { s.Stop(context.Background()) })
 	return "http://" + s.Addr()
 }

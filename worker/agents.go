@@ -222,8 +222,10 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 		a.stopTimer()
 		delete(w.agents, key)
 	case effLogSubscribed:
+		w.obs.Subscribe(eff.source, SubscribeOK)
 		log.Info().Msg("upstream subscribed")
 	case effLogResumed:
+		w.obs.Subscribe(eff.source, SubscribeResumed)
 		log.Info().Msg("upstream subscription resumed")
 	case effLogResumeFailed:
 		if errors.Is(eff.err, sources.ErrNothingToResume) {
@@ -237,11 +239,14 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 			log.Debug().Msg("upstream subscribe cancelled by the shutdown")
 			return
 		}
+		w.obs.Subscribe(eff.source, SubscribeFailed)
 		log.Warn().Err(eff.err).Int("failures", a.life.failures).Dur("retry_in", eff.delay).Msg("upstream subscribe failed")
 	case effLogGaveUp:
 		a.failedAt = w.clock.Now()
+		w.obs.Subscribe(eff.source, SubscribeGaveUp)
 		log.Error().Err(eff.err).Int("failures", a.life.failures).Msg("upstream subscribe gave up; retried when a UCC subscribes again")
 	case effLogRetry:
+		w.obs.Subscribe(eff.source, SubscribeRetry)
 		log.Info().Int("failures", a.life.failures).Msg("upstream subscribe retry")
 	case effLogResubscribe:
 		log.Info().AnErr("reason", eff.err).Msg("upstream subscription ended; subscribing again")
@@ -539,7 +544,18 @@ func (w *Worker) storeLater(key string, delay time.Duration) {
 // Terminated (or nil) asks for a new subscription at once: it also cuts a
 // back-off short, as when a source's endpoint came back.
 func (w *Worker) Lost(sa sources.Agent, err error) {
-	w.handleKey(sa.Key, event{kind: evLost, err: err})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	a := w.agents[sa.Key]
+	if a == nil {
+		return
+	}
+	// Only a subscription that was up is lost: a source also calls back
+	// agents that wait for it to come back.
+	if a.life.phase == phaseActive || a.life.attempting() {
+		w.obs.Lost(a.life.source, lostReason(err))
+	}
+	w.handle(a, event{kind: evLost, err: err})
 }
 
 var _ sources.Sink = (*Worker)(nil)

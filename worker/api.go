@@ -84,7 +84,13 @@ func asError(err error) *schemas.Error {
 
 // Subscribe adds a UCC's interest in agents. Each agent is answered on its
 // own: a bad entry fails alone.
-func (w *Worker) Subscribe(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error) {
+func (w *Worker) Subscribe(ctx context.Context, req schemas.SubscribeRequest) (_ schemas.AgentsReply, err error) {
+	defer w.countRequest(EndpointSubscribe, &err)
+	return w.addInterests(ctx, req)
+}
+
+// addInterests is Subscribe, and the first half of Sync.
+func (w *Worker) addInterests(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error) {
 	if err := checkUCC(req.UCC); err != nil {
 		return schemas.AgentsReply{}, err
 	}
@@ -183,7 +189,8 @@ func (w *Worker) stateOf(a *agent, key, source string, subscribing bool) schemas
 }
 
 // Unsubscribe removes a UCC's interest in agents.
-func (w *Worker) Unsubscribe(ctx context.Context, req schemas.UnsubscribeRequest) (schemas.AgentsReply, error) {
+func (w *Worker) Unsubscribe(ctx context.Context, req schemas.UnsubscribeRequest) (_ schemas.AgentsReply, err error) {
+	defer w.countRequest(EndpointUnsubscribe, &err)
 	if err := checkUCC(req.UCC); err != nil {
 		return schemas.AgentsReply{}, err
 	}
@@ -210,11 +217,12 @@ func (w *Worker) Unsubscribe(ctx context.Context, req schemas.UnsubscribeRequest
 }
 
 // Sync makes the UCC's interests exactly the agents of the request.
-func (w *Worker) Sync(ctx context.Context, req schemas.SubscribeRequest) (schemas.AgentsReply, error) {
+func (w *Worker) Sync(ctx context.Context, req schemas.SubscribeRequest) (_ schemas.AgentsReply, err error) {
+	defer w.countRequest(EndpointSync, &err)
 	if err := checkSyncAgents(req.Agents); err != nil {
 		return schemas.AgentsReply{}, err
 	}
-	reply, err := w.Subscribe(ctx, req)
+	reply, err := w.addInterests(ctx, req)
 	if err != nil {
 		return reply, err
 	}
@@ -244,7 +252,8 @@ func (w *Worker) Sync(ctx context.Context, req schemas.SubscribeRequest) (schema
 }
 
 // Get answers the current presence of agents.
-func (w *Worker) Get(_ context.Context, req schemas.GetRequest) (schemas.AgentsReply, error) {
+func (w *Worker) Get(_ context.Context, req schemas.GetRequest) (_ schemas.AgentsReply, err error) {
+	defer w.countRequest(EndpointGet, &err)
 	if err := checkCount(len(req.URIs)); err != nil {
 		return schemas.AgentsReply{}, err
 	}
@@ -318,6 +327,21 @@ type InputResult struct {
 // An error of them all (ErrNotOwner, ErrOwnersChanged, a bad key) is in
 // every result.
 func (w *Worker) Input(ctx context.Context, ins []QueuedInput) []InputResult {
+	out := w.input(ctx, ins)
+	for i, r := range out {
+		if ins[i].Refused || errors.Is(r.Err, ErrNotOwner) || errors.Is(r.Err, ErrOwnersChanged) {
+			continue // not this worker's to apply now, or not applied
+		}
+		source := ins[i].Source
+		if spec, ok := sources.Lookup(source); !ok || !spec.Fed() {
+			source = InputSourceUnknown
+		}
+		w.obs.Input(source, requestResult(r.Err))
+	}
+	return out
+}
+
+func (w *Worker) input(ctx context.Context, ins []QueuedInput) []InputResult {
 	out := make([]InputResult, len(ins))
 	if len(ins) == 0 {
 		return out
@@ -404,8 +428,14 @@ func (w *Worker) Input(ctx context.Context, ins []QueuedInput) []InputResult {
 	return out
 }
 
+// countRequest tells the observer how a request ended.
+func (w *Worker) countRequest(endpoint string, err *error) {
+	w.obs.Request(endpoint, requestResult(*err))
+}
+
 // Status tells operators what this worker and the service hold.
-func (w *Worker) Status(ctx context.Context) (schemas.Status, error) {
+func (w *Worker) Status(ctx context.Context) (_ schemas.Status, err error) {
+	defer w.countRequest(EndpointStatus, &err)
 	workers, err := w.stores.Workers.List(ctx)
 	if err != nil {
 		return schemas.Status{}, fmt.Errorf("list workers: %w", err)

@@ -243,7 +243,7 @@ func (t *transition) on(e event) {
 		}
 		l.timer = noTimer
 		if l.phase == phaseBackoff {
-			t.emit(effect{kind: effLogRetry})
+			t.emit(effect{kind: effLogRetry, source: l.source})
 			t.queue(true)
 		}
 	case evSlot:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -104,7 +105,18 @@ func (w *Worker) republish(ev schemas.Event) {
 	}
 	if err := w.stores.State.Publish(ev); err != nil {
 		w.log.Warn().Err(err).Str("uri", ev.URI).Msg("could not publish the stored presence again")
+		return
 	}
+	w.obs.Published(sourceLabel(ev.Presence.Source), -1)
+}
+
+// sourceLabel is a presence's source as a metric label: a name of the
+// registry, never a value a sender chose.
+func sourceLabel(source string) string {
+	if _, ok := sources.Lookup(source); ok {
+		return source
+	}
+	return InputSourceUnknown
 }
 
 // maxSwapAttempts bounds the compare-and-set loop: each lost round means
@@ -168,6 +180,12 @@ func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p *schemas.
 			return rev, true, fmt.Errorf("publish presence of %s: %w", a.URI, err)
 		}
 		w.presence.markPublished(ev)
+		since := time.Duration(-1)
+		if !ev.Presence.ObservedAt.IsZero() {
+			// An observation time from another clock may be ahead of ours.
+			since = max(w.clock.Since(ev.Presence.ObservedAt), 0)
+		}
+		w.obs.Published(sourceLabel(ev.Presence.Source), since)
 		w.log.Info().Str("uri", a.URI).Uint64("seq", rev).
 			Object("previous", presenceLog{ev.Previous}).Object("new", presenceLog{&ev.Presence}).
 			Msg("presence change")

@@ -44,6 +44,9 @@ type Config struct {
 	Resume bool
 	// ResumesPerSecond paces resumes; 0 means DefaultResumesPerSecond.
 	ResumesPerSecond int
+	// Observer is told of requests, inputs, events and upstream
+	// subscriptions, for metrics; nil observes nothing.
+	Observer Observer
 }
 
 // DefaultResumesPerSecond paces resumes when Config leaves it zero.
@@ -74,6 +77,7 @@ type Worker struct {
 	resumeLimiter *rate.Limiter
 	started       time.Time
 	sources       map[string]sources.Source
+	obs           Observer
 
 	// ctx lives from Start to Stop; effects started by timers and handlers
 	// use it. attempts ends when Stop begins, so that no subscribe attempt
@@ -147,7 +151,12 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 	}
 	quiet := make(chan struct{})
 	close(quiet)
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
 	return &Worker{
+		obs:    obs,
 		cfg:    cfg,
 		stores: stores,
 		clock:  clock,

@@ -3,7 +3,8 @@
 // peak memory, attendant input throughput against raw KV puts, the latency
 // from an input to the event at a subscriber, and the durable input path
 // (inputs.go): its sustained rate against raw JetStream publishes, its
-// latency under load and its behaviour under overload.
+// latency under load and its behaviour under overload; and what metrics cost
+// on the input path (metrics.go).
 package main
 
 import (
@@ -44,11 +45,12 @@ func main() {
 	samples := flag.Int("samples", 2000, "inputs timed one by one for the latency")
 	flag.StringVar(&heapProfile, "heapprofile", "", "write a heap profile after the subscribe phase to this file")
 	flag.BoolVar(&withHistory, "history", true, "keep the events in presence_history, as presenced does; false measures the path without it")
-	phases := flag.String("phases", "subscribe,change,latency,durable", "the phases to run, comma-separated")
+	phases := flag.String("phases", "subscribe,change,latency,durable,metrics", "the phases to run, comma-separated")
 	flag.IntVar(&durable.inputs, "durable-inputs", 100000, "inputs for the durable path's sustained rate")
 	flag.DurationVar(&durable.window, "durable-window", 5*time.Second, "how long each paced latency run lasts")
 	flag.DurationVar(&durable.overload, "overload", 10*time.Second, "how long 10 times the sustained rate is offered")
 	flag.Int64Var(&durable.maxMsgs, "queue-max-msgs", 1000000, "the input queue's bound, as PRESENCE_INPUT_QUEUE_MAX_MSGS")
+	metricsRounds := flag.Int("metrics-rounds", 5, "rounds of the metrics phase, each measuring a provider without metrics and one with")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -62,7 +64,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(strings.Split(*phases, ","), *agents, *uccs, *batch, *inputs, *samples); err != nil {
+	if err := run(strings.Split(*phases, ","), *agents, *uccs, *batch, *inputs, *samples, *metricsRounds); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "presencebench:", err)
 		os.Exit(1)
@@ -79,8 +81,8 @@ type provider struct {
 
 // start runs a provider as presenced does, with every agent of the bench
 // domain on the attendant source, and logs at info level into nothing so
-// their cost is counted.
-func start(dir string) (*provider, error) {
+// their cost is counted; obs (nil for none) observes the worker.
+func start(dir string, obs worker.Observer) (*provider, error) {
 	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: dir}, zerolog.Nop())
 	if err != nil {
 		return nil, err
@@ -103,7 +105,7 @@ func start(dir string) (*provider, error) {
 	clock := clockwork.NewRealClock()
 	w := worker.New(worker.Config{
 		ID: "bench", SubscriptionsPerSecond: 15, FirstRetry: 900 * time.Second, MaxRetry: 8 * time.Hour,
-		MaxFailures: 3, Linger: 10 * time.Second,
+		MaxFailures: 3, Linger: 10 * time.Second, Observer: obs,
 	}, stores.Stores, clock, log)
 	w.AddSource(schemas.SourceAttendant, attendant.New(clock, []*regexp.Regexp{regexp.MustCompile(`@bench\.example$`)}))
 	if err := w.Start(ctx); err != nil {
@@ -128,19 +130,21 @@ func start(dir string) (*provider, error) {
 	}}, nil
 }
 
-func run(phases []string, agents, uccs, batch, inputs, samples int) error {
+func run(phases []string, agents, uccs, batch, inputs, samples, metricsRounds int) error {
 	dir, err := os.MkdirTemp("", "presencebench")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	p, err := start(dir)
-	if err != nil {
-		return err
-	}
-	defer p.stop()
 	fmt.Printf("machine: %d cores, %s; store: file (JetStream, embedded); presence_history: %v\n", runtime.NumCPU(), runtime.Version(), withHistory)
+	var p *provider
 	for _, phase := range phases {
+		if p == nil && phase != "metrics" {
+			if p, err = start(dir, nil); err != nil {
+				return err
+			}
+			defer p.stop()
+		}
 		var err error
 		switch phase {
 		case "subscribe":
@@ -151,8 +155,10 @@ func run(phases []string, agents, uccs, batch, inputs, samples int) error {
 			err = latency(p, samples)
 		case "durable":
 			err = durablePath(p)
+		case "metrics":
+			err = metricsCost(inputs, samples, metricsRounds)
 		default:
-			err = fmt.Errorf("no phase %q: subscribe, change, latency or durable", phase)
+			err = fmt.Errorf("no phase %q: subscribe, change, latency, durable or metrics", phase)
 		}
 		if err != nil {
 			return err
@@ -222,51 +228,77 @@ func subscribeThroughput(p *provider, agents, uccs, batch int) error {
 // backlog with one compare-and-set.
 func changeThroughput(p *provider, n int) error {
 	ctx := context.Background()
-	const distinct = 1000
-	a, stop, err := follow(p, "c", distinct, func(time.Time) {})
+	inputs, err := inputsShown(p, "c", n)
 	if err != nil {
 		return err
 	}
-	nc := p.conn.NC
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		a.send(i)
-		if err := nc.Publish(schemas.AttendantPrefix+schemas.Key(agentURI(i%distinct)), inputBody("c", i)); err != nil {
-			return err
-		}
-	}
-	for deadline := time.Now().Add(5 * time.Minute); a.shown() < n; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d inputs shown in events", a.shown(), n)
-		}
-	}
-	inputs := time.Since(start)
-	if err := stop(); err != nil {
-		return err
-	}
-
 	kv, err := p.conn.JS.KeyValue(ctx, schemas.BucketState)
 	if err != nil {
 		return err
 	}
 	value := []byte(`{"uri":"sip:raw@bench.example","key":"x","presence":{"availability":"Busy","availability_value":6500}}`)
-	start = time.Now()
+	start := time.Now()
 	for i := 0; i < n; i++ {
-		if _, err := kv.Put(ctx, fmt.Sprintf("raw%d", i%distinct), value); err != nil {
+		if _, err := kv.Put(ctx, fmt.Sprintf("raw%d", i%changeAgents), value); err != nil {
 			return err
 		}
 	}
 	raw := time.Since(start)
 	inRate, rawRate := float64(n)/inputs.Seconds(), float64(n)/raw.Seconds()
-	fmt.Printf("change throughput: %d attendant inputs over %d agents, all shown in events in %s: %.0f inputs/s\n", n, distinct, inputs.Round(time.Millisecond), inRate)
+	fmt.Printf("change throughput: %d attendant inputs over %d agents, all shown in events in %s: %.0f inputs/s\n", n, changeAgents, inputs.Round(time.Millisecond), inRate)
 	fmt.Printf("  raw KV put, one synchronous client, same store, %d puts: %.0f puts/s\n", n, rawRate)
 	fmt.Printf("  ratio: %.2f\n", inRate/rawRate)
 	return nil
 }
 
+// changeAgents is the number of agents the change throughput's inputs go to.
+const changeAgents = 1000
+
+// inputsShown sends n attendant inputs without waiting for answers, over
+// changeAgents agents whose URIs begin with prefix, and returns the time
+// until the events showed them all.
+func inputsShown(p *provider, prefix string, n int) (time.Duration, error) {
+	a, stop, err := follow(p, prefix, changeAgents, func(time.Time) {})
+	if err != nil {
+		return 0, err
+	}
+	nc := p.conn.NC
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		a.send(i)
+		if err := nc.Publish(schemas.AttendantPrefix+schemas.Key(agentURI(i%changeAgents)), inputBody(prefix, i)); err != nil {
+			return 0, err
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Minute); a.shown() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("only %d of %d inputs shown in events", a.shown(), n)
+		}
+	}
+	took := time.Since(start)
+	return took, stop()
+}
+
 // latency times inputs one at a time, from the publish to the event at a
 // subscriber.
 func latency(p *provider, samples int) error {
+	took, err := latencies(p, samples)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("latency input -> event at a subscriber, %d samples: p50 %s, p99 %s, max %s\n",
+		samples, percentile(took, 0.50), percentile(took, 0.99), took[len(took)-1].Round(time.Microsecond))
+	return nil
+}
+
+// percentile of sorted durations, rounded for printing.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	return sorted[int(q*float64(len(sorted)-1))].Round(time.Microsecond)
+}
+
+// latencies times inputs one at a time, from the publish to the event at a
+// subscriber, and returns the times sorted.
+func latencies(p *provider, samples int) ([]time.Duration, error) {
 	events := make(chan schemas.Event, 1)
 	const uri = "sip:latency@bench.example"
 	key := schemas.Key(uri)
@@ -276,7 +308,7 @@ func latency(p *provider, samples int) error {
 		}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = sub.Stop() }()
 	var took []time.Duration
@@ -285,20 +317,17 @@ func latency(p *provider, samples int) error {
 		body := fmt.Sprintf(`{"availability":%q}`, availability[i%2])
 		start := time.Now()
 		if err := p.conn.NC.Publish(schemas.AttendantPrefix+key, []byte(body)); err != nil {
-			return err
+			return nil, err
 		}
 		select {
 		case <-events:
 			took = append(took, time.Since(start))
 		case <-time.After(10 * time.Second):
-			return errors.New("an input produced no event")
+			return nil, errors.New("an input produced no event")
 		}
 	}
 	slices.Sort(took)
-	pct := func(q float64) time.Duration { return took[int(q*float64(len(took)-1))] }
-	fmt.Printf("latency input -> event at a subscriber, %d samples: p50 %s, p99 %s, max %s\n",
-		samples, pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), took[len(took)-1].Round(time.Microsecond))
-	return nil
+	return took, nil
 }
 
 // rss reads a memory figure of this process from /proc.

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -21,6 +22,7 @@ import (
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
+	"github.com/contactcenter/presence-provider/internal/slogzero"
 	"github.com/contactcenter/presence-provider/ops"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
@@ -55,6 +57,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	level, _ := zerolog.ParseLevel(proc.LogLevel)
 	log := zerolog.New(stderr).Level(level).With().Timestamp().Logger()
+	// Libraries that log with log/slog or the log package (sipgo's
+	// transports) write JSON through zerolog too.
+	slog.SetDefault(slogzero.New(log))
 	setMemoryLimit(log)
 	d, err := start(ctx, proc, log)
 	if err != nil && ctx.Err() != nil {
@@ -180,6 +185,8 @@ type daemon struct {
 	w    *worker.Worker
 	svc  *bus.Service
 	ops  *ops.Server // nil without PRESENCE_HTTP_LISTEN
+	// metrics counts what the worker does; nil without PRESENCE_HTTP_LISTEN.
+	metrics *ops.Metrics
 }
 
 func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *daemon, err error) {
@@ -250,9 +257,20 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 		return nil, err
 	}
 	clock := clockwork.NewRealClock()
-	d.w = worker.New(workerConfig(proc, provider), stores.Stores, clock, log)
-	if err := addSources(d.w, stores.Calls, dialogs, proc, provider, clock, log); err != nil {
+	wcfg := workerConfig(proc, provider)
+	if d.ops != nil {
+		d.metrics = ops.NewMetrics()
+		wcfg.Observer = d.metrics
+	}
+	d.w = worker.New(wcfg, stores.Stores, clock, log)
+	built, err := addSources(d.w, stores.Calls, dialogs, proc, provider, clock, log)
+	if err != nil {
 		return nil, err
+	}
+	if d.metrics != nil {
+		for _, s := range built {
+			d.metrics.AddSource(s)
+		}
 	}
 
 	// The worker and the service outlive the signal: stop ends them in
@@ -269,7 +287,7 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	}
 	ready := log.Info().Str("worker", proc.WorkerID).Str("version", version)
 	if d.ops != nil {
-		d.ops.Serve(d.w, d.conn, d.w)
+		d.ops.Serve(d.w, d.conn, d.w, d.metrics)
 		ready = ready.Str("http", d.ops.Addr())
 	}
 	if d.ns != nil {
@@ -332,10 +350,11 @@ func workerConfig(proc config.Process, p config.Provider) worker.Config {
 	}
 }
 
-// addSources starts the sources Config.xml enables, one line each; their
-// routing order is the registry's (sources.Registry).
+// addSources starts the sources Config.xml enables, one line each, and
+// returns them; their routing order is the registry's (sources.Registry).
 // dialogs is nil when SIP dialogs are not resumed.
-func addSources(w *worker.Worker, calls *bus.Calls, dialogs sip.DialogStore, proc config.Process, p config.Provider, clock clockwork.Clock, log zerolog.Logger) error {
+func addSources(w *worker.Worker, calls *bus.Calls, dialogs sip.DialogStore, proc config.Process, p config.Provider, clock clockwork.Clock, log zerolog.Logger) ([]sources.Source, error) {
+	var built []sources.Source
 	for _, s := range []struct {
 		name    string
 		enabled bool
@@ -351,11 +370,12 @@ func addSources(w *worker.Worker, calls *bus.Calls, dialogs sip.DialogStore, pro
 		}
 		src, err := s.build()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		w.AddSource(s.name, src)
+		built = append(built, src)
 	}
-	return nil
+	return built, nil
 }
 
 func graphConfig(proc config.Process, g config.GraphSource) graph.Config {

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -131,6 +132,17 @@ func TestNoSecretInOutput(t *testing.T) {
 		t.Errorf("explain of the Teams agent: %s; want its Graph account", ex)
 	}
 
+	// The metrics of the sources in use are served, and tell no secret.
+	_, metrics := get(t, "http://"+first.httpAddr(t)+"/metrics")
+	for _, want := range []string{`presence_sip_endpoint_up{endpoint="application"} 1`, `presence_sip_dialogs{endpoint="user"}`,
+		`presence_graph_requests_total{account="acc1",code="200"}`, `presence_inputs_total{result="ok",source="attendant"} 1`,
+		`presence_requests_total{endpoint="subscribe",result="ok"}`, `presence_upstream_subscribes_total{result="ok",source="graph"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	outputs.WriteString(metrics)
+
 	// A second worker joins with the password inside its NATS URL.
 	second := startDaemon(t, presenced, append(common, "PRESENCE_WORKER_ID=w2",
 		fmt.Sprintf("PRESENCE_NATS_URL=nats://worker:%s@127.0.0.1:%d", exampleSecrets["WORKER_PASSWORD"], port),
@@ -167,5 +179,45 @@ func TestNoSecretInOutput(t *testing.T) {
 	}
 	if !strings.Contains(all, `"level":"trace"`) && !strings.Contains(all, `"level":"debug"`) {
 		t.Error("no trace or debug line: the scenario did not run at trace level")
+	}
+	checkLogLines(t, first.logs.String()+second.logs.String())
+}
+
+// checkLogLines: every line the daemons wrote, on stdout or stderr, sipgo's
+// own among them, is one JSON object; at debug level each SIP transaction
+// is logged with its method, Call-ID, status and time (REGISTER, answered
+// after the digest challenge), and each Graph request with its status and
+// time.
+func checkLogLines(t *testing.T, logs string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Errorf("a line is not JSON: %q", line)
+			continue
+		}
+		switch obj["message"] {
+		case "SIP transaction":
+			if obj["method"] == nil || obj["call_id"] == nil || obj["took"] == nil {
+				t.Errorf("SIP transaction line without method, Call-ID or time: %s", line)
+			}
+			if obj["status"] != nil {
+				seen[fmt.Sprint("SIP ", obj["method"], " ", obj["status"])] = true
+			}
+		case "Graph request":
+			if obj["status"] == nil || obj["took"] == nil {
+				t.Errorf("Graph request line without status or time: %s", line)
+			}
+			seen[fmt.Sprint("Graph ", obj["status"])] = true
+		}
+		if obj["lib"] == "sipgo" {
+			seen["sipgo"] = true
+		}
+	}
+	for _, want := range []string{"SIP REGISTER 401", "SIP REGISTER 200", "SIP SUBSCRIBE 200", "Graph 200", "sipgo"} {
+		if !seen[want] {
+			t.Errorf("no %q line at trace level; seen %v", want, seen)
+		}
 	}
 }

@@ -48,7 +48,8 @@ func spawnDaemon(t testing.TB, bin string, env []string) *daemon {
 	t.Helper()
 	d := &daemon{cmd: exec.Command(bin), logs: &provtest.Logs{}, done: make(chan error, 1)}
 	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.Stderr = d.logs
+	// Both streams: every line presenced writes must be a log line.
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/rs/zerolog"
 )
 
 // MaxIDsPerRequest is getPresencesByUserId's limit.
@@ -29,6 +30,10 @@ type client struct {
 	http *http.Client
 	base string // Graph root, without a trailing slash
 	cred azcore.TokenCredential
+	// answered is told of every request that left, with Graph's status
+	// (0 for none: no answer came).
+	answered func(status int)
+	log      zerolog.Logger
 }
 
 // httpError is a Graph answer other than success; RetryAfter is set from the
@@ -64,7 +69,7 @@ func (c *client) userID(ctx context.Context, upn string) (string, error) {
 		ID string `json:"id"`
 	}
 	path := "/users/" + url.PathEscape(upn) + "?$select=id"
-	if err := c.call(ctx, http.MethodGet, path, nil, &user); err != nil {
+	if err := c.call(ctx, http.MethodGet, path, 0, nil, &user); err != nil {
 		return "", err
 	}
 	if user.ID == "" {
@@ -82,14 +87,15 @@ func (c *client) presences(ctx context.Context, ids []string) ([]graphPresence, 
 		Value []graphPresence `json:"value"`
 	}
 	body := map[string][]string{"ids": ids}
-	if err := c.call(ctx, http.MethodPost, "/communications/getPresencesByUserId", body, &answer); err != nil {
+	if err := c.call(ctx, http.MethodPost, "/communications/getPresencesByUserId", len(ids), body, &answer); err != nil {
 		return nil, err
 	}
 	return answer.Value, nil
 }
 
-// call sends one authenticated request and decodes the JSON answer.
-func (c *client) call(ctx context.Context, method, path string, in, out any) error {
+// call sends one authenticated request and decodes the JSON answer; ids is
+// the number of users a presence request asks for, for the log.
+func (c *client) call(ctx context.Context, method, path string, ids int, in, out any) error {
 	token, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{graphScope}})
 	if err != nil {
 		return &tokenError{err: err}
@@ -111,7 +117,17 @@ func (c *client) call(ctx context.Context, method, path string, in, out any) err
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	start := time.Now()
 	res, err := c.http.Do(req)
+	status := 0
+	if res != nil {
+		status = res.StatusCode
+	}
+	c.answered(status)
+	// The path names the user a lookup asks for; a presence request's
+	// users are only counted. Never the token nor a body.
+	c.log.Debug().Str("method", method).Str("path", strings.SplitN(path, "?", 2)[0]).Int("ids", ids).
+		Int("status", status).Dur("took", time.Since(start)).AnErr("error", err).Msg("Graph request")
 	if err != nil {
 		return fmt.Errorf("graph: %s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
 	}

@@ -96,6 +96,8 @@ type account struct {
 	lastError   string
 	lastCycle   time.Duration
 	requests    int
+	// answers counts the requests made, by Graph's status (0: no answer).
+	answers map[int]uint64
 	// broken is set when the account has no usable credentials.
 	broken error
 }
@@ -141,7 +143,14 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 			acct.failures, acct.lastError = cfg.FailingAfter, acct.broken.Error()
 			s.log.Error().Err(acct.broken).Msg("Graph account unusable")
 		}
-		acct.client = &client{http: cfg.HTTPClient, base: strings.TrimRight(cfg.BaseURL, "/"), cred: cred}
+		acct.answers = map[int]uint64{}
+		acct.client = &client{http: cfg.HTTPClient, base: strings.TrimRight(cfg.BaseURL, "/"), cred: cred,
+			log: s.log.With().Str("account", a.ID).Logger(),
+			answered: func(status int) {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				acct.answers[status]++
+			}}
 		s.accounts = append(s.accounts, acct)
 	}
 	return s, nil
@@ -534,6 +543,33 @@ func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
 		g.LastPoll = &polled
 	}
 	u.Graph = g
+}
+
+// AccountStats is how one account stands, for metrics.
+type AccountStats struct {
+	// ID is the account's configured id.
+	ID string
+	// Requests counts the requests made since the start, by Graph's
+	// HTTP status; 0 counts those that got no answer.
+	Requests map[int]uint64
+	// BudgetUsed is the part of the account's requestsPer30Seconds spent
+	// in the last 30 seconds.
+	BudgetUsed float64
+	// LastCycle is how long the last poll of all the account's agents took.
+	LastCycle time.Duration
+}
+
+// Accounts tells how each account stands, in configured order.
+func (s *Source) Accounts() []AccountStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	stats := make([]AccountStats, 0, len(s.accounts))
+	for _, acct := range s.accounts {
+		stats = append(stats, AccountStats{ID: acct.cfg.ID, Requests: maps.Clone(acct.answers),
+			BudgetUsed: float64(acct.budget.used(now)) / float64(s.cfg.RequestsPer30s), LastCycle: acct.lastCycle})
+	}
+	return stats
 }
 
 // Health tells, per account, the agents, the last cycle's length and the

@@ -259,10 +259,20 @@ func (s *Source) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {
 		s.log.Warn().Err(err).Msg("could not answer NOTIFY")
 	}
+	s.log.Debug().Str("method", string(req.Method)).Str("call_id", callIDOf(req)).Int("status", code).
+		Str("subscription_state", headerValue(req, "Subscription-State")).Msg("SIP transaction answered")
 	if d == nil {
 		return
 	}
 	s.applyNotify(d, req, state)
+}
+
+// headerValue is a header's value, empty when the message has none.
+func headerValue(req *sip.Request, name string) string {
+	if h := req.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
 }
 
 func (s *Source) applyNotify(d *dialog, req *sip.Request, state subscriptionState) {

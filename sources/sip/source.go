@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/rs/zerolog"
 
+	"github.com/contactcenter/presence-provider/internal/slogzero"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
 )
@@ -185,11 +185,15 @@ func (s *Source) listen() error {
 		s.contact.UriParams.Add("transport", strings.ToLower(s.transport))
 	}
 
-	quiet := slog.New(slog.DiscardHandler)
+	// sipgo's own lines go through this source's zerolog logger, as JSON.
+	libLog := slogzero.New(s.log.With().Str("lib", "sipgo").Logger())
+	uaOpts = append(uaOpts,
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(libLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(libLog)))
 	if s.ua, err = sipgo.NewUA(uaOpts...); err != nil {
 		return err
 	}
-	opts := []sipgo.ClientOption{sipgo.WithClientLogger(quiet), sipgo.WithClientHostname(host)}
+	opts := []sipgo.ClientOption{sipgo.WithClientLogger(libLog), sipgo.WithClientHostname(host)}
 	if s.transport == "UDP" {
 		// Requests leave from the listening socket, so answers and NOTIFYs come back to it.
 		opts = append(opts, sipgo.WithClientConnectionAddr(addr.String()))
@@ -197,7 +201,7 @@ func (s *Source) listen() error {
 	if s.client, err = sipgo.NewClient(s.ua, opts...); err != nil {
 		return err
 	}
-	if s.server, err = sipgo.NewServer(s.ua, sipgo.WithServerLogger(quiet)); err != nil {
+	if s.server, err = sipgo.NewServer(s.ua, sipgo.WithServerLogger(libLog)); err != nil {
 		return err
 	}
 	s.server.OnNotify(s.onNotify)
@@ -421,16 +425,65 @@ func (s *Source) send(ctx context.Context, ep *endpoint, req *sip.Request) (*sip
 	}
 	req.SetDestination(ep.pool)
 	req.SetTransport(s.transport)
+	start := s.clock.Now()
 	res, err := s.client.Do(ctx, req)
+	if err == nil && (res.StatusCode == 401 || res.StatusCode == 407) && ep.cfg.Password != "" {
+		s.logTransaction(ep, req, res, err, start)
+		res, err = s.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: ep.uri.User, Password: ep.cfg.Password})
+	}
+	s.logTransaction(ep, req, res, err, start)
 	var untrusted *tls.CertificateVerificationError
 	if errors.As(err, &untrusted) {
 		return nil, fmt.Errorf("%s: %w: %w", ep.pool, errUntrusted, err)
 	}
-	if err != nil {
-		return nil, err
+	return res, err
+}
+
+// logTransaction writes one client transaction at debug level: what was
+// asked, of which dialog, the answer and the time it took; never a header
+// that carries credentials, nor a body.
+func (s *Source) logTransaction(ep *endpoint, req *sip.Request, res *sip.Response, err error, start time.Time) {
+	e := s.log.Debug()
+	if !e.Enabled() {
+		return
 	}
-	if (res.StatusCode == 401 || res.StatusCode == 407) && ep.cfg.Password != "" {
-		return s.client.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: ep.uri.User, Password: ep.cfg.Password})
+	e = e.Str("method", string(req.Method)).Str("call_id", callIDOf(req)).Str("endpoint", ep.cfg.Name).
+		Dur("took", s.clock.Since(start))
+	if res != nil {
+		e = e.Int("status", res.StatusCode)
 	}
-	return res, nil
+	e.AnErr("error", err).Msg("SIP transaction")
+}
+
+// callIDOf is a message's Call-ID, empty when it has none.
+func callIDOf(req *sip.Request) string {
+	if h := req.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// EndpointStats is how one endpoint stands, for metrics.
+type EndpointStats struct {
+	// Name is the endpoint's configured name (application, user).
+	Name string
+	Up   bool
+	// Dialogs counts the subscription dialogs held on it.
+	Dialogs int
+}
+
+// Endpoints tells how each endpoint stands, in configured order.
+func (s *Source) Endpoints() []EndpointStats {
+	s.mu.Lock()
+	perEndpoint := map[*endpoint]int{}
+	for _, d := range s.byAgent {
+		perEndpoint[d.ep]++
+	}
+	s.mu.Unlock()
+	stats := make([]EndpointStats, 0, len(s.endpoints))
+	for _, ep := range s.endpoints {
+		up, _ := ep.status()
+		stats = append(stats, EndpointStats{Name: ep.cfg.Name, Up: up, Dialogs: perEndpoint[ep]})
+	}
+	return stats
 }
