@@ -31,6 +31,10 @@ type agent struct {
 	// retryAt is when the running back-off ends; failedAt when the last
 	// attempt failed: for explain.
 	retryAt, failedAt time.Time
+	// route is the source routeOf chose, empty until it is asked or after
+	// the route hints changed: matching the sources' rules (the attendant
+	// patterns) for every agent on every scrape or status cost most of it.
+	route string
 }
 
 // uccInterest is one UCC's interest, kept small: a service holds millions.
@@ -93,7 +97,10 @@ func (w *Worker) sourceOf(a sources.Agent) sources.Source {
 // routeOf picks the agent's source from what its UCCs told: any UCC that
 // gives a Teams UPN, or says the number is a phone (user=phone), decides.
 func (w *Worker) routeOf(a *agent) string {
-	return w.route(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN)
+	if a.route == "" {
+		a.route = w.route(schemas.AgentURI{URI: a.URI, PSTN: a.pstn}, a.TeamsUPN)
+	}
+	return a.route
 }
 
 // route names the first enabled source, in the registry's order, that

@@ -87,7 +87,7 @@ func (w *Worker) dropInterest(agentKey, uccKey string) {
 // mergeRouteHints takes the Teams UPN and the phone flag from any UCC that
 // gave them, so that the route does not depend on which UCC came first.
 func (w *Worker) mergeRouteHints(a *agent) {
-	a.TeamsUPN, a.pstn = "", false
+	a.TeamsUPN, a.pstn, a.route = "", false, ""
 	for _, u := range a.uccs {
 		if a.TeamsUPN == "" {
 			a.TeamsUPN = u.upn()
