@@ -3,7 +3,9 @@ package main_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"fmt"
+	stdhtml "html"
 	"io"
 	"net/http"
 	"os"
@@ -60,7 +62,7 @@ func js(script string, args ...any) string { return fmt.Sprintf(script, args...)
 // run nothing, and a click on an agent opens its explanation.
 func TestStatusPageInChromium(t *testing.T) {
 	browser := chromium(t)
-	presenced, _ := build(t)
+	presenced, presencectl := build(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
 	d := startDaemon(t, presenced, []string{
 		"PRESENCE_CONFIG=" + attendantConfig(t),
@@ -215,6 +217,22 @@ func TestStatusPageInChromium(t *testing.T) {
 			document.getElementById('explain-body').textContent.includes('"uri": %q')`, agent, agent)),
 	)
 	shot("status-page-explain.png")
+
+	// presencectl explain, as an operator reads it in a terminal: the
+	// README's second picture.
+	out, err := exec.Command(presencectl, "-nats", url, "explain", agent).CombinedOutput()
+	if err != nil {
+		t.Fatalf("presencectl explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{agent, "attendant: pattern", "ucc_app01", "ucc_app02", "Busy"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("presencectl explain tells no %q:\n%s", want, out)
+		}
+	}
+	terminal := `<body style="margin:0;background:#1d1f21"><pre style="margin:0;padding:16px;color:#e0e0e0;font:14px monospace">` +
+		"$ presencectl explain " + agent + "\n" + stdhtml.EscapeString(string(out)) + "</pre></body>"
+	do(chromedp.Navigate("data:text/html;base64," + base64.StdEncoding.EncodeToString([]byte(terminal))))
+	shot("presencectl-explain.png")
 }
 
 func sortedKeys(uris ...string) []string {
