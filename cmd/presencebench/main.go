@@ -50,7 +50,7 @@ func main() {
 	flag.DurationVar(&durable.window, "durable-window", 5*time.Second, "how long each paced latency run lasts")
 	flag.DurationVar(&durable.overload, "overload", 10*time.Second, "how long 10 times the sustained rate is offered")
 	flag.Int64Var(&durable.maxMsgs, "queue-max-msgs", 1000000, "the input queue's bound, as PRESENCE_INPUT_QUEUE_MAX_MSGS")
-	metricsRounds := flag.Int("metrics-rounds", 5, "rounds of the metrics phase, each measuring a provider without metrics and one with")
+	metricsRounds := flag.Int("metrics-rounds", 5, "rounds of the metrics phase, each measuring a provider without metrics and history and one with both")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -81,8 +81,9 @@ type provider struct {
 
 // start runs a provider as presenced does, with every agent of the bench
 // domain on the attendant source, and logs at info level into nothing so
-// their cost is counted; obs (nil for none) observes the worker.
-func start(dir string, obs worker.Observer) (*provider, error) {
+// their cost is counted; obs (nil for none) observes the worker, and
+// history keeps the events in presence_history.
+func start(dir string, obs worker.Observer, history bool) (*provider, error) {
 	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: dir}, zerolog.Nop())
 	if err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func start(dir string, obs worker.Observer) (*provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	if withHistory {
+	if history {
 		if stores.History, err = conn.HistoryStream(ctx, bus.HistoryOptions{MaxAge: 7 * 24 * time.Hour, MaxBytes: 2 << 30, Replicas: 1}, log); err != nil {
 			return nil, err
 		}
@@ -140,7 +141,7 @@ func run(phases []string, agents, uccs, batch, inputs, samples, metricsRounds in
 	var p *provider
 	for _, phase := range phases {
 		if p == nil && phase != "metrics" {
-			if p, err = start(dir, nil); err != nil {
+			if p, err = start(dir, nil, withHistory); err != nil {
 				return err
 			}
 			defer p.stop()

@@ -10,11 +10,12 @@ import (
 	"github.com/contactcenter/presence-provider/worker"
 )
 
-// metricsCost measures the input path without metrics and with the
-// worker counting into ops.Metrics (as presenced does with
-// PRESENCE_HTTP_LISTEN set): the change throughput and the latency of
-// single inputs, each on a fresh provider, in alternating rounds so that
-// the machine's drift weighs on both alike. It prints the medians.
+// metricsCost measures the input path without the operating features and
+// with them as presenced runs them (PRESENCE_HTTP_LISTEN set): the worker
+// counting into ops.Metrics and every event kept in presence_history. The
+// change throughput and the latency of single inputs, each on a fresh
+// provider, in alternating rounds so that the machine's drift weighs on
+// both alike. It prints the medians.
 func metricsCost(inputs, samples, rounds int) error {
 	type figures struct {
 		rate     []float64
@@ -28,37 +29,39 @@ func metricsCost(inputs, samples, rounds int) error {
 			if with {
 				obs, f = ops.NewMetrics(), &on
 			}
-			took, lat, err := measureInputs(obs, inputs, samples)
+			took, lat, err := measureInputs(obs, with, inputs, samples)
 			if err != nil {
 				return err
 			}
 			f.rate = append(f.rate, float64(inputs)/took.Seconds())
-			fmt.Printf("  round %d, metrics %-5v: %.0f inputs/s, latency p50 %s\n", round+1, with, f.rate[round], percentile(lat, 0.50))
+			fmt.Printf("  round %d, metrics and history %-5v: %.0f inputs/s, latency p50 %s\n", round+1, with, f.rate[round], percentile(lat, 0.50))
 			f.p50 = append(f.p50, percentile(lat, 0.50))
 			f.p99 = append(f.p99, percentile(lat, 0.99))
 		}
 	}
-	fmt.Printf("metrics cost on the input path, median of %d alternating rounds on fresh providers:\n", rounds)
+	fmt.Printf("metrics and history cost on the input path, median of %d alternating rounds on fresh providers:\n", rounds)
 	for _, row := range []struct {
 		name string
 		f    figures
-	}{{"without metrics", off}, {"with metrics   ", on}} {
+	}{{"without metrics and history", off}, {"with metrics and history   ", on}} {
 		fmt.Printf("  %s: %.0f inputs/s (%d inputs over %d agents); latency p50 %s, p99 %s (%d samples)\n",
 			row.name, median(row.f.rate), inputs, changeAgents, median(row.f.p50), median(row.f.p99), samples)
 	}
-	fmt.Printf("  throughput with metrics / without: %.3f\n", median(on.rate)/median(off.rate))
+	fmt.Printf("  throughput with / without: %.3f; latency p50 %.3f, p99 %.3f\n", median(on.rate)/median(off.rate),
+		float64(median(on.p50))/float64(median(off.p50)), float64(median(on.p99))/float64(median(off.p99)))
 	return nil
 }
 
-// measureInputs runs a provider whose worker obs observes (nil: none), and
-// measures the change throughput and the single-input latencies on it.
-func measureInputs(obs worker.Observer, inputs, samples int) (time.Duration, []time.Duration, error) {
+// measureInputs runs a provider whose worker obs observes (nil: none), with
+// or without history, and measures the change throughput and the
+// single-input latencies on it.
+func measureInputs(obs worker.Observer, history bool, inputs, samples int) (time.Duration, []time.Duration, error) {
 	dir, err := os.MkdirTemp("", "presencebench-metrics")
 	if err != nil {
 		return 0, nil, err
 	}
 	defer os.RemoveAll(dir)
-	p, err := start(dir, obs)
+	p, err := start(dir, obs, history)
 	if err != nil {
 		return 0, nil, err
 	}
