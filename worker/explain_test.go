@@ -180,10 +180,14 @@ func TestExplainOnANonOwnerAsksTheHolder(t *testing.T) {
 		}
 	}
 	failedAt := clock.Now()
-	ex, err := envs[other].Worker.Explain(envs[other].Ctx(), schemas.ExplainRequest{URI: uri})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// worker-a explains from the claims it watches, which may lag the
+	// bucket read above: wait (in real time) until it saw worker-b's.
+	var ex schemas.Explanation
+	var err error
+	provtest.Eventually(t, "worker-a to see worker-b's claim", func() bool {
+		ex, err = envs[other].Worker.Explain(envs[other].Ctx(), schemas.ExplainRequest{URI: uri})
+		return err == nil && ex.Claim != nil
+	})
 	key, _ := client.Key(uri)
 	up := ex.Upstream
 	if ex.Worker != "worker-a" || ex.Claim == nil || ex.Claim.Worker != "worker-b" || up == nil {
