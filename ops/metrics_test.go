@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -24,33 +23,14 @@ import (
 
 // refusing is an upstream presence system that refuses the agents whose URI
 // holds "refused", and takes the others.
-type refusing struct {
-	mu sync.Mutex
-	up map[string]bool
-}
+type refusing struct{ *upstream }
 
-func (u *refusing) Subscribe(_ context.Context, a sources.Agent) error {
+func (u refusing) Subscribe(ctx context.Context, a sources.Agent) error {
 	if strings.Contains(a.URI, "refused") {
 		return errors.New("403 Forbidden")
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.up[a.URI] = true
-	return nil
+	return u.upstream.Subscribe(ctx, a)
 }
-
-func (u *refusing) Unsubscribe(_ context.Context, a sources.Agent) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	delete(u.up, a.URI)
-	return nil
-}
-
-func (*refusing) Serves(uri schemas.AgentURI, _ string) bool {
-	return strings.HasPrefix(uri.URI, "sip:")
-}
-
-func (*refusing) Health() sources.Health { return sources.Health{Healthy: true} }
 
 // series is the sample of a metric with exactly the given labels (name,
 // value pairs), nil when there is none.
@@ -90,7 +70,7 @@ func TestCountersAfterAScenario(t *testing.T) {
 	cfg.Observer = metrics
 	e := provtest.Start(t, cfg, func(w *worker.Worker, clock clockwork.Clock) {
 		w.AddSource(schemas.SourceAttendant, attendant.New(clock, []*regexp.Regexp{attendantPattern}))
-		w.AddSource(schemas.SourceSIP, &refusing{up: map[string]bool{}})
+		w.AddSource(schemas.SourceSIP, refusing{&upstream{up: map[string]bool{}}})
 	})
 	base := serve(t, e.Worker, e.Conn, metrics)
 

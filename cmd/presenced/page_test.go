@@ -63,13 +63,7 @@ func js(script string, args ...any) string { return fmt.Sprintf(script, args...)
 func TestStatusPageInChromium(t *testing.T) {
 	browser := chromium(t)
 	presenced, presencectl := build(t)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
-	d := startDaemon(t, presenced, []string{
-		"PRESENCE_CONFIG=" + attendantConfig(t),
-		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
-		"PRESENCE_DATA_DIR=" + t.TempDir(),
-	})
-	base := "http://" + d.httpAddr(t) + "/"
+	url, base := startPageDaemon(t, presenced)
 	ucc := natsClient(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -235,6 +229,19 @@ func TestStatusPageInChromium(t *testing.T) {
 	shot("presencectl-explain.png")
 }
 
+// startPageDaemon runs presenced with the attendant source on an embedded
+// NATS; it returns the NATS URL and the status page's address.
+func startPageDaemon(tb testing.TB, presenced string) (url, page string) {
+	tb.Helper()
+	url = fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(tb))
+	d := startDaemon(tb, presenced, []string{
+		"PRESENCE_CONFIG=" + attendantConfig(tb),
+		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
+		"PRESENCE_DATA_DIR=" + tb.TempDir(),
+	})
+	return url, "http://" + d.httpAddr(tb) + "/"
+}
+
 func sortedKeys(uris ...string) []string {
 	var keys []string
 	for _, u := range uris {
@@ -255,13 +262,7 @@ func BenchmarkStatusPage(b *testing.B) {
 	const n = 10_000
 	browser := chromium(b)
 	presenced, _ := build(b)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(b))
-	d := startDaemon(b, presenced, []string{
-		"PRESENCE_CONFIG=" + attendantConfig(b),
-		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
-		"PRESENCE_DATA_DIR=" + b.TempDir(),
-	})
-	base := "http://" + d.httpAddr(b) + "/"
+	url, base := startPageDaemon(b, presenced)
 	ucc := natsClient(b, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
