@@ -61,8 +61,10 @@ type Resumer interface {
 	Resume(ctx context.Context, a Agent) error
 	// Detach lets the agent's subscription go without ending it upstream,
 	// for the next holder to resume; it returns once this source sends
-	// nothing more in it.
-	Detach(a Agent)
+	// nothing more in it. A subscription the next holder could not resume
+	// (what it needs was never recorded as it stands) is ended instead:
+	// left upstream, it would live beside the next holder's new one.
+	Detach(ctx context.Context, a Agent) error
 }
 
 // ErrNothingToResume is a Resume that found no subscription to continue (none

@@ -177,11 +177,11 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 			w.subscribe(w.attempts, sa, eff.source, eff.claimRev, eff.attempt, true)
 		})
 	case effEnd:
-		base := w.endBase
+		base, unchanged := w.endBase, w.unchanged(a)
 		w.goEffect("unsubscribe", func(context.Context) {
 			end, cancel := context.WithTimeout(base, endTimeout)
 			defer cancel()
-			released := w.endUpstream(end, sa, eff.source, eff.claimRev, eff.keep)
+			released := w.endUpstream(end, sa, eff.source, eff.claimRev, eff.keep, unchanged)
 			w.handleKey(key, event{kind: evEnded, released: released})
 		})
 	case effEndOrphan:
@@ -189,7 +189,9 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 		w.goEffect("end orphaned attempt", func(context.Context) {
 			end, cancel := context.WithTimeout(base, endTimeout)
 			defer cancel()
-			w.endUpstream(end, sa, eff.source, eff.claimRev, eff.keep)
+			// Its own claim only: whatever this worker wrote since is not
+			// the orphan's to delete.
+			w.endUpstream(end, sa, eff.source, eff.claimRev, eff.keep, never)
 		})
 	case effUnsubscribe:
 		base := w.endBase
@@ -199,6 +201,7 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 			if err := w.letGo(end, sa, eff.source, eff.keep); err != nil {
 				log.Warn().Err(err).Msg("fence: upstream unsubscribe failed")
 			}
+			w.handleKey(key, event{kind: evEnded})
 		})
 	case effFedSubscribe:
 		f, _ := w.fed(eff.source)
@@ -217,7 +220,7 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 	case effWriteClaim:
 		w.writeClaim(a, eff)
 	case effReleaseStale:
-		w.releaseStale(key)
+		w.releaseStale(a)
 	case effReadLive:
 		select {
 		case w.liveChanged <- struct{}{}:
@@ -279,8 +282,8 @@ const endTimeout = 15 * time.Second
 
 // endUpstream unsubscribes (or detaches: keep) before it releases the
 // claim: the next holder must never overlap with this one upstream. It
-// reports whether the claim is gone.
-func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string, claimRev uint64, keep bool) bool {
+// reports whether the claim is gone; unchanged is release's.
+func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string, claimRev uint64, keep bool, unchanged func() bool) bool {
 	if s, ok := w.sources[source]; ok {
 		_, fed := s.(sources.Fed)
 		switch err := w.letGo(ctx, a, source, keep); {
@@ -295,7 +298,7 @@ func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string
 	if claimRev == 0 {
 		return true
 	}
-	if err := w.release(ctx, a.Key, claimRev); err != nil {
+	if err := w.release(ctx, a.Key, claimRev, unchanged); err != nil {
 		w.log.Warn().Err(err).Str("uri", a.URI).Msg("could not release claim")
 		return false
 	}
@@ -308,8 +311,7 @@ func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string
 func (w *Worker) letGo(ctx context.Context, a sources.Agent, source string, keep bool) error {
 	s := w.sources[source]
 	if r, ok := s.(sources.Resumer); ok && keep {
-		r.Detach(a)
-		return nil
+		return r.Detach(ctx, a)
 	}
 	return s.Unsubscribe(ctx, a)
 }
@@ -317,8 +319,10 @@ func (w *Worker) letGo(ctx context.Context, a sources.Agent, source string, keep
 // release gives up a claim this worker holds. A claim write whose answer was
 // lost (a cancelled request), or one still on its way, leaves the revision
 // unknown: on a mismatch the claim is read again and deleted if it is still
-// this worker's.
-func (w *Worker) release(ctx context.Context, key string, rev uint64) error {
+// this worker's and unchanged says the agent's lifecycle is where it was
+// when the release was decided. Otherwise the claim may be a newer
+// attempt's, which deleting would leave subscribed with no claim.
+func (w *Worker) release(ctx context.Context, key string, rev uint64, unchanged func() bool) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		if err = w.stores.Claims.Delete(ctx, key, rev); err == nil {
@@ -328,13 +332,31 @@ func (w *Worker) release(ctx context.Context, key string, rev uint64) error {
 		switch {
 		case getErr != nil:
 			return errors.Join(err, getErr)
-		case !found || c.Worker != w.cfg.ID:
+		case !found || c.Worker != w.cfg.ID || !unchanged():
 			return nil
 		}
 		rev = current
 	}
 	return err
 }
+
+// unchanged returns whether the agent's lifecycle is still in the phase it
+// is in now, with no attempt begun since; the caller holds w.mu. A
+// forgotten agent has no attempt either.
+func (w *Worker) unchanged(a *agent) func() bool {
+	key, p, n := a.Key, a.life.phase, a.life.attempt
+	return func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		cur := w.agents[key]
+		return cur == nil || (cur == a && cur.life.phase == p && cur.life.attempt == n)
+	}
+}
+
+// always and never are release's unchanged for the claims Stop releases
+// once no effect runs, and for an orphan, whose claim is its own revision.
+func always() bool { return true }
+func never() bool  { return false }
 
 // subscribe is one attempt: claim, then subscribe (started by the
 // dispatcher) or resume (at the resume rate). A subscription is continued

@@ -55,6 +55,11 @@ type lifecycle struct {
 	// attempt's result applies it after.
 	lost    bool
 	lostErr error
+	// awaiting is set while stopping waits for the attempt a fence
+	// interrupted: its result ends what it made. No new attempt starts
+	// before, for a source keeps one subscription per agent, and ending the
+	// old one later would end the new.
+	awaiting bool
 }
 
 // state is what a reply says of the upstream subscription.
@@ -142,7 +147,7 @@ const (
 	effResume                         // at the resume rate, claim (unless held), then resume; reports evClaimRefused, evResumed or evResumeFailed
 	effEnd                            // unsubscribe (or detach: keep), then release the claim; reports evEnded
 	effEndOrphan                      // end (or detach: keep) what an attempt nobody waits for made, and its claim
-	effUnsubscribe                    // end (or detach: keep) the upstream subscription only: the claim cannot be reached
+	effUnsubscribe                    // end (or detach: keep) the upstream subscription only: the claim cannot be reached; reports evEnded
 	effFedSubscribe                   // tell a fed source that it serves the agent
 	effArmBackoff
 	effArmLinger
@@ -256,6 +261,9 @@ func (t *transition) on(e event) {
 		l.lost, l.lostErr = false, nil
 		t.emit(effect{kind: effAttempt, source: l.source, claimRev: l.claimRev, attempt: l.attempt})
 	case evClaimRefused:
+		if t.interrupted(e) {
+			return
+		}
 		if !l.attempting() || e.attempt != l.attempt {
 			return
 		}
@@ -267,6 +275,9 @@ func (t *transition) on(e event) {
 	case evAttemptDone, evResumed:
 		t.attemptDone(e)
 	case evResumeFailed:
+		if t.interrupted(e) {
+			return
+		}
 		if l.phase != phaseResuming || e.attempt != l.attempt {
 			return
 		}
@@ -284,11 +295,16 @@ func (t *transition) on(e event) {
 		if l.phase != phaseStopping {
 			return
 		}
-		l.phase, l.failures = phaseIdle, 0
-		if e.released {
-			l.claimRev = 0
-		}
+		// A claim not released is read again by the next attempt, which
+		// takes it over: its revision may have moved, or the delete may
+		// have landed unanswered.
+		l.phase, l.failures, l.claimRev = phaseIdle, 0, 0
 		t.reconcile()
+		if !e.released && l.phase == phaseElsewhere && !t.v.fenced {
+			// Not this worker's any more, and the claim still names it:
+			// the new owner cannot take the agent until it goes.
+			t.emit(effect{kind: effReleaseStale})
+		}
 	case evClaimWritten:
 		if l.claimRev == e.claimRev {
 			l.claimRev = e.newRev
@@ -434,6 +450,9 @@ func (t *transition) stop() {
 // success of a resume (evResumed).
 func (t *transition) attemptDone(e event) {
 	l := &t.l
+	if t.interrupted(e) {
+		return
+	}
 	want := phaseSubscribing
 	if e.kind == evResumed {
 		want = phaseResuming
@@ -548,17 +567,38 @@ func (t *transition) ownersChanged(changed bool) {
 
 // fence ends the upstream subscription without releasing the claim: before
 // the lease runs out and another worker may take the agent, this one holds
-// nothing. The claim may be another worker's by the time NATS answers again;
-// an attempt under way sees the phase change and ends what it made.
+// nothing. The claim may be another worker's by the time NATS answers again.
+// The agent stays stopping until what it let go is gone (evEnded) or, for
+// an attempt under way, until the attempt's result ends what it made.
 func (t *transition) fence() {
 	l := &t.l
-	if t.m.fed[l.source] || l.phase == phaseIdle || l.phase == phaseElsewhere {
+	if t.m.fed[l.source] || l.phase == phaseIdle || l.phase == phaseElsewhere || l.phase == phaseStopping {
 		return
 	}
 	t.stopTimer()
-	switch l.phase {
-	case phaseActive, phaseBackoff, phaseFailed, phaseQueued:
-		t.emit(effect{kind: effUnsubscribe, source: l.source, keep: t.keep(l.source)})
+	if l.attempting() {
+		l.phase, l.claimRev, l.awaiting = phaseStopping, 0, true
+		return
 	}
-	l.phase, l.claimRev = phaseIdle, 0
+	t.emit(effect{kind: effUnsubscribe, source: l.source, keep: t.keep(l.source)})
+	l.phase, l.claimRev = phaseStopping, 0
+}
+
+// interrupted applies the result of the attempt a fence interrupted, and
+// reports whether e was that result. What the attempt made upstream is
+// ended; an attempt that made nothing leaves the claim it may have taken
+// for the next attempt to take over, or for this worker to let go as stale.
+func (t *transition) interrupted(e event) bool {
+	l := &t.l
+	if !l.awaiting || e.attempt != l.attempt {
+		return false
+	}
+	l.awaiting = false
+	if e.err == nil && (e.kind == evAttemptDone || e.kind == evResumed) {
+		t.emit(effect{kind: effEnd, source: e.source, claimRev: e.claimRev, keep: t.keep(e.source)})
+		return true
+	}
+	l.phase = phaseIdle
+	t.reconcile()
+	return true
 }

@@ -167,7 +167,10 @@ func rows() []row {
 		{from: bo, event: event{kind: evBackoffOver}, want: q, effs: []effectKind{effLogRetry, effQueue}},
 		// Ending the subscription finished.
 		{from: st, event: event{kind: evEnded, released: true}, want: q, effs: []effectKind{effQueue}, check: claimRev(0)},
-		{name: "claim kept", from: st, view: unwanted, event: event{kind: evEnded}, want: i, effs: []effectKind{effForget}, check: claimRev(5)},
+		{name: "claim not released", from: st, view: unwanted, event: event{kind: evEnded}, want: i, effs: []effectKind{effForget}, check: claimRev(0)},
+		{name: "claim not released, read again", from: st, event: event{kind: evEnded}, want: q, effs: []effectKind{effQueue}, check: claimRev(0)},
+		{name: "claim not released, not its share", from: st, view: notMine, event: event{kind: evEnded}, want: el, effs: []effectKind{effReleaseStale}},
+		{name: "claim not released, fenced", from: st, view: func(v *view) { v.fenced = true }, event: event{kind: evEnded}, want: el},
 		// Claim writes.
 		{from: act, event: event{kind: evClaimWritten, claimRev: 5, newRev: 6}, want: act, check: claimRev(6)},
 		{name: "over an older revision", from: act, event: event{kind: evClaimWritten, claimRev: 4, newRev: 6}, want: act, check: claimRev(5)},
@@ -190,14 +193,30 @@ func rows() []row {
 		{from: el, event: event{kind: evClaimReleased}, want: q, effs: []effectKind{effQueue}},
 		{name: "not its share", from: el, view: notMine, event: event{kind: evClaimReleased}, want: el, effs: []effectKind{effReadLive}},
 		{from: el, life: func(l *lifecycle) { l.claimRev = 5 }, event: event{kind: evStaleReleased}, want: el, check: claimRev(0)},
-		// Fencing ends what is held upstream, keeping no claim.
-		{from: q, event: event{kind: evFenced}, want: i, effs: []effectKind{effUnsubscribe}},
-		{from: sub, event: event{kind: evFenced}, want: i},
-		{from: act, event: event{kind: evFenced}, want: i, effs: []effectKind{effUnsubscribe}, check: claimRev(0)},
+		// Fencing ends what is held upstream, keeping no claim, and nothing
+		// starts again before that ended.
+		{from: q, event: event{kind: evFenced}, want: st, effs: []effectKind{effUnsubscribe}},
+		{from: sub, event: event{kind: evFenced}, want: st, check: awaiting(true)},
+		{from: act, event: event{kind: evFenced}, want: st, effs: []effectKind{effUnsubscribe}, check: claimRev(0)},
 		{name: "fed", from: act, life: func(l *lifecycle) { l.source, l.claimRev = schemas.SourceAttendant, 0 }, event: event{kind: evFenced}, want: act},
-		{from: bo, event: event{kind: evFenced}, want: i, effs: []effectKind{effStopTimer, effUnsubscribe}},
-		{from: fl, event: event{kind: evFenced}, want: i, effs: []effectKind{effUnsubscribe}},
-		{from: st, event: event{kind: evFenced}, want: i, check: claimRev(0)},
+		{from: bo, event: event{kind: evFenced}, want: st, effs: []effectKind{effStopTimer, effUnsubscribe}},
+		{from: fl, event: event{kind: evFenced}, want: st, effs: []effectKind{effUnsubscribe}},
+		{name: "end under way", from: st, event: event{kind: evFenced}, want: st, check: claimRev(5)},
+		{name: "fenced, unsubscribed", from: st, view: func(v *view) { v.fenced = true }, event: event{kind: evEnded}, want: el},
+		// The attempt a fence interrupted ends what it made; only then may
+		// the agent be taken again.
+		{name: "interrupted attempt succeeded", from: st, life: interrupted, event: succeeded, want: st, effs: []effectKind{effEnd}, check: func(t *testing.T, l lifecycle, effs []effect) {
+			if l.awaiting || effs[0].claimRev != 7 || effs[0].source != schemas.SourceSIP {
+				t.Errorf("awaiting %v, effect %+v; want the attempt's subscription and claim 7 ended", l.awaiting, effs[0])
+			}
+		}},
+		{name: "interrupted attempt failed", from: st, life: interrupted, event: failedOnce, want: q, effs: []effectKind{effQueue}, check: awaiting(false)},
+		{name: "interrupted attempt failed, still fenced", from: st, life: interrupted, view: func(v *view) { v.fenced = true }, event: failedOnce, want: el},
+		{name: "interrupted attempt refused", from: st, life: interrupted, view: heldByLive, event: event{kind: evClaimRefused, attempt: 1}, want: q, effs: []effectKind{effQueue}},
+		{name: "interrupted resume succeeded", resume: true, from: st, life: interrupted, event: resumed, want: st, effs: []effectKind{effEnd}, check: keeps(true)},
+		{name: "interrupted resume failed", from: st, life: interrupted, event: resumeErr, want: q, effs: []effectKind{effQueue}},
+		{name: "an attempt before the interrupted one", from: st, life: interrupted, event: event{kind: evAttemptDone, attempt: 0, source: schemas.SourceSIP, claimRev: 3}, want: st, effs: []effectKind{effEndOrphan}, check: awaiting(true)},
+		{name: "interrupted attempt, stop", from: st, life: interrupted, event: event{kind: evStop}, want: st, check: awaiting(true)},
 		{name: "fenced, a UCC subscribes", from: i, view: func(v *view) { v.fenced = true }, event: added, want: el},
 		// Stop ends what is held.
 		{from: act, event: event{kind: evStop}, want: st, effs: []effectKind{effEnd}},
@@ -243,11 +262,11 @@ func rows() []row {
 				t.Error("lost not kept for the resume's result")
 			}
 		}},
-		{from: res, event: event{kind: evFenced}, want: i, check: claimRev(0)},
+		{from: res, event: event{kind: evFenced}, want: st, check: awaiting(true)},
 		// Letting go keeps a wanted subscription upstream for the next holder.
 		{name: "handover keeps", resume: true, from: act, view: notMine, event: event{kind: evOwnersChanged, changed: true}, want: st, effs: []effectKind{effEnd}, check: keeps(true)},
 		{name: "stop keeps", resume: true, from: act, event: event{kind: evStop}, want: st, effs: []effectKind{effEnd}, check: keeps(true)},
-		{name: "fence keeps", resume: true, from: act, event: event{kind: evFenced}, want: i, effs: []effectKind{effUnsubscribe}, check: keeps(true)},
+		{name: "fence keeps", resume: true, from: act, event: event{kind: evFenced}, want: st, effs: []effectKind{effUnsubscribe}, check: keeps(true)},
 		{name: "unwanted ends", resume: true, from: act, life: lingering, view: unwanted, event: event{kind: evLingerOver}, want: st, effs: []effectKind{effEnd}, check: keeps(false)},
 		{name: "moved source ends", resume: true, from: act, view: func(v *view) { v.route = schemas.SourceAttendant }, event: event{kind: evInterestAdded}, want: st, effs: []effectKind{effEnd}, check: keeps(false)},
 		{name: "lost, subscribes anew", resume: true, from: act, event: terminated, want: q, effs: []effectKind{effLogResubscribe, effQueue}},
@@ -278,6 +297,18 @@ func rows() []row {
 	rs = append(rs, same(event{kind: evFenced}, i, el)...)
 	rs = append(rs, same(event{kind: evStop}, i, q, sub, el, res)...)
 	return rs
+}
+
+// interrupted is a stopping lifecycle that waits for attempt 1, which a
+// fence interrupted.
+func interrupted(l *lifecycle) { l.claimRev, l.attempt, l.awaiting = 0, 1, true }
+
+func awaiting(want bool) func(*testing.T, lifecycle, []effect) {
+	return func(t *testing.T, l lifecycle, _ []effect) {
+		if l.awaiting != want {
+			t.Errorf("awaiting = %v; want %v", l.awaiting, want)
+		}
+	}
 }
 
 // keeps checks whether what the effects let go stays upstream.

@@ -169,18 +169,21 @@ func (w *Worker) share() rate.Limit {
 }
 
 // releaseStale deletes a claim that names this worker for an agent it does
-// not hold; the caller holds w.mu.
-func (w *Worker) releaseStale(key string) {
+// not hold, unless the agent moved on meanwhile (a second release, the
+// deletion seen and the agent taken again, would delete the new claim);
+// the caller holds w.mu.
+func (w *Worker) releaseStale(a *agent) {
+	key, unchanged := a.Key, w.unchanged(a)
 	w.goEffect("release stale claim", func(ctx context.Context) {
 		c, rev, found, err := w.stores.Claims.Get(ctx, key)
-		if err != nil || !found || c.Worker != w.cfg.ID {
-			return
+		if err == nil && found && c.Worker == w.cfg.ID && unchanged() {
+			if err = w.release(ctx, key, rev, unchanged); err == nil {
+				w.handleKey(key, event{kind: evStaleReleased})
+			}
 		}
-		if err := w.release(ctx, key, rev); err != nil {
+		if err != nil && ctx.Err() == nil {
 			w.log.Warn().Err(err).Str("key", key).Msg("could not release a stale claim")
-			return
 		}
-		w.handleKey(key, event{kind: evStaleReleased})
 	})
 }
 

@@ -42,7 +42,7 @@ func (r *resumer) Resume(_ context.Context, a sources.Agent) error {
 	return nil
 }
 
-func (r *resumer) Detach(a sources.Agent) {
+func (r *resumer) Detach(_ context.Context, a sources.Agent) error {
 	held := r.claimed != nil && r.claimed(a)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -52,6 +52,7 @@ func (r *resumer) Detach(a sources.Agent) {
 	if held {
 		r.heldAtLet++
 	}
+	return nil
 }
 
 func (r *resumer) lists() (resumed, detached, ended []string, attempts int) {

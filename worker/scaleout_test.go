@@ -173,6 +173,46 @@ func TestCutOffWorkerFencesAndItsAgentsAreTakenOver(t *testing.T) {
 	a.env.AdvanceUntil("worker-a holds all 40", func() bool { return holders(t, a.env, uris)["worker-a"] == 40 })
 }
 
+// TestFencedWorkersTakeTheirAgentsBack: clock jumps past two thirds of
+// the lease fence both workers (as a stalled NATS cluster electing leaders
+// does); once their beats succeed they take every agent back, each with a
+// claim of its own and one upstream subscription, and keep them.
+func TestFencedWorkersTakeTheirAgentsBack(t *testing.T) {
+	nodes := cluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	uris := subscribeMany(t, a.env, 40)
+	a.env.AdvanceUntil("40 agents held", func() bool { return total(holders(t, a.env, uris)) == 40 })
+	for round := range 3 {
+		endedBefore := len(a.src.endedList()) + len(b.src.endedList())
+		// A beat that lands before its fence timer fires saves a worker:
+		// jump until both were fenced.
+		a.env.AdvanceBy("both workers fenced", 2500*time.Millisecond, func() bool {
+			return len(a.src.endedList())+len(b.src.endedList()) >= endedBefore+40
+		})
+		var last string
+		t.Cleanup(func() {
+			if t.Failed() && last != "" {
+				t.Logf("round %d, last seen: %s", round, last)
+			}
+		})
+		a.env.AdvanceUntil(fmt.Sprintf("round %d: 40 agents held again, one upstream subscription each", round), func() bool {
+			h := holders(t, a.env, uris)
+			last = fmt.Sprintf("active claims %v, up at a %v, up at b %v", h, a.src.upList(), b.src.upList())
+			return total(h) == 40 && len(a.src.upList())+len(b.src.upList()) == 40
+		})
+		// And still held once nothing runs any more: nothing the fence
+		// started is left to end what was taken back.
+		for _, n := range nodes {
+			if !n.env.Worker.Quiet(a.env.Ctx()) {
+				t.Fatalf("round %d: effects still running 10 s after the agents were taken back", round)
+			}
+		}
+		if h, up := holders(t, a.env, uris), len(a.src.upList())+len(b.src.upList()); total(h) != 40 || up != 40 {
+			t.Fatalf("round %d, once quiet: active claims %v, %d upstream subscriptions; want 40 of each", round, h, up)
+		}
+	}
+}
+
 // TestInputsWithTwoWorkers: both workers read every input from the input
 // queue, the agent's owner alone applies, stores and answers, so a PSTN
 // agent's calls add up in order, and each input is answered once.

@@ -111,3 +111,14 @@ func (s *scripted) endedList() []string {
 	defer s.mu.Unlock()
 	return append([]string(nil), s.ended...)
 }
+
+// upList is the agents whose upstream subscription is up.
+func (s *scripted) upList() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var up []string
+	for uri := range s.up {
+		up = append(up, uri)
+	}
+	return up
+}

@@ -370,7 +370,7 @@ func (w *Worker) Stop(ctx context.Context) {
 			defer func() { <-slots; ending.Done() }()
 			ctx, cancel := context.WithTimeout(ctx, endTimeout)
 			defer cancel()
-			w.endUpstream(ctx, e.agent, e.source, e.claimRev, e.keep)
+			w.endUpstream(ctx, e.agent, e.source, e.claimRev, e.keep, always)
 		}()
 	}
 	ending.Wait()

@@ -34,6 +34,9 @@ type dialog struct {
 	// stored is the CSeq ceiling last written to the dialog store: this
 	// holder sends no CSeq above it, so the next one may start past it.
 	stored uint32
+	// storedExpires is the expiry last written to the dialog store: a
+	// next holder takes the dialog for over one expiry past it.
+	storedExpires time.Time
 
 	// sendMu keeps one refresh of the dialog at a time, and lets Detach
 	// wait for one under way.

@@ -71,6 +71,9 @@ func (s *Source) store(ctx context.Context, d *dialog) {
 	}
 	s.mu.Lock()
 	d.stored = max(d.stored, rec.CSeq)
+	if rec.Expires.After(d.storedExpires) {
+		d.storedExpires = rec.Expires
+	}
 	s.mu.Unlock()
 }
 
@@ -152,7 +155,7 @@ func (s *Source) restore(a sources.Agent, rec schemas.Dialog) (*dialog, error) {
 		return nil, fmt.Errorf("sip: stored dialog is on endpoint %q, not configured here: %w", rec.Endpoint, sources.ErrNothingToResume)
 	}
 	d := &dialog{agent: a, ep: ep, callID: rec.CallID, localTag: rec.LocalTag, remoteTag: rec.RemoteTag,
-		cseq: rec.CSeq, stored: rec.CSeq}
+		cseq: rec.CSeq, stored: rec.CSeq, storedExpires: rec.Expires}
 	bad := func(what string, err error) error {
 		return fmt.Errorf("sip: stored dialog: %s: %w (%w)", what, err, sources.ErrNothingToResume)
 	}
@@ -178,8 +181,10 @@ func (s *Source) restore(a sources.Agent, rec schemas.Dialog) (*dialog, error) {
 // Detach lets the agent's dialog go without ending it: no refresh is sent
 // any more, and one under way has finished when Detach returns. The stored
 // record stays for the next holder; unresumed, the dialog expires at the
-// server.
-func (s *Source) Detach(a sources.Agent) {
+// server. A dialog refreshed since its last store (the store failed, as
+// NATS does while a worker is fenced) is ended instead: the next holder
+// would take it for expired and subscribe anew beside it.
+func (s *Source) Detach(ctx context.Context, a sources.Agent) error {
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
 	d := s.byAgent[a.Key]
@@ -187,10 +192,24 @@ func (s *Source) Detach(a sources.Agent) {
 		s.forget(d)
 	}
 	s.mu.Unlock()
-	if d != nil {
-		d.sendMu.Lock() // waits for a refresh under way
-		d.sendMu.Unlock()
+	if d == nil {
+		return nil
 	}
+	d.sendMu.Lock() // waits for a refresh under way
+	defer d.sendMu.Unlock()
+	s.mu.Lock()
+	var req *sip.Request
+	storedExpires := d.storedExpires
+	if s.cfg.Dialogs != nil && d.established() && d.expires.After(storedExpires) {
+		req = d.request(0)
+	}
+	s.mu.Unlock()
+	if req == nil {
+		return nil
+	}
+	s.log.Info().Str("uri", a.URI).Str("call_id", d.callID).Time("stored_expires", storedExpires).
+		Msg("SIP dialog not stored as it stands: ended rather than left for the next holder")
+	return s.end(ctx, d, req)
 }
 
 // heldElsewhere says whether a NOTIFY for a dialog this stack does not hold

@@ -24,11 +24,16 @@ import (
 type memDialogs struct {
 	mu sync.Mutex
 	m  map[string]schemas.Dialog
+	// unreachable fails every Put, as NATS does while a worker is fenced.
+	unreachable bool
 }
 
 func (s *memDialogs) Put(_ context.Context, key string, d schemas.Dialog) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.unreachable {
+		return errors.New("nats: no response from stream")
+	}
 	s.m[key] = d
 	return nil
 }
@@ -148,7 +153,9 @@ func TestResumeMovesTheDialog(t *testing.T) {
 		t.Fatalf("stored %+v; want the dialog %+v", rec, before[0])
 	}
 
-	first.src.Detach(agent)
+	if err := first.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
 	etag := k.Publish(t, uri, siptest.PIDF(uri, "open", "on-the-phone", ""), 60)
 	provtest.Eventually(t, "the first stack answers the NOTIFY of a dialog stored for the next holder", func() bool {
 		return strings.Contains(first.logs.String(), "answered 200 and dropped")
@@ -212,7 +219,9 @@ func TestResumeAfterServerRestartFails(t *testing.T) {
 	if err := first.src.Subscribe(ctx, agent); err != nil {
 		t.Fatal(err)
 	}
-	first.src.Detach(agent)
+	if err := first.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
 	k.Restart(t)
 	err := second.src.Resume(ctx, agent)
 	if err == nil || errors.Is(err, sources.ErrNothingToResume) || !strings.Contains(err.Error(), "481") {
@@ -226,5 +235,41 @@ func TestResumeAfterServerRestartFails(t *testing.T) {
 	}
 	if n := len(dialogsOf(t, k, uri)); n != 1 {
 		t.Fatalf("%d dialogs after subscribing anew; want 1", n)
+	}
+}
+
+// A dialog whose store failed cannot be resumed by the next holder, which
+// would subscribe anew beside it: Detach ends it rather than leaving it to
+// expire, so the server never holds two for one agent.
+func TestDetachEndsADialogTheStoreMissed(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	store := &memDialogs{m: map[string]schemas.Dialog{}, unreachable: true}
+	first, second := startStack(t, k, store), startStack(t, k, store)
+	const uri = "sip:agent3@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := first.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dialogsOf(t, k, uri)); n != 1 {
+		t.Fatalf("%d dialogs after subscribing; want 1", n)
+	}
+	if err := first.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dialogsOf(t, k, uri)); n != 0 {
+		t.Fatalf("%d dialogs after detaching one never stored; want it ended", n)
+	}
+	if !strings.Contains(first.logs.String(), "ended rather than left for the next holder") {
+		t.Error("no log line says why the dialog was ended")
+	}
+	if err := second.src.Resume(ctx, agent); !errors.Is(err, sources.ErrNothingToResume) {
+		t.Fatalf("resume: %v; want nothing to resume", err)
+	}
+	if err := second.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dialogsOf(t, k, uri)); n != 1 {
+		t.Fatalf("%d dialogs after the next holder subscribed anew; want 1", n)
 	}
 }

@@ -357,12 +357,17 @@ func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 	if req == nil {
 		return nil
 	}
+	return s.end(ctx, d, req)
+}
+
+// end sends the dialog's un-SUBSCRIBE; a 481 says it is over already.
+func (s *Source) end(ctx context.Context, d *dialog, req *sip.Request) error {
 	res, err := s.send(ctx, d.ep, req)
 	if err != nil {
-		return fmt.Errorf("sip: unsubscribe %s: %w", a.URI, err)
+		return fmt.Errorf("sip: unsubscribe %s: %w", d.agent.URI, err)
 	}
 	if res.StatusCode >= 300 && res.StatusCode != 481 {
-		return fmt.Errorf("sip: unsubscribe %s: %d %s", a.URI, res.StatusCode, res.Reason)
+		return fmt.Errorf("sip: unsubscribe %s: %d %s", d.agent.URI, res.StatusCode, res.Reason)
 	}
 	return nil
 }
