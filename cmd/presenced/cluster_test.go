@@ -230,12 +230,19 @@ func TestClusterSurvivesAKilledWorker(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			c := claims()
+			c, d := claims(), dialogs()
 			holders := map[string]int{}
 			for _, cl := range c {
 				holders[cl.Worker+"/"+string(cl.State)]++
 			}
-			t.Fatalf("agents not taken over within 30 s of the kill: %d claims %v, %d with a dialog, last error %v", len(c), holders, len(dialogs()), lastErr)
+			var missing []string
+			for _, a := range agents {
+				if cl, ok := c[schemas.Key(a)]; !ok || d[a] != 1 {
+					missing = append(missing, fmt.Sprintf("%s (claim %+v, %d dialogs)", a, cl, d[a]))
+				}
+			}
+			t.Fatalf("agents not taken over within 30 s of the kill: %d claims %v, %d with a dialog, last error %v; not taken over: %s",
+				len(c), holders, len(d), lastErr, strings.Join(missing, ", "))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
