@@ -102,8 +102,15 @@ func consumerName(id string) string {
 	return fmt.Sprintf("worker_%s_%08x", clean, h.Sum32())
 }
 
-// openInputQueue creates (or updates) the stream and this worker's consumer.
-func (c *Conn) openInputQueue(ctx context.Context, h Handler, opts InputQueueOptions, log zerolog.Logger) (*inputQueue, error) {
+// InputQueue is the presence_inputs stream and this worker's consumer of
+// it, opened before the worker joins and applied once it serves.
+type InputQueue struct{ q *inputQueue }
+
+// OpenInputs creates (or updates) the stream and this worker's durable
+// consumer. A worker opens it before it joins presence_workers: as soon as
+// the others count it alive they leave it its agents' inputs, and only its
+// consumer's ack floor keeps those from the purge until it reads them.
+func (c *Conn) OpenInputs(ctx context.Context, opts InputQueueOptions, log zerolog.Logger) (*InputQueue, error) {
 	cfg := jetstream.StreamConfig{
 		Name:        schemas.StreamInputs,
 		Description: "inputs on presence.in.> until every worker passed them",
@@ -126,12 +133,12 @@ func (c *Conn) openInputQueue(ctx context.Context, h Handler, opts InputQueueOpt
 	if opts.MaxMsgs > 0 {
 		waiting = min(opts.MaxMsgs, waiting)
 	}
-	q := &inputQueue{h: h, nc: c.NC, js: c.JS, stream: stream, opts: opts, log: log,
+	q := &inputQueue{nc: c.NC, js: c.JS, stream: stream, opts: opts, log: log,
 		replies: newReplies(c.NC, int(waiting))}
 	if err := q.openConsumer(ctx); err != nil {
 		return nil, err
 	}
-	return q, nil
+	return &InputQueue{q: q}, nil
 }
 
 func (q *inputQueue) openConsumer(ctx context.Context) error {

@@ -76,12 +76,10 @@ type Service struct {
 
 // Serve starts the presence micro service on presence.api.*, in a queue
 // group shared by every worker, and applies the inputs on presence.in.>
-// through the presence_inputs stream.
-func (c *Conn) Serve(ctx context.Context, h Handler, version string, queue InputQueueOptions, log zerolog.Logger) (*Service, error) {
-	q, err := c.openInputQueue(ctx, h, queue, log)
-	if err != nil {
-		return nil, err
-	}
+// through the input queue OpenInputs opened.
+func (c *Conn) Serve(ctx context.Context, h Handler, version string, inputs *InputQueue, log zerolog.Logger) (*Service, error) {
+	q := inputs.q
+	q.h = h
 	svc, err := micro.AddService(c.NC, micro.Config{
 		Name:        schemas.ServiceName,
 		Version:     version,
@@ -108,10 +106,10 @@ func (c *Conn) Serve(ctx context.Context, h Handler, version string, queue Input
 			return nil, fmt.Errorf("bus: endpoint %s: %w", subject, err)
 		}
 	}
-	s.upstream, err = c.NC.Subscribe(schemas.UpstreamSubject(queue.WorkerID), s.answerUpstream(h))
+	s.upstream, err = c.NC.Subscribe(schemas.UpstreamSubject(q.opts.WorkerID), s.answerUpstream(h))
 	if err != nil {
 		_ = s.Stop()
-		return nil, fmt.Errorf("bus: %s: %w", schemas.UpstreamSubject(queue.WorkerID), err)
+		return nil, fmt.Errorf("bus: %s: %w", schemas.UpstreamSubject(q.opts.WorkerID), err)
 	}
 	// Every worker sees every input's core copy, to answer it should it
 	// apply the input.

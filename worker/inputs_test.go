@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/internal/provtest"
@@ -168,4 +170,99 @@ func TestOverloadIsRefusedNeverSilent(t *testing.T) {
 		t.Errorf("no input of %d refused by a queue of 100", inputs)
 	}
 	t.Logf("%d inputs: %d ok, %d overloaded", inputs, inputs-overloaded, overloaded)
+}
+
+// TestInputsLeftToAJoiningWorkerWaitForIt: from the moment a worker joins,
+// the others leave it its agents' inputs and pass them; until it serves,
+// only its own consumer, opened before it joined, keeps them from the
+// purge (which removes what every consumer passed). Once it serves it
+// applies every one.
+func TestInputsLeftToAJoiningWorkerWaitForIt(t *testing.T) {
+	ns := provtest.Server(t)
+	clock := clockwork.NewRealClock()
+	withAttendant := func(w *worker.Worker, clock clockwork.Clock) {
+		w.AddSource(schemas.SourceAttendant, attendant.New(clock, matchPatterns()))
+	}
+	a := provtest.StartOn(t, ns, provtest.Config(), clock, withAttendant)
+
+	// Worker B joins but does not serve yet, as presenced between its
+	// start and its service.
+	cfg := provtest.Config()
+	cfg.ID = "worker-b"
+	log := zerolog.New(a.Logs).With().Str("worker", cfg.ID).Logger()
+	conn, err := bus.Connect("", ns, cfg.ID, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	stores, err := conn.Buckets(a.Ctx(), bus.BucketOptions{Replicas: 1, WorkerLease: time.Minute}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs, err := conn.OpenInputs(a.Ctx(), bus.InputQueueOptions{WorkerID: cfg.ID, Replicas: 1}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := worker.New(cfg, stores.Stores, clock, log)
+	withAttendant(b, clock)
+	if err := b.Start(a.Ctx()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Stop(context.Background()) })
+
+	var theirs []string // agents worker A leaves to B
+	provtest.Eventually(t, "worker A leaves agents to B", func() bool {
+		theirs = theirs[:0]
+		for i := range 40 {
+			if !a.Worker.Serves(keyOf(floodAgent(i))) {
+				theirs = append(theirs, floodAgent(i))
+			}
+		}
+		return len(theirs) >= 10
+	})
+	for n, uri := range theirs {
+		if err := a.Conn.NC.Publish(schemas.AttendantPrefix+keyOf(uri), floodInput(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js := a.Conn.JS
+	stream, err := js.Stream(a.Ctx(), schemas.StreamInputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	floors := func() map[string]uint64 {
+		out := map[string]uint64{}
+		for info := range stream.ListConsumers(a.Ctx()).Info() {
+			out[info.Config.Description] = info.AckFloor.Stream
+		}
+		return out
+	}
+	var last uint64
+	provtest.Eventually(t, "worker A passed every input", func() bool {
+		info, err := stream.Info(a.Ctx())
+		if err != nil || info.State.Msgs < uint64(len(theirs)) {
+			return false
+		}
+		last = info.State.LastSeq
+		return floors()["inputs for worker worker-a"] >= last
+	})
+	floor, held := floors()["inputs for worker worker-b"]
+	if !held || floor >= last {
+		t.Fatalf("ack floors %v after worker A passed the inputs left to B: none keeps them for B, so a purge may remove them unread", floors())
+	}
+
+	svc, err := conn.Serve(a.Ctx(), b, "0.0.0-test", inputs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	provtest.Eventually(t, "worker B applied every input left to it", func() bool {
+		for n, uri := range theirs {
+			ev, found, err := a.Stores.State.Load(a.Ctx(), keyOf(uri))
+			if err != nil || !found || ev.Presence.Activity != "n"+strconv.Itoa(n) {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -109,11 +109,15 @@ func start(dir string, obs worker.Observer, history bool) (*provider, error) {
 		MaxFailures: 3, Linger: 10 * time.Second, Observer: obs,
 	}, stores.Stores, clock, log)
 	w.AddSource(schemas.SourceAttendant, attendant.New(clock, []*regexp.Regexp{regexp.MustCompile(`@bench\.example$`)}))
+	inputs, err := conn.OpenInputs(ctx, bus.InputQueueOptions{WorkerID: "bench", Replicas: 1,
+		MaxMsgs: durable.maxMsgs, MaxBytes: 1 << 30, MaxAge: 24 * time.Hour}, log)
+	if err != nil {
+		return nil, err
+	}
 	if err := w.Start(ctx); err != nil {
 		return nil, err
 	}
-	svc, err := conn.Serve(ctx, w, "0.0.0-bench", bus.InputQueueOptions{WorkerID: "bench", Replicas: 1,
-		MaxMsgs: durable.maxMsgs, MaxBytes: 1 << 30, MaxAge: 24 * time.Hour}, log)
+	svc, err := conn.Serve(ctx, w, "0.0.0-bench", inputs, log)
 	if err != nil {
 		return nil, err
 	}

@@ -277,11 +277,15 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	// order, and requests in hand finish rather than fail on a cancelled
 	// context.
 	running := context.WithoutCancel(ctx)
+	inputs, err := d.conn.OpenInputs(running, bus.InputQueueOptions{WorkerID: proc.WorkerID,
+		MaxMsgs: proc.InputQueueMaxMsgs, MaxBytes: proc.InputQueueMaxBytes, MaxAge: proc.InputQueueMaxAge, Replicas: proc.KVReplicas}, log)
+	if err != nil {
+		return nil, err
+	}
 	if err := d.w.Start(running); err != nil {
 		return nil, err
 	}
-	if d.svc, err = d.conn.Serve(running, d.w, version, bus.InputQueueOptions{WorkerID: proc.WorkerID,
-		MaxMsgs: proc.InputQueueMaxMsgs, MaxBytes: proc.InputQueueMaxBytes, MaxAge: proc.InputQueueMaxAge, Replicas: proc.KVReplicas}, log); err != nil {
+	if d.svc, err = d.conn.Serve(running, d.w, version, inputs, log); err != nil {
 		d.w.Stop(ctx)
 		return nil, err
 	}

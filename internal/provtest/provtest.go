@@ -174,6 +174,10 @@ func startWith(t testing.TB, url string, ns *server.Server, cfg worker.Config, c
 	}
 	w := worker.New(cfg, stores.Stores, clock, log)
 	add(Parts{Worker: w, Clock: clock, Calls: stores.Calls, Log: log})
+	inputs, err := conn.OpenInputs(ctx, queue, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +195,7 @@ func startWith(t testing.TB, url string, ns *server.Server, cfg worker.Config, c
 	fake, _ := clock.(*clockwork.FakeClock)
 	e := &Env{Server: ns, Conn: observer, Stores: looking, Client: client.New(observer.NC), Clock: fake, Worker: w, Logs: logs, workerConn: conn, t: t}
 	t.Cleanup(e.Stop)
-	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", queue, log); err != nil {
+	if e.svc, err = conn.Serve(ctx, w, "0.0.0-test", inputs, log); err != nil {
 		t.Fatal(err)
 	}
 	return e
