@@ -69,7 +69,9 @@ func (s *States) Publish(ev schemas.Event) error {
 	return s.conn.NC.Publish(schemas.EventSubject(ev.Key), data)
 }
 
-// Watch streams the bucket's events, Seq set.
-func (s *States) Watch(ctx context.Context) (<-chan schemas.Change[schemas.Event], error) {
-	return watch(ctx, s.conn, s.kv, s.log, decodeEvent)
+// Watch streams the bucket's events, Seq set, but for those known reports
+// (the watcher's own writes, which it holds already): decoding each write
+// a worker just made cost a tenth of its CPU.
+func (s *States) Watch(ctx context.Context, known func(key string, revision uint64) bool) (<-chan schemas.Change[schemas.Event], error) {
+	return watchUnknown(ctx, s.conn, s.kv, s.log, decodeEvent, known)
 }

@@ -24,12 +24,19 @@ const (
 // changes, until ctx ends; then it closes the channel. An entry that does not
 // decode is logged and skipped: one bad value never stops the stream.
 func watch[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue, log zerolog.Logger, decode func([]byte, uint64) (T, error)) (<-chan schemas.Change[T], error) {
+	return watchUnknown(ctx, conn, kv, log, decode, nil)
+}
+
+// watchUnknown is watch that skips, undecoded, the entries known reports:
+// those the watcher holds already (its own writes).
+func watchUnknown[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue, log zerolog.Logger, decode func([]byte, uint64) (T, error),
+	known func(key string, revision uint64) bool) (<-chan schemas.Change[T], error) {
 	reconnected := conn.Reconnected()
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bus: watch %s: %w", kv.Bucket(), err)
 	}
-	return follow(ctx, conn, kv, w, reconnected, 0, true, log, decode), nil
+	return follow(ctx, conn, kv, w, reconnected, 0, true, log, decode, known), nil
 }
 
 // watchCurrent is watch that returns the current entries apart, once they
@@ -52,7 +59,7 @@ func watchCurrent[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue,
 				return nil, nil, fmt.Errorf("bus: watch %s ended while reading the current entries", kv.Bucket())
 			}
 			if e == nil { // the current entries are all read
-				return current, follow(ctx, conn, kv, w, reconnected, last, false, log, decode), nil
+				return current, follow(ctx, conn, kv, w, reconnected, last, false, log, decode, nil), nil
 			}
 			last = e.Revision()
 			if ch, ok := change(kv, e, log, decode); ok {
@@ -73,9 +80,10 @@ func watchCurrent[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue,
 // consumer ends by itself, the watch is made again from the revision after
 // the last one delivered. A bucket keeps each key's last message, delete
 // markers included, so that resumption delivers every key written or
-// deleted meanwhile, in order, and nothing twice.
+// deleted meanwhile, in order, and nothing twice. Entries known reports
+// (nil: none) are skipped.
 func follow[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue, w jetstream.KeyWatcher, reconnected <-chan struct{},
-	last uint64, markLoaded bool, log zerolog.Logger, decode func([]byte, uint64) (T, error)) <-chan schemas.Change[T] {
+	last uint64, markLoaded bool, log zerolog.Logger, decode func([]byte, uint64) (T, error), known func(string, uint64) bool) <-chan schemas.Change[T] {
 	log = log.With().Str("bucket", kv.Bucket()).Logger()
 	out := make(chan schemas.Change[T], 1024)
 	go func() {
@@ -115,6 +123,9 @@ func follow[T any](ctx context.Context, conn *Conn, kv jetstream.KeyValue, w jet
 				continue
 			}
 			last = e.Revision()
+			if known != nil && e.Operation() == jetstream.KeyValuePut && known(e.Key(), last) {
+				continue
+			}
 			ch, ok := change(kv, e, log, decode)
 			if !ok {
 				continue

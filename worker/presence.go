@@ -53,6 +53,15 @@ func (c *presenceCache) put(ev schemas.Event) {
 	}
 }
 
+// holds reports whether the cache has the agent's event of revision rev,
+// or a newer one: a write of this process, which its watch need not decode.
+func (c *presenceCache) holds(key string, rev uint64) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ev, ok := c.events[key]
+	return ok && ev.Seq >= rev
+}
+
 func (c *presenceCache) drop(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -60,7 +69,8 @@ func (c *presenceCache) drop(key string) {
 }
 
 func (w *Worker) stateChanged(ch schemas.Change[schemas.Event]) {
-	// Every presence stored, here or elsewhere, comes through this watch.
+	// Every presence stored elsewhere comes through this watch; this
+	// process's own writes mark their rows as they are written.
 	defer w.rows.mark(ch.Key)
 	if ch.Deleted {
 		w.presence.drop(ch.Key)
@@ -171,6 +181,8 @@ func (w *Worker) writePresence(ctx context.Context, a sources.Agent, p *schemas.
 		}
 		ev.Seq = rev
 		w.presence.put(ev)
+		// Its watch skips what this process wrote: the row changes here.
+		w.rows.mark(a.Key)
 		if same {
 			// Only the input's position changed: there is nothing to publish.
 			w.presence.markPublished(ev)

@@ -14,7 +14,8 @@ type StateStore interface {
 	// yet). swapped is false when another writer came first.
 	Swap(ctx context.Context, ev schemas.Event, revision uint64) (newRevision uint64, swapped bool, err error)
 	Publish(ev schemas.Event) error
-	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Event], error)
+	// Watch streams every stored event, but for those known reports.
+	Watch(ctx context.Context, known func(key string, revision uint64) bool) (<-chan schemas.Change[schemas.Event], error)
 }
 
 // InterestStore is the presence_interest bucket.

@@ -236,7 +236,7 @@ func (w *Worker) Start(ctx context.Context) error {
 
 // watch follows the four buckets until ctx ends.
 func (w *Worker) watch(ctx context.Context) error {
-	states, err := w.stores.State.Watch(ctx)
+	states, err := w.stores.State.Watch(ctx, w.presence.holds)
 	if err != nil {
 		return err
 	}
