@@ -80,7 +80,7 @@ func (c *Conn) Buckets(ctx context.Context, opts BucketOptions, log zerolog.Logg
 // rewrites its store's configuration even then, which nats-server 2.15
 // does without a lock against consumers (watches) being made meanwhile.
 func (c *Conn) keyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	stream, err := c.JS.Stream(ctx, "KV_"+cfg.Bucket)
+	stream, err := c.JS.Stream(ctx, kvStream(cfg.Bucket))
 	switch {
 	case err == nil:
 		have := stream.CachedInfo().Config
@@ -94,7 +94,7 @@ func (c *Conn) keyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jets
 		// taken as it is.
 		kv, err := c.JS.CreateKeyValue(ctx, cfg)
 		if err == nil {
-			return kv, c.awaitLeader(ctx, "KV_"+cfg.Bucket)
+			return kv, c.awaitLeader(ctx, kvStream(cfg.Bucket))
 		}
 		if !errors.Is(err, jetstream.ErrBucketExists) {
 			return nil, err
@@ -134,3 +134,9 @@ func (c *Conn) createBucket(ctx context.Context, cfg jetstream.KeyValueConfig, l
 		}
 	}
 }
+
+// kvStream is the stream that holds a bucket's entries.
+func kvStream(bucket string) string { return "KV_" + bucket }
+
+// kvSubjectPrefix is the subject of a bucket's entries, less the key.
+func kvSubjectPrefix(bucket string) string { return "$KV." + bucket + "." }

@@ -46,7 +46,7 @@ const callMarkerTTL = 24 * time.Hour
 // PurgeTTL, since that keeps the marker's revision to itself: a watcher
 // needs it to tell the deletion from the writes before it.
 func (s *Calls) Delete(ctx context.Context, key string, revision uint64) (uint64, bool, error) {
-	m := nats.NewMsg("$KV." + s.kv.Bucket() + "." + key)
+	m := nats.NewMsg(kvSubjectPrefix(s.kv.Bucket()) + key)
 	m.Header.Set("KV-Operation", "PURGE")
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	if revision != 0 {

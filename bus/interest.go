@@ -32,7 +32,7 @@ func (s *Interests) Put(ctx context.Context, interests []schemas.Interest) []err
 			continue
 		}
 		key := schemas.InterestKey(schemas.Key(in.URI), schemas.Key(in.UCC))
-		futures[i], errs[i] = s.conn.JS.PublishAsync("$KV."+s.kv.Bucket()+"."+key, data)
+		futures[i], errs[i] = s.conn.JS.PublishAsync(kvSubjectPrefix(s.kv.Bucket())+key, data)
 	}
 	for i, f := range futures {
 		if f == nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -241,12 +242,22 @@ func (s *Workers) Alive(ctx context.Context, id string) (bool, error) {
 
 // List returns the live workers.
 func (s *Workers) List(ctx context.Context) ([]schemas.WorkerInfo, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	// The keys come from the stream's subjects, one snapshot: a key listing
+	// walks the entries with a consumer, which misses an entry rewritten
+	// while it walks (every beat rewrites one), and a worker missed looks
+	// dead.
+	stream, err := s.conn.JS.Stream(ctx, kvStream(schemas.BucketWorkers))
+	if err != nil {
+		return nil, fmt.Errorf("bus: list workers: %w", err)
+	}
+	prefix := kvSubjectPrefix(schemas.BucketWorkers)
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("bus: list workers: %w", err)
 	}
 	out := []schemas.WorkerInfo{}
-	for id := range lister.Keys() {
+	for subject := range info.State.Subjects {
+		id := strings.TrimPrefix(subject, prefix)
 		e, err := s.kv.Get(ctx, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue

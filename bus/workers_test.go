@@ -181,3 +181,56 @@ func TestWorkerIDOfAProcessOnAnotherHost(t *testing.T) {
 		t.Fatalf("entry %+v; want the new process's", now)
 	}
 }
+
+// TestListSeesEveryWorkerWhileTheyBeat: a worker listed while others
+// rewrite their entries (every beat does) is never missed; one missed makes
+// the lister hand its agents to another worker and back.
+func TestListSeesEveryWorkerWhileTheyBeat(t *testing.T) {
+	ns := provtest.Server(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 8
+	var beating []worker.WorkerStore
+	for i := range n {
+		w := workersOf(t, ns, time.Minute)
+		if err := w.Join(ctx, schemas.WorkerInfo{ID: "w" + strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+		beating = append(beating, w)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, n)
+	for i, w := range beating {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					done <- nil
+					return
+				default:
+				}
+				if err := w.Beat(ctx, schemas.WorkerInfo{ID: "w" + strconv.Itoa(i)}); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+	}
+	lister := workersOf(t, ns, time.Minute)
+	for range 300 {
+		list, err := lister.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != n {
+			close(stop)
+			t.Fatalf("listed %d workers while %d beat: %+v", len(list), n, list)
+		}
+	}
+	close(stop)
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
