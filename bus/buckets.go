@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -140,3 +143,35 @@ func kvStream(bucket string) string { return "KV_" + bucket }
 
 // kvSubjectPrefix is the subject of a bucket's entries, less the key.
 func kvSubjectPrefix(bucket string) string { return "$KV." + bucket + "." }
+
+// liveEntries reads a bucket's entries whose keys match filter and hold a
+// value. The keys come from one snapshot of the stream's subjects: a key
+// listing walks the entries with a consumer, and misses one rewritten while
+// it walks (a worker's beat, a lease renewal).
+func liveEntries(ctx context.Context, c *Conn, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+	stream, err := c.JS.Stream(ctx, kvStream(kv.Bucket()))
+	if err != nil {
+		return nil, err
+	}
+	prefix := kvSubjectPrefix(kv.Bucket())
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(prefix+filter))
+	if err != nil {
+		return nil, err
+	}
+	// In key order, so that what lists them reads the same each time.
+	subjects := slices.Sorted(maps.Keys(info.State.Subjects))
+	var entries []jetstream.KeyValueEntry
+	for _, subject := range subjects {
+		key := strings.TrimPrefix(subject, prefix)
+		e, err := kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			// Deleted: its marker is the subject's last message.
+		case err != nil:
+			return nil, fmt.Errorf("%s %s: %w", kv.Bucket(), key, err)
+		default:
+			entries = append(entries, e)
+		}
+	}
+	return entries, nil
+}

@@ -64,45 +64,29 @@ func (s *Interests) Delete(ctx context.Context, agentKey, uccKey string, revisio
 
 // AgentsOf lists the agent keys one UCC has interest in.
 func (s *Interests) AgentsOf(ctx context.Context, uccKey string) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, "*."+uccKey)
+	entries, err := liveEntries(ctx, s.conn, s.kv, "*."+uccKey)
 	if err != nil {
 		return nil, fmt.Errorf("bus: list interests: %w", err)
 	}
-	// The lister stops its watcher itself once the keys are all listed, or
-	// when ctx ends.
-	var agents []string
-	for key := range lister.Keys() {
-		agent, _, _ := strings.Cut(key, ".")
+	agents := make([]string, 0, len(entries))
+	for _, e := range entries {
+		agent, _, _ := strings.Cut(e.Key(), ".")
 		agents = append(agents, agent)
 	}
-	return agents, ctx.Err()
+	return agents, nil
 }
 
 // Of reads the interests of the UCCs in one agent.
 func (s *Interests) Of(ctx context.Context, agentKey string) ([]schemas.Interest, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, agentKey+".*")
+	entries, err := liveEntries(ctx, s.conn, s.kv, agentKey+".*")
 	if err != nil {
 		return nil, fmt.Errorf("bus: list interests: %w", err)
 	}
-	var keys []string
-	for key := range lister.Keys() {
-		keys = append(keys, key)
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
 	interests := []schemas.Interest{}
-	for _, key := range keys {
-		e, err := s.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // removed meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bus: interest %s: %w", key, err)
-		}
+	for _, e := range entries {
 		in, err := decodeJSON[schemas.Interest](e.Value(), e.Revision())
 		if err != nil {
-			return nil, fmt.Errorf("bus: interest %s: %w", key, err)
+			return nil, fmt.Errorf("bus: interest %s: %w", e.Key(), err)
 		}
 		interests = append(interests, in)
 	}

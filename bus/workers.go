@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -242,29 +241,12 @@ func (s *Workers) Alive(ctx context.Context, id string) (bool, error) {
 
 // List returns the live workers.
 func (s *Workers) List(ctx context.Context) ([]schemas.WorkerInfo, error) {
-	// The keys come from the stream's subjects, one snapshot: a key listing
-	// walks the entries with a consumer, which misses an entry rewritten
-	// while it walks (every beat rewrites one), and a worker missed looks
-	// dead.
-	stream, err := s.conn.JS.Stream(ctx, kvStream(schemas.BucketWorkers))
-	if err != nil {
-		return nil, fmt.Errorf("bus: list workers: %w", err)
-	}
-	prefix := kvSubjectPrefix(schemas.BucketWorkers)
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	entries, err := liveEntries(ctx, s.conn, s.kv, ">")
 	if err != nil {
 		return nil, fmt.Errorf("bus: list workers: %w", err)
 	}
 	out := []schemas.WorkerInfo{}
-	for subject := range info.State.Subjects {
-		id := strings.TrimPrefix(subject, prefix)
-		e, err := s.kv.Get(ctx, id)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bus: worker %s: %w", id, err)
-		}
+	for _, e := range entries {
 		var w schemas.WorkerInfo
 		if err := json.Unmarshal(e.Value(), &w); err != nil {
 			continue
