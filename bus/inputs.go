@@ -285,7 +285,11 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 				last = pending[0].msg
 				pending, acked = pending[1:], acked+1
 			}
-			if last != nil && (acked >= ackEvery || len(pending) == 0) {
+			// Not while a replay is due: an input left to it (the agents
+			// this worker serves changed under it) is read again from the
+			// lowest ack floor, which an acknowledgement past it would lift
+			// above it, and it would never be applied nor answered.
+			if last != nil && !replay && (acked >= ackEvery || len(pending) == 0) {
 				acked = 0
 				if err := last.Ack(); err != nil && stop.Err() == nil {
 					q.log.Warn().Err(err).Msg("could not acknowledge inputs")
