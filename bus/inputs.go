@@ -48,11 +48,14 @@ const (
 	replayIdle = 30 * time.Second
 	// inputBatch is how many inputs the consumer and a replay read at once.
 	inputBatch = 256
-	// inputLanes is how many agents' inputs are applied side by side, each
-	// lane holding up to laneDepth; one agent's inputs always go one after
-	// the other, in order.
-	inputLanes = 64
-	laneDepth  = 32
+	// inputAppliers is how many agents' inputs are applied side by side;
+	// one agent's inputs always go one after the other, in order.
+	inputAppliers = 64
+	// maxInHand and maxInHandBytes bound the inputs read and not yet
+	// applied. An agent's inputs that wait together are stored in one
+	// write, so the more are in hand under a backlog, the fewer writes.
+	maxInHand      = 8192
+	maxInHandBytes = 32 << 20
 	// ackEvery acknowledges the consumer every so many applied inputs, and
 	// whenever none is in hand.
 	ackEvery = 128
@@ -148,7 +151,7 @@ func (q *inputQueue) openConsumer(ctx context.Context) error {
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckAllPolicy,
 		AckWait:           time.Minute,
-		MaxAckPending:     2 * inputLanes * laneDepth,
+		MaxAckPending:     2 * maxInHand,
 		InactiveThreshold: consumerIdle,
 		Replicas:          max(q.opts.Replicas, 1),
 	})
@@ -194,10 +197,12 @@ type queued struct {
 
 // run applies the stream in order until stop ends: the inputs the previous
 // holders of this worker's agents left first, and again whenever the agents
-// it serves change. Inputs go to lanes by subject, so that one agent's stay
-// in order while different agents' KV round trips overlap; the consumer is
-// acknowledged up to the last input before which every one is done. ctx
-// bounds the applying: what is in hand when stop ends is finished.
+// it serves change. Each agent's inputs wait in a queue of their own, and an
+// applier takes all that wait for an agent at once: one agent's stay in
+// order and a backlog is one write, while different agents' KV round trips
+// overlap. The consumer is acknowledged up to the last input before which
+// every one is done. ctx bounds the applying: what is in hand when stop
+// ends is finished.
 func (q *inputQueue) run(ctx, stop context.Context) {
 	msgs := make(chan jetstream.Msg, inputBatch)
 	var reader sync.WaitGroup
@@ -208,88 +213,84 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 	}()
 	defer reader.Wait()
 
-	// done never blocks a lane: it holds every input the lanes can hold.
-	done := make(chan laneResult, inputLanes*(laneDepth+1))
-	lanes := make([]chan queued, inputLanes)
-	var workers sync.WaitGroup
-	for i := range lanes {
-		lanes[i] = make(chan queued, laneDepth)
-		workers.Add(1)
-		go func(lane <-chan queued) {
-			defer workers.Done()
-			for in := range lane {
-				// What waits in the lane goes with it: one agent's
-				// backlog is one write.
-				batch := []queued{in}
-			more:
-				for len(batch) < laneDepth {
-					select {
-					case next, ok := <-lane:
-						if !ok {
-							break more
-						}
-						batch = append(batch, next)
-					default:
-						break more
-					}
-				}
-				// A lane's inputs share a generation: a new one starts
-				// only once the lanes are empty.
-				for _, run := range bySubject(batch) {
-					current := q.applyRun(ctx, run[0].gen, run)
-					for _, in := range run {
-						done <- laneResult{seq: in.seq, current: current}
-					}
-				}
+	// Neither channel ever blocks: at most inputAppliers runs are out.
+	work := make(chan []queued, inputAppliers)
+	done := make(chan runResult, inputAppliers)
+	var appliers sync.WaitGroup
+	for range inputAppliers {
+		appliers.Add(1)
+		go func() {
+			defer appliers.Done()
+			for run := range work {
+				done <- runResult{run: run, current: q.applyRun(ctx, run[0].gen, run)}
 			}
-		}(lanes[i])
+		}()
 	}
 	defer func() {
-		for _, lane := range lanes {
-			close(lane)
-		}
-		workers.Wait()
+		close(work)
+		appliers.Wait()
 	}()
 
 	type inflight struct {
-		seq uint64
-		msg jetstream.Msg
+		seq  uint64
+		msg  jetstream.Msg
+		size int
 	}
-	var pending []inflight // dispatched, in stream order
+	var pending []inflight // read, in stream order
+	var pendingBytes int
 	finished := map[uint64]bool{}
+	waiting := map[string][]queued{} // by subject, oldest first
+	var ready []string               // subjects with inputs waiting and none out
+	out := map[string]bool{}         // subjects with a run out
 	var acked int
 	gen := q.replay(ctx, stop)
-	replay := false
+	replay, stopping := false, false
+	stopped := stop.Done()
 	for {
-		// While a replay waits for the lanes to empty, no new input starts.
+		for len(out) < inputAppliers && len(ready) > 0 {
+			subject := ready[0]
+			ready = ready[1:]
+			out[subject] = true
+			work <- waiting[subject]
+			delete(waiting, subject)
+		}
+		if stopping && len(out) == 0 {
+			// What was in hand is finished; the consumer is not
+			// acknowledged for it: whoever reads it again skips it.
+			return
+		}
+		// While a replay waits for what is in hand, no new input starts.
 		in := msgs
-		if replay || len(pending) >= inputLanes*laneDepth {
+		if replay || stopping || len(pending) >= maxInHand || pendingBytes >= maxInHandBytes {
 			in = nil
 		}
 		select {
-		case <-stop.Done():
-			// What the lanes hold is finished; the consumer is not
-			// acknowledged for it: whoever reads it again skips it.
-			for n := len(pending) - len(finished); n > 0; n-- {
-				<-done
-			}
-			return
+		case <-stopped:
+			stopping, stopped = true, nil
 		case <-q.h.ServedChanged():
 			replay = true
 		case r := <-done:
-			finished[r.seq] = true
+			subject := r.run[0].subject
+			delete(out, subject)
+			if len(waiting[subject]) > 0 {
+				ready = append(ready, subject)
+			}
+			for _, in := range r.run {
+				finished[in.seq] = true
+			}
 			replay = replay || !r.current
 			var last jetstream.Msg
 			for len(pending) > 0 && finished[pending[0].seq] {
 				delete(finished, pending[0].seq)
 				last = pending[0].msg
+				pendingBytes -= pending[0].size
 				pending, acked = pending[1:], acked+1
 			}
 			// Not while a replay is due: an input left to it (the agents
 			// this worker serves changed under it) is read again from the
 			// lowest ack floor, which an acknowledgement past it would lift
 			// above it, and it would never be applied nor answered.
-			if last != nil && !replay && (acked >= ackEvery || len(pending) == 0) {
+			if last != nil && !replay && !stopping && (acked >= ackEvery || len(pending) == 0) {
 				acked = 0
 				if err := last.Ack(); err != nil && stop.Err() == nil {
 					q.log.Warn().Err(err).Msg("could not acknowledge inputs")
@@ -306,21 +307,23 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 			in.t, lost = q.replies.take(in.subject, in.data)
 			in.refused = in.t.refused
 			q.refuseLost(lost)
-			pending = append(pending, inflight{seq: in.seq, msg: m})
-			h := fnv.New32a()
-			_, _ = h.Write([]byte(in.subject))
-			lanes[h.Sum32()%inputLanes] <- in
+			pending = append(pending, inflight{seq: in.seq, msg: m, size: len(in.data)})
+			pendingBytes += len(in.data)
+			if len(waiting[in.subject]) == 0 && !out[in.subject] {
+				ready = append(ready, in.subject)
+			}
+			waiting[in.subject] = append(waiting[in.subject], in)
 		}
-		if replay && len(pending) == 0 {
+		if replay && !stopping && len(pending) == 0 {
 			gen, replay = q.replay(ctx, stop), false
 		}
 	}
 }
 
-// laneResult is an input a lane is done with; current is false when the
-// agents this worker serves changed under it.
-type laneResult struct {
-	seq     uint64
+// runResult is a run of one agent's inputs an applier is done with; current
+// is false when the agents this worker serves changed under it.
+type runResult struct {
+	run     []queued
 	current bool
 }
 
@@ -377,7 +380,7 @@ func (q *inputQueue) refuseLost(lost []*ticket) {
 func (q *inputQueue) apply(ctx context.Context, gen uint64, todo []queued) (changed bool) {
 	var stale atomic.Bool
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, inputLanes)
+	slots := make(chan struct{}, inputAppliers)
 	for _, run := range bySubject(todo) {
 		slots <- struct{}{}
 		wg.Add(1)

@@ -47,6 +47,7 @@ func main() {
 	flag.BoolVar(&withHistory, "history", true, "keep the events in presence_history, as presenced does; false measures the path without it")
 	phases := flag.String("phases", "subscribe,change,latency,durable,metrics", "the phases to run, comma-separated")
 	flag.IntVar(&durable.inputs, "durable-inputs", 100000, "inputs for the durable path's sustained rate")
+	flag.IntVar(&durable.agents, "durable-agents", 1000, "agents the sustained rate's inputs go to, in turn")
 	flag.DurationVar(&durable.window, "durable-window", 5*time.Second, "how long each paced latency run lasts")
 	flag.DurationVar(&durable.overload, "overload", 10*time.Second, "how long 10 times the sustained rate is offered")
 	flag.Int64Var(&durable.maxMsgs, "queue-max-msgs", 1000000, "the input queue's bound, as PRESENCE_INPUT_QUEUE_MAX_MSGS")
