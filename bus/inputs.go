@@ -446,10 +446,10 @@ func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (cu
 	for j, res := range q.h.Input(callCtx, ins) {
 		i := at[j]
 		switch {
-		case errors.Is(res.Err, worker.ErrOwnersChanged):
+		case res.Verdict == worker.Stale:
 			park = true
 			return false
-		case errors.Is(res.Err, worker.ErrNotOwner):
+		case res.Verdict == worker.NotMine:
 			park = true
 			return true
 		case run[i].refused:

@@ -50,9 +50,9 @@ type Handler interface {
 // InputHandler applies the durable inputs (docs/contract.md, Inputs).
 type InputHandler interface {
 	// Input applies inputs of one agent and source, in order, each once;
-	// every result holds worker.ErrNotOwner when another worker serves the
-	// agent, worker.ErrOwnersChanged when the agents this worker serves
-	// changed since the generation the inputs name.
+	// every result's verdict is worker.NotMine when another worker serves
+	// the agent, worker.Stale when the agents this worker serves changed
+	// since the generation the inputs name.
 	Input(ctx context.Context, ins []worker.QueuedInput) []worker.InputResult
 	// ServedGeneration counts the changes of the agents this worker
 	// serves; ServedChanged is signalled at each.

@@ -271,15 +271,6 @@ func (w *Worker) Get(_ context.Context, req schemas.GetRequest) (_ schemas.Agent
 	return reply, nil
 }
 
-// ErrNotOwner is Input's answer on a worker that does not serve the agent:
-// another worker stores the presence and answers.
-var ErrNotOwner = errors.New("input for an agent another worker owns")
-
-// ErrOwnersChanged is Input's answer to a caller that saw an older
-// ServedGeneration: the agents this worker serves changed since, and the
-// inputs the previous holders left must be applied first.
-var ErrOwnersChanged = errors.New("the agents this worker serves changed")
-
 // QueuedInput is one input of a fed source (presence.in.<source>.<key>) as
 // the durable input queue holds it (docs/contract.md, Inputs).
 type QueuedInput struct {
@@ -313,10 +304,43 @@ func (w *Worker) Serves(key string) bool {
 	return w.servedBy(key)
 }
 
-// InputResult is what became of one QueuedInput.
+// Verdict is what the worker made of a queued input: whether the result is
+// its answer, or the input is not this worker's to apply now.
+type Verdict uint8
+
+const (
+	// Applied: the input is this worker's, and Reply or Err answers it: it
+	// was applied now or before, or refused with the contract error in
+	// Err.
+	Applied Verdict = iota
+	// NotMine: another worker serves the agent; that one applies the input
+	// and answers it.
+	NotMine
+	// Stale: the agents this worker serves changed since the Generation
+	// the input names. The inputs their previous owners left come first,
+	// so this one is left, unapplied, for the replay of them.
+	Stale
+)
+
+// String names the verdict for logs and test failures.
+func (v Verdict) String() string {
+	switch v {
+	case Applied:
+		return "applied"
+	case NotMine:
+		return "not mine"
+	case Stale:
+		return "stale"
+	}
+	return fmt.Sprintf("verdict(%d)", uint8(v))
+}
+
+// InputResult is what became of one QueuedInput: Reply and Err mean
+// something only when the verdict is Applied.
 type InputResult struct {
-	Reply schemas.InputReply
-	Err   error
+	Verdict Verdict
+	Reply   schemas.InputReply
+	Err     error
 }
 
 // Input applies inputs of one agent and source, in order, each once: an
@@ -324,12 +348,12 @@ type InputResult struct {
 // already, and is answered with the agent's current seq. The presence they
 // lead to is stored in one write, so that a backlog costs one write per
 // agent: the events show the last, every input is answered with its seq.
-// An error of them all (ErrNotOwner, ErrOwnersChanged, a bad key) is in
+// A verdict other than Applied, and an error of them all (a bad key), is in
 // every result.
 func (w *Worker) Input(ctx context.Context, ins []QueuedInput) []InputResult {
 	out := w.input(ctx, ins)
 	for i, r := range out {
-		if ins[i].Refused || errors.Is(r.Err, ErrNotOwner) || errors.Is(r.Err, ErrOwnersChanged) {
+		if ins[i].Refused || r.Verdict != Applied {
 			continue // not this worker's to apply now, or not applied
 		}
 		source := ins[i].Source
@@ -349,6 +373,12 @@ func (w *Worker) input(ctx context.Context, ins []QueuedInput) []InputResult {
 	fail := func(err error) []InputResult {
 		for i := range out {
 			out[i].Err = err
+		}
+		return out
+	}
+	leave := func(v Verdict) []InputResult {
+		for i := range out {
+			out[i].Verdict = v
 		}
 		return out
 	}
@@ -372,13 +402,13 @@ func (w *Worker) input(ctx context.Context, ins []QueuedInput) []InputResult {
 	w.mu.Lock()
 	if ins[0].Generation != w.servedGen {
 		w.mu.Unlock()
-		return fail(ErrOwnersChanged)
+		return leave(Stale)
 	}
 	route := w.result(u, "", false).Source
 	mine := w.servedBy(key)
 	w.mu.Unlock()
 	if !mine {
-		return fail(ErrNotOwner)
+		return leave(NotMine)
 	}
 	agent := sources.Agent{URI: u.URI, Key: key}
 	f, enabled := w.fed(source)

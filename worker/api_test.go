@@ -299,8 +299,8 @@ func TestSeqGrowsStrictlyWithSeveralWriters(t *testing.T) {
 			for n := 0; n < writes; n++ {
 				body := fmt.Sprintf(`{"availability": "Busy", "activity": "w%d-%d"}`, i, n)
 				in := worker.QueuedInput{Source: schemas.SourceAttendant, Key: key, Body: []byte(body), Generation: w.ServedGeneration()}
-				if res := w.Input(a.Ctx(), []worker.QueuedInput{in}); res[0].Err != nil {
-					t.Error(res[0].Err)
+				if res := w.Input(a.Ctx(), []worker.QueuedInput{in}); res[0].Verdict != worker.Applied || res[0].Err != nil {
+					t.Error(res[0].Verdict, res[0].Err)
 					return
 				}
 			}
@@ -317,6 +317,31 @@ func TestSeqGrowsStrictlyWithSeveralWriters(t *testing.T) {
 		if got[i].Previous == nil || !got[i].Previous.SameAs(got[i-1].Presence) {
 			t.Fatalf("event seq %d says previous %+v; the event before it (seq %d) is %+v", got[i].Seq, got[i].Previous, got[i-1].Seq, got[i-1].Presence)
 		}
+	}
+}
+
+// TestAStaleInputIsLeftUnapplied has the worker answer an input read for an
+// older generation of the agents it serves with the Stale verdict, and store
+// nothing: the replay of what the previous owners left comes first.
+func TestAStaleInputIsLeftUnapplied(t *testing.T) {
+	a := startAll(t, provtest.Config())
+	key := keyOf("sip:agent@workstreampeople.com")
+	body := []byte(`{"availability": "Busy"}`)
+	stale := []worker.QueuedInput{
+		{Source: schemas.SourceAttendant, Key: key, Body: body, Pos: 1, Generation: a.Worker.ServedGeneration() + 1},
+		{Source: schemas.SourceAttendant, Key: key, Body: body, Pos: 2, Generation: a.Worker.ServedGeneration() + 1},
+	}
+	for i, res := range a.Worker.Input(a.Ctx(), stale) {
+		if res.Verdict != worker.Stale || res.Err != nil {
+			t.Fatalf("input %d of a stale generation: verdict %v, error %v; want stale", i, res.Verdict, res.Err)
+		}
+	}
+	if _, found, err := a.Stores.State.Load(a.Ctx(), key); err != nil || found {
+		t.Fatalf("a stale input stored a presence (found %v, %v)", found, err)
+	}
+	current := []worker.QueuedInput{{Source: schemas.SourceAttendant, Key: key, Body: body, Pos: 1, Generation: a.Worker.ServedGeneration()}}
+	if res := a.Worker.Input(a.Ctx(), current); res[0].Verdict != worker.Applied || res[0].Err != nil || !res[0].Reply.OK {
+		t.Fatalf("input of the current generation: %+v; want applied", res[0])
 	}
 }
 

@@ -220,6 +220,11 @@ func TestInputsLeftToAJoiningWorkerWaitForIt(t *testing.T) {
 		}
 		return len(theirs) >= 10
 	})
+	notMine := []worker.QueuedInput{{Source: schemas.SourceAttendant, Key: keyOf(theirs[0]), Body: floodInput(0),
+		Pos: 1, Generation: a.Worker.ServedGeneration()}}
+	if res := a.Worker.Input(a.Ctx(), notMine); res[0].Verdict != worker.NotMine {
+		t.Fatalf("worker A's verdict on an input of an agent B serves: %v; want not mine", res[0].Verdict)
+	}
 	for n, uri := range theirs {
 		if err := a.Conn.NC.Publish(schemas.AttendantPrefix+keyOf(uri), floodInput(n)); err != nil {
 			t.Fatal(err)
