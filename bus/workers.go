@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -166,15 +165,6 @@ func (s *Workers) awaitEnd(ctx context.Context, held schemas.WorkerInfo, revisio
 			return nil // another process took it meanwhile: Join looks again
 		}
 	}
-}
-
-// running reports whether a process with the pid exists on this host.
-func running(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (s *Workers) setRev(rev uint64) {
