@@ -183,9 +183,21 @@ func (s *Workers) Beat(ctx context.Context, w schemas.WorkerInfo) error {
 	if err != nil {
 		return err
 	}
+	if err := s.beat(ctx, w, data); err != nil {
+		if why := s.conn.Refused(); why != nil {
+			return fmt.Errorf("%w (NATS refuses the connection: %w)", err, why)
+		}
+		return err
+	}
+	return nil
+}
+
+// beat writes data as w's entry over the revision this process wrote last.
+func (s *Workers) beat(ctx context.Context, w schemas.WorkerInfo, data []byte) error {
 	s.mu.Lock()
 	rev := s.rev
 	s.mu.Unlock()
+	var err error
 	for range 3 {
 		var written uint64
 		if rev == 0 {

@@ -57,10 +57,13 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		}
 		if err != nil {
 			w.log.Warn().Err(err).Msg("worker heartbeat failed")
+			w.mu.Lock()
+			w.beatErr = err
+			w.mu.Unlock()
 			continue
 		}
 		w.mu.Lock()
-		w.lastBeat = w.clock.Now()
+		w.lastBeat, w.beatErr = w.clock.Now(), nil
 		w.armFence()
 		unfence := w.fenced
 		w.fenced = false
@@ -99,7 +102,7 @@ func (w *Worker) fenceIfLate() {
 			w.carryOut(a, eff)
 		}
 	}
-	w.log.Error().Dur("since_last_beat", w.clock.Since(w.lastBeat)).Int("ended", ended).
+	w.log.Error().Dur("since_last_beat", w.clock.Since(w.lastBeat)).Int("ended", ended).AnErr("why", w.beatErr).
 		Msg("cannot reach NATS: fenced, every upstream subscription ended before the lease runs out")
 }
 

@@ -122,7 +122,9 @@ type Worker struct {
 	// upstream then, since its lease may run out.
 	fenced   bool
 	lastBeat time.Time
-	fence    clockwork.Timer
+	// beatErr is why the beats since lastBeat failed: what the fence says.
+	beatErr error
+	fence   clockwork.Timer
 	// leaving is set while Stop hands the agents over; servedLive is the
 	// live list from before, by which this worker still answers the inputs
 	// of what it owned until the others have taken over.
