@@ -288,6 +288,9 @@ func (s *Source) Run(ctx context.Context) error {
 // other before it reports a failure. An agent that failed while no endpoint
 // was up is subscribed again as soon as one is back.
 func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
+	if err := s.endLeftDialog(ctx, a); err != nil {
+		return err
+	}
 	endpoints, anyUp := s.order()
 	var errs []error
 	for _, ep := range endpoints {
