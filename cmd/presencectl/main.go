@@ -15,7 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/config"
 )
 
 // Exit statuses: a script tells a refusal from a mistake on the line.
@@ -206,7 +209,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	e, closeConn, err := connect(ctx, opts, stdout, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "presencectl:", err)
+		fmt.Fprintln(stderr, "presencectl:", withHint(err, opts.url))
 		return exitFailed
 	}
 	defer closeConn()
@@ -218,11 +221,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = cause
 		}
 		if !errors.Is(err, errReported) {
-			fmt.Fprintf(stderr, "presencectl %s: %v\n", name, err)
+			fmt.Fprintf(stderr, "presencectl %s: %v\n", name, withHint(err, opts.url))
 		}
 		return exitFailed
 	}
 	return exitOK
+}
+
+// startHint is how a newcomer gets a provider to talk to.
+const startHint = "start one (PRESENCE_CONFIG=examples/Config.xml go run ./cmd/presenced), " +
+	"or set PRESENCE_NATS_URL (or -nats) to the NATS the provider uses"
+
+// withHint adds what to do when there is no NATS or no provider at url.
+func withHint(err error, url string) error {
+	switch {
+	case errors.Is(err, nats.ErrNoServers):
+		return fmt.Errorf("%w: no NATS answers at %s, so no provider runs there: %s", err, config.RedactURLs(url), startHint)
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w: NATS at %s answers, but no provider listens on it: %s", err, config.RedactURLs(url), startHint)
+	}
+	return err
 }
 
 // parseAnywhere reads flags wherever they stand among the arguments, so

@@ -13,6 +13,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources/attendant"
@@ -183,5 +184,24 @@ func TestWatchSaysWhenTheProviderGoes(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch did not end on interrupt")
+	}
+}
+
+// TestWithoutAProvider: with nothing at the URL, or a NATS no provider
+// serves, the error says how to start one or where to point presencectl.
+func TestWithoutAProvider(t *testing.T) {
+	noNATS := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
+	for name, tc := range map[string]struct{ url, want string }{
+		"no NATS":     {noNATS, "no NATS answers at " + noNATS + ", so no provider runs there"},
+		"no provider": {provtest.Server(t).ClientURL(), "answers, but no provider listens on it"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out, errs bytes.Buffer
+			code := run(context.Background(), []string{"-nats", tc.url, "-timeout", "10s", "get", "sip:a1@attendant.example"}, &out, &errs)
+			if code != exitFailed || !strings.Contains(errs.String(), tc.want) ||
+				!strings.Contains(errs.String(), "start one (PRESENCE_CONFIG=examples/Config.xml go run ./cmd/presenced), or set PRESENCE_NATS_URL") {
+				t.Errorf("exit %d, stderr %q; want exit 1, %q and how to start a provider", code, errs.String(), tc.want)
+			}
+		})
 	}
 }
