@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +204,51 @@ func TestWithoutAProvider(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit 1, %q and how to start a provider", code, errs.String(), tc.want)
 			}
 		})
+	}
+}
+
+// TestVersion: one line, the module version the toolchain recorded (and no
+// NATS needed).
+func TestVersion(t *testing.T) {
+	var out, errs bytes.Buffer
+	code := run(context.Background(), []string{"-nats", "nats://127.0.0.1:1", "version"}, &out, &errs)
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		t.Fatal("the test binary has no build information")
+	}
+	want := "presencectl " + info.Main.Version
+	if code != exitOK || errs.Len() != 0 || strings.Count(out.String(), "\n") != 1 || !strings.HasPrefix(out.String(), want) {
+		t.Errorf("version: exit %d, stdout %q, stderr %q; want one line starting %q", code, out.String(), errs.String(), want)
+	}
+}
+
+// TestHelpAttendantListsTheAvailabilities: every name the contract's JSON
+// Schema allows, with its band of the scale.
+func TestHelpAttendantListsTheAvailabilities(t *testing.T) {
+	var out, errs bytes.Buffer
+	if code := run(context.Background(), []string{"help", "attendant"}, &out, &errs); code != exitOK {
+		t.Fatalf("help attendant: exit %d, %s", code, errs.String())
+	}
+	data, err := schemas.JSONSchemas.ReadFile("json/presence.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Defs struct {
+			Availability struct {
+				Enum []string `json:"enum"`
+			} `json:"availability"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil || len(schema.Defs.Availability.Enum) == 0 {
+		t.Fatalf("presence.schema.json availability enum: %v", err)
+	}
+	for _, name := range schema.Defs.Availability.Enum {
+		if !regexp.MustCompile(`(?m)^  ` + name + ` +(\d+-\d+|\d+ and above|0) +\(\d+\)$`).MatchString(out.String()) {
+			t.Errorf("help attendant has no line for %s with its band:\n%s", name, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "  Busy           6000-7499        (6500)") {
+		t.Errorf("help attendant does not give Busy's band 6000-7499 and default 6500:\n%s", out.String())
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
+	"github.com/contactcenter/presence-provider/internal/buildinfo"
 	"github.com/contactcenter/presence-provider/internal/slogzero"
 	"github.com/contactcenter/presence-provider/ops"
 	"github.com/contactcenter/presence-provider/schemas"
@@ -127,7 +127,7 @@ func answer(args []string, stdout, stderr io.Writer) (code int, done bool) {
 		usage(stderr, flags)
 		return 2, true
 	case *showVersion:
-		fmt.Fprintln(stdout, versionLine())
+		fmt.Fprintln(stdout, buildinfo.Line("presenced", version))
 		return 0, true
 	case *healthcheck:
 		return checkHealth(stdout, stderr), true
@@ -152,31 +152,6 @@ Flags:
 	if err := config.Usage(w); err != nil {
 		fmt.Fprintln(w, err)
 	}
-}
-
-// versionLine is the version, with the commit when the binary was built from
-// a git checkout.
-func versionLine() string {
-	line := "presenced " + version
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return line
-	}
-	var commit, modified string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			commit = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = ", modified"
-			}
-		}
-	}
-	if commit != "" {
-		line += " (commit " + commit + modified + ")"
-	}
-	return line
 }
 
 // daemon is what start made and stop ends, in this order.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/jonboulle/clockwork"
 
@@ -72,7 +73,7 @@ func (s *Source) Input(_ context.Context, _ sources.Agent, body []byte) (schemas
 	availability, ok := schemas.ParseAvailability(in.Availability)
 	if !ok {
 		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput,
-			Message: fmt.Sprintf("availability %q is not one of Available, AvailableIdle, Busy, BusyIdle, DoNotDisturb, BeRightBack, Away, Offline, Unknown", in.Availability)}
+			Message: fmt.Sprintf("availability %q is not one of %s", in.Availability, availabilityList())}
 	}
 	value := in.AvailabilityValue
 	switch {
@@ -107,4 +108,13 @@ func (s *Source) Input(_ context.Context, _ sources.Agent, body []byte) (schemas
 func modalitiesOf(a schemas.Availability) schemas.Modalities {
 	on := a != schemas.Offline && a != schemas.Unknown
 	return schemas.Modalities{Audio: on, Video: on, Text: on}
+}
+
+// availabilityList names the availabilities an input may give.
+func availabilityList() string {
+	var names []string
+	for _, b := range schemas.Availabilities() {
+		names = append(names, string(b.Name))
+	}
+	return strings.Join(names, ", ")
 }
