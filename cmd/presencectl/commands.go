@@ -222,7 +222,7 @@ func status(e *env, _ *cmdFlags, _ []string) error {
 			states = append(states, fmt.Sprintf("%s=%d", state, n))
 		}
 		sort.Strings(states)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, yes(s.Enabled), yes(s.Healthy), dash(strings.Join(states, " ")), s.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, yes(s.Enabled), yes(s.Healthy), dash(strings.Join(states, " ")), schemas.SourceText(name, s))
 	}
 	return tw.Flush()
 }

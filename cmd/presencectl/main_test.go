@@ -134,6 +134,12 @@ func TestReadableOutput(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^attendant +yes +yes +active=1`).MatchString(out) {
 		t.Fatalf("status printed %q", out)
 	}
+	// Every row says what it is: the sources turned off and none too.
+	for _, row := range []string{`sip +no +no +- +off: Config\.xml does not enable it`, `none +no +no +- +agents no enabled source serves \(state unsupported\)`} {
+		if !regexp.MustCompile(`(?m)^` + row + `$`).MatchString(out) {
+			t.Errorf("status has no row %q:\n%s", row, out)
+		}
+	}
 	// -wait, off a terminal: a plain line each time the counts change, the
 	// last when every agent settled.
 	code, _, errs := ctl(t, env, "subscribe", "-ucc", "u2", "-wait", agent, "sip:other@attendant.example")

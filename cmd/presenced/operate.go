@@ -42,6 +42,9 @@ func setMemoryLimit(log zerolog.Logger) {
 	switch {
 	case os.Getenv("GOMEMLIMIT") != "":
 		ev = ev.Str("from", "GOMEMLIMIT")
+	case errors.Is(err, memlimit.ErrCgroupsNotSupported), errors.Is(err, memlimit.ErrNoCgroup):
+		// macOS, Windows, a process outside any cgroup: nothing to warn of.
+		ev = ev.Str("from", "none: no cgroup memory limit on this system")
 	case err != nil:
 		ev = log.Warn().Err(err).Str("from", "none: no container memory limit could be read")
 	case limit == math.MaxInt64:
