@@ -200,12 +200,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var f cmdFlags
-	fs := flag.NewFlagSet("presencectl "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	opts.register(fs)
-	if cmd.flags != nil {
-		cmd.flags(fs, &f)
-	}
+	fs := newFlagSet(cmd, &opts, &f)
 	positional, err := parseAnywhere(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		commandUsage(stdout, cmd, fs)
@@ -286,6 +281,17 @@ func withHint(err error, url string) error {
 		return fmt.Errorf("%w: NATS at %s answers, but no provider listens on it: %s", err, config.RedactURLs(url), startHint)
 	}
 	return err
+}
+
+// newFlagSet holds the command's flags and the ones every command takes.
+func newFlagSet(c command, o *options, f *cmdFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("presencectl "+c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.register(fs)
+	if c.flags != nil {
+		c.flags(fs, f)
+	}
+	return fs
 }
 
 // parseAnywhere reads flags wherever they stand among the arguments, so
