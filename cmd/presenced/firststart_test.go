@@ -27,7 +27,7 @@ func TestFirstStartIsClean(t *testing.T) {
 	}
 	for _, row := range []string{
 		`graph +no +no +- +off: Config\.xml does not enable it`,
-		`attendant +yes +yes +-.*`,
+		`attendant +yes +yes +- +fed by inputs, for the URIs that match .+`,
 		`pstn +yes +yes +- +busy agents 0, calls 0`,
 		`sip +no +no +- +off: Config\.xml does not enable it`,
 		`none +no +no +- +agents no enabled source serves \(state unsupported\)`,

@@ -61,8 +61,15 @@ func (*Source) Subscribe(context.Context, sources.Agent) error { return nil }
 // Unsubscribe has nothing to end upstream.
 func (*Source) Unsubscribe(context.Context, sources.Agent) error { return nil }
 
-// Health is always good: the source depends on nothing.
-func (*Source) Health() sources.Health { return sources.Health{Healthy: true} }
+// Health is always good: the source depends on nothing. Its detail says
+// which agents it serves, so that a status explains its row.
+func (s *Source) Health() sources.Health {
+	patterns := make([]string, len(s.patterns))
+	for i, re := range s.patterns {
+		patterns[i] = "`" + re.String() + "`"
+	}
+	return sources.Health{Healthy: true, Detail: "fed by inputs, for the URIs that match " + strings.Join(patterns, ", ")}
+}
 
 // Input validates an input and returns the presence it describes.
 func (s *Source) Input(_ context.Context, _ sources.Agent, body []byte) (schemas.Presence, error) {
