@@ -44,7 +44,7 @@ func chromium(t testing.TB) string {
 }
 
 // screenshotDir is where the test keeps its screenshot:
-// PRESENCE_SCREENSHOT_DIR (an absolute path; the README's picture is made
+// PRESENCE_SCREENSHOT_DIR (an absolute path; the docs' pictures are made
 // with PRESENCE_SCREENSHOT_DIR=$PWD/docs/img), else the test's own folder.
 func screenshotDir(t *testing.T) string {
 	if dir := os.Getenv("PRESENCE_SCREENSHOT_DIR"); dir != "" {
@@ -264,10 +264,11 @@ func newTab(t *testing.T, ctx context.Context, browser string) context.Context {
 	return tab
 }
 
-// TestStatusPagePictures draws the README's pictures from a realistic
-// first hour: the example Config.xml, two UCCs, agents in every
-// availability, a PSTN call and an agent no enabled source serves. It
-// checks the layout at both window sizes too, and presencectl explain.
+// TestStatusPagePictures draws the pictures of the README and
+// docs/operating.md from a realistic first hour: the example Config.xml,
+// two UCCs, agents in every availability, a PSTN call and an agent no
+// enabled source serves. It checks the layout at both window sizes too,
+// and presencectl explain.
 func TestStatusPagePictures(t *testing.T) {
 	browser := chromium(t)
 	presenced, presencectl := build(t)
@@ -346,7 +347,7 @@ func TestStatusPagePictures(t *testing.T) {
 	shot("status-page-explain.png", 1280, 720)
 
 	// presencectl explain, as an operator reads it in a terminal: the
-	// README's third picture.
+	// picture of docs/operating.md.
 	out, err := exec.Command(presencectl, "-nats", url, "explain", agent).CombinedOutput()
 	if err != nil {
 		t.Fatalf("presencectl explain: %v\n%s", err, out)
