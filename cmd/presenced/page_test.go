@@ -202,6 +202,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		until("the agent's explanation", js(`document.getElementById('explain-uri').textContent === %q &&
 			document.getElementById('explain-body').textContent.includes('"uri": %q')`, agent, agent)),
 	)
+	checkLayout(t, tab) // the explain panel too
 }
 
 // isoSecond is a time as the page writes it.
@@ -214,13 +215,13 @@ var windows = []struct {
 	width, height int64
 }{{"laptop", 1280, 720}, {"phone", 390, 844}}
 
-// overflowing lists, as text, every element of the header and the panels
-// that reaches beyond its panel, or whose content is wider than itself, and
+// overflowing lists, as text, every element of the header, the panels and
+// the explain panel (when open) that reaches beyond its panel, or whose content is wider than itself, and
 // whether the page is wider than the window.
 const overflowing = `(() => {
   const out = [];
   const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + String(e.className).split(' ').join('.') : '');
-  for (const panel of document.querySelectorAll('header, .panel, #agents-section')) {
+  for (const panel of document.querySelectorAll('header, .panel, #agents-section, #explain')) {
     const p = panel.getBoundingClientRect();
     for (const e of panel.querySelectorAll('*')) {
       const r = e.getBoundingClientRect();
