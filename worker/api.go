@@ -280,11 +280,11 @@ type QueuedInput struct {
 func (w *Worker) ServedGeneration() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.servedGen
+	return w.members.Generation
 }
 
 // ServedChanged is signalled whenever ServedGeneration grows.
-func (w *Worker) ServedChanged() <-chan struct{} { return w.servedChanged }
+func (w *Worker) ServedChanged() <-chan struct{} { return w.lease.ServedChanged() }
 
 // Serves reports whether this worker answers the agent's inputs now.
 func (w *Worker) Serves(key string) bool {
@@ -389,7 +389,7 @@ func (w *Worker) input(ctx context.Context, ins []QueuedInput) []InputResult {
 			Message: fmt.Sprintf("key %q is not the key of a normalised URI (%s is %s)", key, u.URI, u.Key())})
 	}
 	w.mu.Lock()
-	if ins[0].Generation != w.servedGen {
+	if ins[0].Generation != w.members.Generation {
 		w.mu.Unlock()
 		return leave(Stale)
 	}
