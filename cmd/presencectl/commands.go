@@ -263,11 +263,6 @@ func (e *env) input(rep schemas.InputReply, err error) error {
 	return nil
 }
 
-// settled is a state that waiting for cannot change.
-func settled(s schemas.State) bool {
-	return s == schemas.StateActive || s == schemas.StateFailed || s == schemas.StateUnsupported
-}
-
 // wait polls the agents of a subscribe reply until each is active, failed
 // or unsupported, drawing a bar on a terminal and plain lines otherwise.
 func (e *env) wait(rep schemas.AgentsReply) error {

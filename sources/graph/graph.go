@@ -547,28 +547,14 @@ func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
 	u.Graph = g
 }
 
-// AccountStats is how one account stands, for metrics.
-type AccountStats struct {
-	// ID is the account's configured id.
-	ID string
-	// Requests counts the requests made since the start, by Graph's
-	// HTTP status; 0 counts those that got no answer.
-	Requests map[int]uint64
-	// BudgetUsed is the part of the account's requestsPer30Seconds spent
-	// in the last 30 seconds.
-	BudgetUsed float64
-	// LastCycle is how long the last poll of all the account's agents took.
-	LastCycle time.Duration
-}
-
 // Accounts tells how each account stands, in configured order.
-func (s *Source) Accounts() []AccountStats {
+func (s *Source) Accounts() []sources.AccountStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
-	stats := make([]AccountStats, 0, len(s.accounts))
+	stats := make([]sources.AccountStats, 0, len(s.accounts))
 	for _, acct := range s.accounts {
-		stats = append(stats, AccountStats{ID: acct.cfg.ID, Requests: maps.Clone(acct.answers),
+		stats = append(stats, sources.AccountStats{ID: acct.cfg.ID, Requests: maps.Clone(acct.answers),
 			BudgetUsed: float64(acct.budget.used(now)) / float64(s.cfg.RequestsPer30s), LastCycle: acct.lastCycle})
 	}
 	return stats
