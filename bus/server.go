@@ -34,6 +34,9 @@ type EmbeddedOptions struct {
 	// Insecure allows a listen address beyond loopback, or routes, with no
 	// authentication.
 	Insecure bool
+	// SyncInterval is how often the store is synced to disk; 0 syncs each
+	// write before it is acknowledged (see serverOptions).
+	SyncInterval time.Duration
 }
 
 // ClusterOptions are the embedded server's cluster settings.

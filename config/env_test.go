@@ -24,7 +24,7 @@ var processVars = []string{
 	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
 	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "HTTP_LISTEN",
 	"INPUT_QUEUE_MAX_MSGS", "INPUT_QUEUE_MAX_BYTES", "INPUT_QUEUE_MAX_AGE", "RESUME", "RESUME_RATE",
-	"HISTORY_MAX_AGE", "HISTORY_MAX_BYTES",
+	"HISTORY_MAX_AGE", "HISTORY_MAX_BYTES", "SYNC_INTERVAL",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -111,6 +111,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		"PRESENCE_RESUME_RATE":          "50",
 		"PRESENCE_HISTORY_MAX_AGE":      "24h",
 		"PRESENCE_HISTORY_MAX_BYTES":    "104857600",
+		"PRESENCE_SYNC_INTERVAL":        "2m",
 	}
 	for k, v := range set {
 		t.Setenv(k, v)
@@ -142,6 +143,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		HistoryMaxBytes:    100 << 20,
 		HTTPListen:         "",
 		ResumeRate:         50,
+		SyncInterval:       config.SyncInterval(2 * time.Minute),
 	})
 }
 
@@ -175,6 +177,8 @@ func TestLoadProcessRejects(t *testing.T) {
 		{"shutdown timeout not a duration", "PRESENCE_SHUTDOWN_TIMEOUT", "soon", "PRESENCE_SHUTDOWN_TIMEOUT \"soon\" is not a duration: use a unit"},
 		{"resume rate zero", "PRESENCE_RESUME_RATE", "0", "PRESENCE_RESUME_RATE"},
 		{"resume not a bool", "PRESENCE_RESUME", "maybe", `PRESENCE_RESUME "maybe" is not true or false`},
+		{"sync interval neither always nor a duration", "PRESENCE_SYNC_INTERVAL", "sometimes", "PRESENCE_SYNC_INTERVAL"},
+		{"sync interval zero", "PRESENCE_SYNC_INTERVAL", "0s", "PRESENCE_SYNC_INTERVAL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -208,7 +208,7 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	if proc.NATSURL == "" {
 		opts := bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir, Name: proc.ServerName,
 			Cluster:    bus.ClusterOptions{Name: proc.ClusterName, Listen: proc.ClusterListen, Routes: proc.ClusterRoutes},
-			ConfigFile: proc.NATSConfig, Insecure: proc.Insecure}
+			ConfigFile: proc.NATSConfig, Insecure: proc.Insecure, SyncInterval: time.Duration(proc.SyncInterval)}
 		if d.ns, err = bus.StartEmbedded(opts, log); err != nil {
 			return nil, err
 		}

@@ -75,7 +75,7 @@ func newRecorder() *recorder {
 }
 
 func (r *recorder) Members(m Members)              { r.members <- m }
-func (r *recorder) Fenced(sinceBeat time.Duration) { r.fenced <- sinceBeat }
+func (r *recorder) Fenced(sinceBeat time.Duration, _ error) { r.fenced <- sinceBeat }
 
 func (r *recorder) next(t *testing.T) Members {
 	t.Helper()
