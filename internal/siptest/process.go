@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,23 +133,32 @@ func (p *process) stop(sig syscall.Signal) {
 }
 
 // portBound reports whether some process has bound 127.0.0.1:port (UDP) or
-// listens on it (TCP), by reading /proc/net. It lets a test wait for sipp,
-// which answers nothing that could serve as a probe. ok is false when
-// /proc/net cannot be read.
+// listens on it (TCP), there or on a wildcard address, IPv6's dual-stack
+// one included (linphonec binds that), by reading /proc/net. It lets a test
+// wait for a server that answers nothing that could serve as a probe. ok is
+// false when /proc/net cannot be read.
 func portBound(proto string, port int) (bound, ok bool) {
-	data, err := os.ReadFile("/proc/net/" + proto)
-	if err != nil {
-		return false, false
+	addrs := map[string][]string{
+		proto: {fmt.Sprintf("0100007F:%04X", port), // 127.0.0.1 in host (little-endian) order
+			fmt.Sprintf("00000000:%04X", port)},
+		proto + "6": {fmt.Sprintf("%032X:%04X", 0, port)},
 	}
-	want := fmt.Sprintf("0100007F:%04X", port) // 127.0.0.1 in host (little-endian) order
-	wildcard := fmt.Sprintf("00000000:%04X", port)
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 4 || (f[1] != want && f[1] != wildcard) {
+	for _, table := range []string{proto, proto + "6"} {
+		data, err := os.ReadFile("/proc/net/" + table)
+		if err != nil {
+			if table == proto {
+				return false, false
+			}
 			continue
 		}
-		if proto == "udp" || f[3] == "0A" { // 0A: TCP_LISTEN
-			return true, true
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || !slices.Contains(addrs[table], f[1]) {
+				continue
+			}
+			if proto == "udp" || f[3] == "0A" { // 0A: TCP_LISTEN
+				return true, true
+			}
 		}
 	}
 	return false, true
