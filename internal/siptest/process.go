@@ -1,11 +1,16 @@
-// Package siptest runs real SIP servers for tests: Kamailio as a presence
-// server (SUBSCRIBE/NOTIFY/PUBLISH, REGISTER with digest auth) and sipp as a
-// scripted, misbehaving presence server for fault tests.
+// Package siptest runs real SIP peers for tests: Kamailio as a presence
+// server (SUBSCRIBE/NOTIFY/PUBLISH, REGISTER with digest auth), sipp as a
+// scripted, misbehaving presence server for fault tests, and user agents
+// nobody on the team wrote: baresip (a notifier of its own presence, or a
+// publisher into Kamailio), linphonec (a notifier for its friends) and
+// sipsak (one-shot requests). Each peer's configuration is in peers/ (or,
+// for Kamailio, kamailio.go), filled in with free loopback ports per test.
 //
-// Both are external programs (Debian packages kamailio,
-// kamailio-presence-modules and sip-tester). When one is missing the test is
-// skipped, except with CI=true where a missing server is a failure: CI must
-// not go green by skipping the tests that matter.
+// All are external programs (Debian packages kamailio,
+// kamailio-presence-modules, sip-tester, baresip-core, linphone-cli and
+// sipsak). When one is missing the test is skipped, except with CI=true
+// where a missing peer is a failure: CI must not go green by skipping the
+// tests that matter.
 //
 // The package uses the standard library only (and internal/freeport), so
 // that it adds no dependency to the module. Helpers that take a testing.TB call t.Fatal and must run on

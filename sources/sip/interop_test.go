@@ -81,13 +81,7 @@ func TestBaresipAsNotifier(t *testing.T) {
 		t.Fatalf("presence %+v from <basic>?</basic>; want none known", p)
 	}
 
-	b.Online(t)
-	ev := waitEvent(t, evs, 1, schemas.Available)
-	if ev.Previous != nil {
-		t.Fatalf("first event %+v has a previous presence", ev)
-	}
-	b.Offline(t)
-	waitEvent(t, evs, 2, schemas.Offline)
+	onlineThenOffline(t, b, evs)
 
 	if _, err := env.Client.Unsubscribe(env.Ctx(), schemas.UnsubscribeRequest{UCC: "ucc_app01", URIs: []string{agent}}); err != nil {
 		t.Fatal(err)
@@ -117,13 +111,7 @@ func TestBaresipPublishingIntoKamailio(t *testing.T) {
 	env.Subscribe("ucc_app01", agent)
 	provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
 
-	b.Online(t)
-	ev := waitEvent(t, evs, 1, schemas.Available)
-	if ev.Previous != nil {
-		t.Fatalf("first event %+v follows another: <basic>unknown</basic> became a presence", ev)
-	}
-	b.Offline(t)
-	waitEvent(t, evs, 2, schemas.Offline)
+	onlineThenOffline(t, b, evs)
 }
 
 // linphonec notifies a watcher it accepts as a friend; its 200 to a
@@ -169,4 +157,44 @@ func TestLinphoneSilentToAStrangerFailsAtTimerN(t *testing.T) {
 	if p := presenceOf(t, env, agent); p != nil {
 		t.Fatalf("presence %+v; linphonec sent none", p)
 	}
+}
+
+// A notifier that knew the agent's state and then says it does not
+// (<basic>unknown</basic>) makes the presence Unknown: neither the old state
+// kept nor Offline guessed.
+func TestUnknownAfterAKnownStateIsUnknown(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	env, _ := provider(t, sip.Config{Transport: "udp", Application: appEndpoint(k.Addr())}, nil)
+	const agent = "sip:agent1@example.com"
+	evs := env.Collect(schemas.Key(agent))
+	env.Subscribe("ucc_app01", agent)
+	provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
+	etag := k.Publish(t, agent, siptest.PIDF(agent, "open", "", ""), 60)
+	waitEvent(t, evs, 1, schemas.Available)
+	k.ModifyPublish(t, agent, etag, siptest.PIDF(agent, "unknown", "", ""), 60)
+	waitEvent(t, evs, 2, schemas.Unknown)
+}
+
+// sipsak, a SIP client nobody on the team wrote, pings the provider's SIP
+// stack with OPTIONS: a server's keep-alive gets 200.
+func TestSipsakPingIsAnswered(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	_, src := provider(t, sip.Config{Transport: "udp", Application: appEndpoint(k.Addr())}, nil)
+	provtest.Eventually(t, "up", func() bool { return src.Health().Healthy })
+	if code := siptest.SipsakOptions(t, "sip:presenceprovider@"+src.Addr()); code != 200 {
+		t.Fatalf("OPTIONS answered %d; want 200", code)
+	}
+}
+
+// onlineThenOffline turns baresip online, then offline: the first is the
+// agent's first event, no presence before it (what baresip said before
+// was not known), the second follows it.
+func onlineThenOffline(t *testing.T, b *siptest.Baresip, evs *provtest.Events) {
+	t.Helper()
+	b.Online(t)
+	if ev := waitEvent(t, evs, 1, schemas.Available); ev.Previous != nil {
+		t.Fatalf("first event %+v follows another presence: baresip's unknown state became one", ev)
+	}
+	b.Offline(t)
+	waitEvent(t, evs, 2, schemas.Offline)
 }

@@ -128,8 +128,12 @@ func TestTerminatedReasons(t *testing.T) {
 	} {
 		t.Run(tc.state, func(t *testing.T) {
 			sipp := siptest.StartSippServer(t, siptest.TerminatedScenario(200*time.Millisecond, tc.state, tc.body), siptest.SippOptions{})
+			firstRetry := time.Second
+			if tc.want == schemas.StateActive {
+				firstRetry = time.Hour // only a new subscription at once passes
+			}
 			env, _ := provider(t, sip.Config{Transport: "udp", Application: appEndpoint(sipp.Addr())},
-				func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Second, time.Hour })
+				func(c *worker.Config) { c.FirstRetry, c.MaxRetry = firstRetry, time.Hour })
 			env.Subscribe("ucc_app01", agent)
 			provtest.Eventually(t, fmt.Sprintf("%s with %d failures", tc.want, tc.failures), func() bool {
 				c := claimOf(t, env, agent)
