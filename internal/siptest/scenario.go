@@ -95,6 +95,16 @@ func RejectedScenario() string {
 		`<recv response="200" next="end"/>`)
 }
 
+// IntervalTooBriefScenario answers the first SUBSCRIBE 423 Interval Too
+// Brief with Min-Expires: minExpires, or with no Min-Expires when it is 0.
+func IntervalTooBriefScenario(minExpires int) string {
+	extra := ""
+	if minExpires > 0 {
+		extra = fmt.Sprintf("Min-Expires: %d", minExpires)
+	}
+	return scenario("423", responseNext(423, "Interval Too Brief", extra, "subscribe"))
+}
+
 // FailureScenario answers the first SUBSCRIBE with a final failure such as
 // 403 Forbidden or 404 Not Found.
 func FailureScenario(code int, reason string) string {

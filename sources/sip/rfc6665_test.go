@@ -160,3 +160,34 @@ func TestTerminatedReasons(t *testing.T) {
 		})
 	}
 }
+
+// A 423 is answered once in the same dialog with its Min-Expires; one
+// without a Min-Expires above what was asked is a failure, not a loop.
+func TestIntervalTooBrief(t *testing.T) {
+	t.Run("Min-Expires 5", func(t *testing.T) {
+		sipp := siptest.StartSippServer(t, siptest.IntervalTooBriefScenario(5), siptest.SippOptions{})
+		env, src := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())},
+			func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+		env.Subscribe("ucc_app01", agent)
+		provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
+		if d := dialogOf(src, agent); d == nil || d.Expires == nil || time.Until(*d.Expires) < 4*time.Second {
+			t.Fatalf("dialog %+v; want the 5 s of Min-Expires granted", d)
+		}
+		if n := sipp.Received("SUBSCRIBE"); n != 2 || !strings.Contains(sipp.Messages(), "Expires: 5") {
+			t.Fatalf("%d SUBSCRIBEs; want the first and one asking 5 s", n)
+		}
+	})
+	t.Run("no Min-Expires", func(t *testing.T) {
+		sipp := siptest.StartSippServer(t, siptest.IntervalTooBriefScenario(0), siptest.SippOptions{})
+		env, _ := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())},
+			func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+		env.Subscribe("ucc_app01", agent)
+		provtest.Eventually(t, "a counted failure", func() bool {
+			c := claimOf(t, env, agent)
+			return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "423")
+		})
+		if n := sipp.Received("SUBSCRIBE"); n != 1 {
+			t.Fatalf("%d SUBSCRIBEs; want one", n)
+		}
+	})
+}
