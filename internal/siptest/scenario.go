@@ -68,6 +68,13 @@ func AcceptedScenario() string {
 		notify("active;expires=[$expires]", true)+`<recv response="200" next="subscribe"/>`)
 }
 
+// ShortNotifyExpiresScenario grants the first SUBSCRIBE what it asked, then
+// says in its NOTIFY that the subscription ends in seconds.
+func ShortNotifyExpiresScenario(seconds int) string {
+	return scenario("NOTIFY shortens", response(200, "OK", "Expires: [$expires]")+
+		notify(fmt.Sprintf("active;expires=%d", seconds), true)+`<recv response="200" next="subscribe"/>`)
+}
+
 // NoExpiresScenario answers the first SUBSCRIBE 200 without Expires, as
 // linphonec does to a refresh; the subscription lasts what was asked.
 func NoExpiresScenario() string {

@@ -351,6 +351,9 @@ func (s *Source) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 			d.timerN.Stop()
 			d.timerN = nil
 		}
+		if !state.terminated {
+			s.shortened(d, state.expires)
+		}
 	}
 	s.mu.Unlock()
 
@@ -368,6 +371,29 @@ func (s *Source) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s.applyNotify(d, req, state)
+}
+
+// notifyExpiresSlack is how much earlier than the granted expiry a NOTIFY's
+// must be to count as shortening the subscription: servers give whole
+// seconds that count down (Kamailio), not a change.
+const notifyExpiresSlack = 2 * time.Second
+
+// shortened applies the expires of a NOTIFY's Subscription-State, which
+// RFC 6665 section 4.1.3 makes authoritative, when it ends the subscription
+// before the 2xx said: the refresh comes in time. A later one is not taken,
+// since a notifier's word in its NOTIFY can be wrong that way (linphonec
+// says 600 whatever it granted) and a refresh too late loses the
+// subscription. The caller holds s.mu.
+func (s *Source) shortened(d *dialog, expires time.Duration) {
+	if expires == 0 || d.expires.IsZero() {
+		return
+	}
+	at := s.clock.Now().Add(expires)
+	if !at.Before(d.expires.Add(-notifyExpiresSlack)) {
+		return
+	}
+	d.expires = at
+	s.scheduleRefresh(d, expires*4/5)
 }
 
 // headerValue is a header's value, empty when the message has none.
@@ -426,6 +452,7 @@ type subscriptionState struct {
 	terminated bool
 	reason     string
 	retryAfter time.Duration
+	expires    time.Duration // 0: none given
 }
 
 func parseSubscriptionState(req *sip.Request) subscriptionState {
@@ -443,6 +470,10 @@ func parseSubscriptionState(req *sip.Request) subscriptionState {
 		case "retry-after":
 			if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 				st.retryAfter = time.Duration(n) * time.Second
+			}
+		case "expires":
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				st.expires = time.Duration(n) * time.Second
 			}
 		}
 	}

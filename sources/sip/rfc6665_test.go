@@ -191,3 +191,15 @@ func TestIntervalTooBrief(t *testing.T) {
 		}
 	})
 }
+
+// A NOTIFY whose Subscription-State ends the subscription sooner than the
+// 2xx granted brings the refresh forward (RFC 6665 section 4.1.3).
+func TestNotifyShorteningTheSubscriptionIsTaken(t *testing.T) {
+	sipp := siptest.StartSippServer(t, siptest.ShortNotifyExpiresScenario(2), siptest.SippOptions{})
+	env, src := provider(t, sip.Config{Transport: "udp", Expires: time.Hour, Application: appEndpoint(sipp.Addr())}, nil)
+	env.Subscribe("ucc_app01", agent)
+	provtest.Eventually(t, "refreshed within the NOTIFY's 2 s", func() bool {
+		d := dialogOf(src, agent)
+		return sipp.Received("SUBSCRIBE") >= 2 && d != nil && d.Expires != nil && time.Until(*d.Expires) > 50*time.Minute
+	})
+}
