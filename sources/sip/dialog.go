@@ -59,11 +59,15 @@ type dialog struct {
 
 func (d *dialog) established() bool { return d.remoteTag != "" }
 
-func (d *dialog) stopTimers() {
+func (d *dialog) stopRefresh() {
 	if d.refresh != nil {
 		d.refresh.Stop()
 		d.refresh = nil
 	}
+}
+
+func (d *dialog) stopTimers() {
+	d.stopRefresh()
 	if d.timerN != nil {
 		d.timerN.Stop()
 		d.timerN = nil
@@ -239,10 +243,7 @@ func (s *Source) establish(d *dialog, to *sip.ToHeader, contact *sip.ContactHead
 
 // scheduleRefresh renews the subscription after a while.
 func (s *Source) scheduleRefresh(d *dialog, after time.Duration) {
-	if d.refresh != nil {
-		d.refresh.Stop()
-		d.refresh = nil
-	}
+	d.stopRefresh()
 	if s.closing {
 		return
 	}

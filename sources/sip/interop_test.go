@@ -1,6 +1,7 @@
 package sip_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,9 @@ func TestBaresipAsNotifier(t *testing.T) {
 	}
 	if p := presenceOf(t, env, agent); p != nil {
 		t.Fatalf("presence %+v from <basic>?</basic>; want none known", p)
+	}
+	if ex, err := env.Client.Explain(env.Ctx(), agent); err != nil || !slices.Contains(ex.Notes, "no presence known yet") {
+		t.Fatalf("explain %+v (%v); want the note that no presence is known yet", ex, err)
 	}
 
 	onlineThenOffline(t, b, evs)
