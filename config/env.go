@@ -48,7 +48,7 @@ type NATSAuth struct {
 func LoadNATSAuth() (NATSAuth, error) {
 	var a NATSAuth
 	if err := envconfig.Process("", &a); err != nil {
-		return NATSAuth{}, fmt.Errorf("config: environment: %w", err)
+		return NATSAuth{}, environmentError(err)
 	}
 	if err := a.validate(); err != nil {
 		return NATSAuth{}, fmt.Errorf("config: environment: %w", err)
@@ -222,7 +222,7 @@ func LoadProcess() (Process, error) {
 	// The tags name whole variables: with a prefix, envconfig would fall back
 	// to the unprefixed names (CONFIG, NATS_URL...) that other programs set.
 	if err := envconfig.Process("", &p); err != nil {
-		return Process{}, fmt.Errorf("config: environment: %w", err)
+		return Process{}, environmentError(err)
 	}
 	if err := p.validate(); err != nil {
 		return Process{}, fmt.Errorf("config: environment: %w", err)
@@ -272,6 +272,27 @@ func LoadProcess() (Process, error) {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_SHUTDOWN_TIMEOUT %s is under 1s", p.ShutdownTimeout)
 	}
 	return p, nil
+}
+
+// environmentError says which variable holds a value of the wrong kind and
+// what it takes, instead of envconfig's Go type names.
+func environmentError(err error) error {
+	var pe *envconfig.ParseError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("config: environment: %w", err)
+	}
+	var takes string
+	switch pe.TypeName {
+	case "time.Duration":
+		takes = "a duration: use a unit, e.g. 10s, 1m30s or 24h"
+	case "bool":
+		takes = "true or false"
+	case "int", "int64":
+		takes = "a whole number"
+	default:
+		takes = "a " + pe.TypeName
+	}
+	return fmt.Errorf("config: environment: %s %q is not %s (%w)", pe.KeyName, pe.Value, takes, pe.Err)
 }
 
 func validWorkerID(id string) bool {

@@ -238,7 +238,7 @@ func status(e *env, _ *cmdFlags, _ []string) error {
 			states = append(states, fmt.Sprintf("%s=%d", state, n))
 		}
 		sort.Strings(states)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, yes(s.Enabled), yes(s.Healthy), dash(strings.Join(states, " ")), s.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, yes(s.Enabled), yes(s.Healthy), dash(strings.Join(states, " ")), schemas.SourceText(name, s))
 	}
 	return tw.Flush()
 }
@@ -277,11 +277,6 @@ func (e *env) input(rep schemas.InputReply, err error) error {
 	}
 	fmt.Fprintf(e.out, "stored, seq %d\n", rep.Seq)
 	return nil
-}
-
-// settled is a state that waiting for cannot change.
-func settled(s schemas.State) bool {
-	return s == schemas.StateActive || s == schemas.StateFailed || s == schemas.StateUnsupported
 }
 
 // wait polls the agents of a subscribe reply until each is active, failed
