@@ -192,6 +192,10 @@ func (s *Workers) Beat(ctx context.Context, w schemas.WorkerInfo) error {
 	return nil
 }
 
+// Refused is why the server refuses the connection while it is down, or
+// nil (Conn.Refused): what a fenced worker says.
+func (s *Workers) Refused() error { return s.conn.Refused() }
+
 // beat writes data as w's entry over the revision this process wrote last.
 func (s *Workers) beat(ctx context.Context, w schemas.WorkerInfo, data []byte) error {
 	s.mu.Lock()

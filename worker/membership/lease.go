@@ -222,7 +222,20 @@ func (l *Lease) fenceIfLate() {
 	l.fenced = true
 	why := l.beatErr
 	l.fenceMu.Unlock()
+	if r, ok := l.store.(refuser); ok && why == nil {
+		// No beat has failed yet (one may be waiting for its answer), but
+		// the connection may know already.
+		if err := r.Refused(); err != nil {
+			why = fmt.Errorf("NATS refuses the connection: %w", err)
+		}
+	}
 	l.h.Fenced(since, why)
+}
+
+// refuser is a store that knows why the server refuses its connection
+// while it is down (bus.Workers: the credentials refused), or nil.
+type refuser interface {
+	Refused() error
 }
 
 // Fenced reports whether the worker is fenced now: no beat succeeded for
