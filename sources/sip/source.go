@@ -48,6 +48,12 @@ type Config struct {
 	KeepAlive time.Duration
 	// RequestTimeout bounds one transaction (SIP's own Timer B is 32 s).
 	RequestTimeout time.Duration
+	// MSSIP speaks Microsoft SIP to Skype for Business Server as a trusted
+	// application (Dialect="mssip"): no REGISTER and no digest, since a
+	// trusted server is not challenged; no user endpoint, which Microsoft
+	// retired; over TLS the pool's connections to the listener must show a
+	// certificate TLS.RootCAs vouches for, as the pool demands of ours.
+	MSSIP bool
 	// Dialogs keeps the subscription dialogs for the agents' next holders
 	// (Resume); nil keeps none, and a NOTIFY for a dialog not held here is
 	// answered 481.
@@ -121,6 +127,9 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
+	if cfg.MSSIP {
+		cfg = trustedApplication(cfg, log)
+	}
 	s := &Source{cfg: cfg, clock: clock, sink: sink, log: log.With().Str("source", "sip").Logger(),
 		transport: strings.ToUpper(cfg.Transport), ctx: context.Background(), serving: make(chan struct{}),
 		byCallID: map[string]*dialog{}, byAgent: map[string]*dialog{}, waiting: map[string]sources.Agent{}}
@@ -163,7 +172,7 @@ func (s *Source) listen() error {
 		var l net.Listener
 		if l, err = net.Listen("tcp", s.cfg.Listen); err == nil {
 			addr = l.Addr()
-			s.stream = tls.NewListener(l, &tls.Config{Certificates: s.cfg.TLS.Certificates, MinVersion: tls.VersionTLS12})
+			s.stream = tls.NewListener(l, s.listenerTLS())
 		}
 	default:
 		return fmt.Errorf("sip: transport %q is not udp, tcp or tls", s.cfg.Transport)
