@@ -2,14 +2,12 @@ package sip_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,27 +20,9 @@ import (
 	"github.com/contactcenter/presence-provider/sources/sip"
 )
 
-// syncBuffer is a log sink the source's goroutines write to while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // runSource starts a source that is never handed an agent: its listener is
 // what the test looks at.
-func runSource(t *testing.T, cfg sip.Config, logs *syncBuffer) *sip.Source {
+func runSource(t *testing.T, cfg sip.Config, logs *provtest.Logs) *sip.Source {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	src, err := sip.New(cfg, clockwork.NewRealClock(), nil, zerolog.New(logs))
@@ -106,7 +86,7 @@ func TestTrustedApplicationListenerDemandsClientCertificate(t *testing.T) {
 		{"rfc, no certificate", false, anonymous, "SIP/2.0 200 OK"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs provtest.Logs
 			src := runSource(t, sip.Config{Transport: "tls", MSSIP: tc.mssip, TLS: tlsConfig(t, ca.File, cert, key),
 				Application: appEndpoint(down)}, &logs)
 			got, err := options(src.Addr(), tc.client)
@@ -127,7 +107,7 @@ func TestTrustedApplicationListenerDemandsClientCertificate(t *testing.T) {
 // and never used; the application endpoint does not register even when
 // asked to, as a trusted server is not challenged.
 func TestTrustedApplicationDropsUserEndpoint(t *testing.T) {
-	var logs syncBuffer
+	var logs provtest.Logs
 	down := "127.0.0.1:" + strconv.Itoa(freeport.T(t))
 	app := appEndpoint(down)
 	app.Register, app.Password = true, "secret"

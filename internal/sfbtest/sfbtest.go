@@ -1,0 +1,493 @@
+// Package sfbtest is a local Skype for Business Server front-end pool for
+// tests of the SIP source's mssip dialect: no pool can run here, so this
+// one speaks the wire format of the specifications, each behaviour after
+// the section named here.
+//
+//   - Mutual TLS ([MS-SIP] 3.3, trusted application): the pool serves a
+//     certificate the test's CA signs and takes a connection only with a
+//     client certificate that CA vouches for; a client without one never
+//     gets to send SIP.
+//   - Batched subscriptions ([MS-SIP] 3.3.4.1 and example 4.3; [MS-PRES]
+//     2.2.2.4.1 and schema 6.8): a SUBSCRIBE to the watcher's own URI
+//     (Request-URI, From and To alike) with Event: presence, Require:
+//     adhoclist and categoryList, and an
+//     application/msrtc-adrl-categorylist+xml body: a batchSub whose
+//     subscribe action lists the resources (adhocList) and the categories
+//     (categoryList, state at least).
+//   - Refusals: a batch without Require: adhoclist is answered 421
+//     Extension Required with the Require header it needs (RFC 3261
+//     section 21.4.15; the specs do not say which answer a pool gives, and
+//     a pool would otherwise take it as a subscription to the watcher's own
+//     presence, which is never what a batch means); another body type 415
+//     with the Accept it takes (RFC 3261 section 21.4.13); another event
+//     489 (RFC 6665 section 8.3.1); a Request-URI other than the watcher
+//     403, since a batch is always addressed to oneself ([MS-SIP] 3.3.4.1);
+//     a body that is no batchSub, or lacks the state category, 400.
+//   - The first state piggybacked in the 200 OK ([MS-SIP] 3.3.5.1 and
+//     example 4.3, Supported: ms-piggyback-first-notify): multipart/related
+//     with type application/rlmi+xml and start=resourceList, the RLMI index
+//     (RFC 4662 section 5.2) with one resource and instance per agent, then
+//     one application/msrtc-event-categories+xml part per agent the pool
+//     knows ([MS-PRES] 2.2.2: categories uri, category name state,
+//     aggregateState). An agent the pool does not know is an instance
+//     terminated with reason noresource (RFC 4662 section 5.2) and no part.
+//   - Updates as BENOTIFY ([MS-SIP] 2.2.1 and 3.3.5, ms-benotify): a
+//     best-effort NOTIFY in the dialog that is never answered, sent to the
+//     watcher's Contact over a TLS connection of the pool's own, showing the
+//     pool's certificate, with a partial RLMI index (fullState false, the
+//     version one higher) and the changed agent's categories.
+//   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
+//     in the dialog refreshes it, and adds the resources its body lists
+//     with their first state in the 200; Expires: 0 ends the batch.
+package sfbtest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/contactcenter/presence-provider/internal/testca"
+)
+
+// Content types of the batch's request and of its answers.
+const (
+	ContentBatch      = "application/msrtc-adrl-categorylist+xml"
+	ContentCategories = "application/msrtc-event-categories+xml"
+	ContentRLMI       = "application/rlmi+xml"
+	// BENOTIFY is [MS-SIP]'s best-effort NOTIFY, never answered.
+	BENOTIFY sip.RequestMethod = "BENOTIFY"
+)
+
+// boundary separates the parts of the pool's multipart bodies, as in
+// [MS-SIP] 3.3.5.1's example.
+const boundary = "50UBfW7LSCVLtggUPe5z"
+
+// maxExpires is the longest subscription the pool grants.
+const maxExpires = 3600
+
+// State is an agent's aggregate state as the pool publishes it.
+type State struct {
+	// Availability is the aggregate availability number ([MS-PRES] 2.2.2.1).
+	Availability int
+	// Activity is the activity token (on-the-phone, in-a-meeting, ...).
+	Activity string
+	// Device is where the state was published (computer, deskphone, ...).
+	Device string
+}
+
+// Batch is one batched subscription dialog the pool holds.
+type Batch struct {
+	CallID  string
+	Watcher string
+	Agents  []string
+	Expires time.Time
+
+	contact  sip.Uri
+	poolTag  string
+	watchTag string
+	watchURI sip.Uri
+	cseq     uint32
+	version  uint64
+}
+
+// Answer is what the pool answered one SUBSCRIBE, for tests to check.
+type Answer struct {
+	CallID string
+	Status int
+	// Agents are the resources the request's batchSub listed.
+	Agents []string
+}
+
+// Pool is the fake front-end pool of one test.
+type Pool struct {
+	t        testing.TB
+	fqdn     string
+	listener net.Listener
+	ua       *sipgo.UserAgent
+	server   *sipgo.Server
+	client   *sipgo.Client
+
+	mu      sync.Mutex
+	states  map[string]State
+	batches map[string]*Batch // by Call-ID
+	answers []Answer
+	sent    int // BENOTIFYs sent
+}
+
+// Start runs a pool whose certificate ca signs for fqdn (and 127.0.0.1),
+// taking only clients whose certificates ca signs.
+func Start(t testing.TB, ca *testca.CA, fqdn string) *Pool {
+	t.Helper()
+	certFile, keyFile := ca.Issue(fqdn, fqdn, "127.0.0.1")
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatalf("sfbtest: %v", err)
+	}
+	caPEM, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatalf("sfbtest: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("sfbtest: %v", err)
+	}
+	p := &Pool{t: t, fqdn: fqdn, states: map[string]State{}, batches: map[string]*Batch{},
+		listener: tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots})}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The pool's own connections to watchers show the same certificate.
+	p.ua, err = sipgo.NewUA(sipgo.WithUserAgent("sfbtest"), sipgo.WithUserAgenTLSConfig(&tls.Config{
+		Certificates: []tls.Certificate{pair}, RootCAs: roots, MinVersion: tls.VersionTLS12}),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
+	if err != nil {
+		t.Fatalf("sfbtest: %v", err)
+	}
+	if p.server, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(quiet)); err != nil {
+		t.Fatalf("sfbtest: %v", err)
+	}
+	if p.client, err = sipgo.NewClient(p.ua, sipgo.WithClientLogger(quiet), sipgo.WithClientHostname("127.0.0.1")); err != nil {
+		t.Fatalf("sfbtest: %v", err)
+	}
+	p.server.OnSubscribe(p.onSubscribe)
+	p.server.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.server.ServeTLS(p.listener)
+	}()
+	t.Cleanup(func() {
+		_ = p.listener.Close()
+		<-done
+		_ = p.ua.Close()
+	})
+	return p
+}
+
+// Addr is host:port of the pool's TLS listener.
+func (p *Pool) Addr() string { return p.listener.Addr().String() }
+
+// FQDN is the name in the pool's certificate.
+func (p *Pool) FQDN() string { return p.fqdn }
+
+// SetState publishes an agent's state: the agent is known to the pool from
+// now on, and every batch holding it gets a BENOTIFY.
+func (p *Pool) SetState(uri string, st State) {
+	p.mu.Lock()
+	p.states[strings.ToLower(uri)] = st
+	var reqs []*sip.Request
+	for _, b := range p.batches {
+		if slices.Contains(b.Agents, uri) {
+			reqs = append(reqs, p.benotify(b, uri, st))
+		}
+	}
+	p.sent += len(reqs)
+	p.mu.Unlock()
+	for _, req := range reqs {
+		if err := p.client.WriteRequest(req); err != nil {
+			p.t.Logf("sfbtest: BENOTIFY %s: %v", req.Recipient.String(), err)
+		}
+	}
+}
+
+// Batches are the batches the pool holds now, by Call-ID order.
+func (p *Pool) Batches() []Batch {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Batch, 0, len(p.batches))
+	for _, b := range p.batches {
+		c := *b
+		c.Agents = slices.Clone(b.Agents)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Batch) int { return strings.Compare(a.CallID, b.CallID) })
+	return out
+}
+
+// Answers are the pool's answers to SUBSCRIBEs, in order.
+func (p *Pool) Answers() []Answer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.answers)
+}
+
+// Sent counts the BENOTIFYs the pool sent.
+func (p *Pool) Sent() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent
+}
+
+// batchSub is the batch body of [MS-PRES] schema 6.8.
+type batchSub struct {
+	XMLName xml.Name `xml:"batchSub"`
+	URI     string   `xml:"uri,attr"`
+	Action  []struct {
+		Name      string `xml:"name,attr"`
+		Resources []struct {
+			URI string `xml:"uri,attr"`
+		} `xml:"adhocList>resource"`
+		Categories []struct {
+			Name string `xml:"name,attr"`
+		} `xml:"categoryList>category"`
+	} `xml:"action"`
+}
+
+// refuse answers a SUBSCRIBE with an error status and records it.
+func (p *Pool) refuse(req *sip.Request, tx sip.ServerTransaction, status int, reason string, headers ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, status, reason, nil)
+	for _, h := range headers {
+		res.AppendHeader(h)
+	}
+	p.mu.Lock()
+	p.answers = append(p.answers, Answer{CallID: callID(req), Status: status})
+	p.mu.Unlock()
+	_ = tx.Respond(res)
+}
+
+func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	if ev := req.GetHeader("Event"); ev == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ev.Value(), ";")[0]), "presence") {
+		p.refuse(req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "presence"))
+		return
+	}
+	expires := maxExpires
+	if h := req.GetHeader("Expires"); h != nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+			expires = min(n, maxExpires)
+		}
+	}
+	p.mu.Lock()
+	b := p.batches[callID(req)]
+	inDialog := b != nil && req.To() != nil && toTag(req) == b.poolTag
+	p.mu.Unlock()
+	if inDialog && expires == 0 {
+		p.mu.Lock()
+		delete(p.batches, b.CallID)
+		p.answers = append(p.answers, Answer{CallID: b.CallID, Status: 200})
+		p.mu.Unlock()
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		res.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason=timeout"))
+		_ = tx.Respond(res)
+		return
+	}
+	var agents []string
+	if len(req.Body()) > 0 || !inDialog {
+		if !hasToken(req, "Require", "adhoclist") || !hasToken(req, "Require", "categoryList") {
+			p.refuse(req, tx, 421, "Extension Required", sip.NewHeader("Require", "adhoclist, categoryList"))
+			return
+		}
+		if ct := req.ContentType(); ct == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ct.Value(), ";")[0]), ContentBatch) {
+			p.refuse(req, tx, 415, "Unsupported Media Type", sip.NewHeader("Accept", ContentBatch))
+			return
+		}
+		from := req.From()
+		if from == nil || !sameURI(req.Recipient, from.Address) || req.To() == nil || !sameURI(req.To().Address, from.Address) {
+			p.refuse(req, tx, 403, "Forbidden: a batch is addressed to the watcher itself")
+			return
+		}
+		var doc batchSub
+		if err := xml.NewDecoder(bytes.NewReader(req.Body())).Decode(&doc); err != nil || len(doc.Action) != 1 || doc.Action[0].Name != "subscribe" {
+			p.refuse(req, tx, 400, "Bad Request: not a batchSub with one subscribe action")
+			return
+		}
+		state := false
+		for _, c := range doc.Action[0].Categories {
+			state = state || c.Name == "state"
+		}
+		if !state {
+			p.refuse(req, tx, 400, "Bad Request: categoryList lacks state")
+			return
+		}
+		for _, r := range doc.Action[0].Resources {
+			agents = append(agents, strings.TrimSpace(r.URI))
+		}
+	}
+	p.accept(req, tx, b, inDialog, agents, expires)
+}
+
+// accept answers 200 with the first state of the agents asked for, and
+// keeps the batch.
+func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDialog bool, agents []string, expires int) {
+	p.mu.Lock()
+	if !inDialog {
+		contact := req.Contact()
+		if contact == nil {
+			p.mu.Unlock()
+			p.refuse(req, tx, 400, "Bad Request: no Contact")
+			return
+		}
+		b = &Batch{CallID: callID(req), Watcher: req.From().Address.String(), contact: *contact.Address.Clone(),
+			poolTag: sip.GenerateTagN(16), watchURI: *req.From().Address.Clone()}
+		b.watchTag, _ = req.From().Params.Get("tag")
+		p.batches[b.CallID] = b
+	}
+	for _, a := range agents {
+		if !slices.Contains(b.Agents, a) {
+			b.Agents = append(b.Agents, a)
+		}
+	}
+	b.Expires = time.Now().Add(time.Duration(expires) * time.Second)
+	var body []byte
+	if len(agents) > 0 {
+		b.version++
+		body = p.listBody(b, agents, true)
+	}
+	p.answers = append(p.answers, Answer{CallID: b.CallID, Status: 200, Agents: agents})
+	poolTag := b.poolTag
+	p.mu.Unlock()
+
+	res := sip.NewResponseFromRequest(req, 200, "OK", body)
+	if to := res.To(); to != nil && toTag(req) == "" {
+		to.Params.Add("tag", poolTag)
+	}
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sips", Host: "127.0.0.1", Port: p.port(), UriParams: sip.NewParams()}})
+	expiresHeader := sip.ExpiresHeader(uint32(expires))
+	res.AppendHeader(&expiresHeader)
+	res.AppendHeader(sip.NewHeader("Event", "presence"))
+	res.AppendHeader(sip.NewHeader("Subscription-State", fmt.Sprintf("active;expires=%d", expires)))
+	res.AppendHeader(sip.NewHeader("Supported", "ms-benotify, ms-piggyback-first-notify"))
+	if len(body) > 0 {
+		res.AppendHeader(sip.NewHeader("Require", "eventlist"))
+		res.AppendHeader(sip.NewHeader("Content-Type", listContentType))
+	}
+	_ = tx.Respond(res)
+}
+
+// listContentType is the multipart type of [MS-SIP] 3.3.5.1's example.
+var listContentType = fmt.Sprintf(`multipart/related; type="%s"; start=resourceList; boundary=%s`, ContentRLMI, boundary)
+
+// listBody is the RLMI index of agents and a categories part for each the
+// pool knows. Callers hold p.mu.
+func (p *Pool) listBody(b *Batch, agents []string, full bool) []byte {
+	var index, parts bytes.Buffer
+	fmt.Fprintf(&index, `<list xmlns="urn:ietf:params:xml:ns:rlmi" uri="%s" version="%d" fullState="%t">`, xmlText(b.Watcher), b.version, full)
+	for i, a := range agents {
+		st, known := p.states[strings.ToLower(a)]
+		if !known {
+			fmt.Fprintf(&index, `<resource uri="%s"><instance id="%d" state="terminated" reason="noresource"/></resource>`, xmlText(a), i)
+			continue
+		}
+		cid := fmt.Sprintf("%d.%d@%s", b.version, i, p.fqdn)
+		fmt.Fprintf(&index, `<resource uri="%s"><instance id="%d" state="active" cid="%s"/></resource>`, xmlText(a), i, cid)
+		fmt.Fprintf(&parts, "--%s\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <%s>\r\nContent-Type: %s\r\n\r\n%s\r\n",
+			boundary, cid, ContentCategories, categories(a, st))
+	}
+	index.WriteString(`</list>`)
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "--%s\r\nContent-Transfer-Encoding: binary\r\nContent-ID: resourceList\r\nContent-Type: %s\r\n\r\n%s\r\n",
+		boundary, ContentRLMI, index.String())
+	out.Write(parts.Bytes())
+	fmt.Fprintf(&out, "--%s--\r\n", boundary)
+	return out.Bytes()
+}
+
+// categories is the agent's categories document with its aggregate state
+// ([MS-PRES] 2.2.2, 2.2.2.1).
+func categories(uri string, st State) string {
+	var inner strings.Builder
+	fmt.Fprintf(&inner, "<availability>%d</availability>", st.Availability)
+	if st.Activity != "" {
+		fmt.Fprintf(&inner, `<activity token="%s"/>`, xmlText(st.Activity))
+	}
+	if st.Device != "" {
+		fmt.Fprintf(&inner, "<device>%s</device>", xmlText(st.Device))
+	}
+	return fmt.Sprintf(`<categories xmlns="http://schemas.microsoft.com/2006/09/sip/categories" uri="%s">`+
+		`<category name="state" instance="1" publishTime="%s" container="300" version="1" expireType="static">`+
+		`<state xmlns="http://schemas.microsoft.com/2006/09/sip/state" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" manual="false" xsi:type="aggregateState">%s</state>`+
+		`</category></categories>`, xmlText(uri), time.Now().UTC().Format(time.RFC3339), inner.String())
+}
+
+// benotify is the BENOTIFY telling batch b of one agent's new state.
+// Callers hold p.mu.
+func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
+	b.version++
+	b.cseq++
+	p.states[strings.ToLower(agent)] = st
+	req := sip.NewRequest(BENOTIFY, *b.contact.Clone())
+	from := &sip.FromHeader{Address: *b.watchURI.Clone(), Params: sip.NewParams()}
+	from.Params.Add("tag", b.poolTag)
+	to := &sip.ToHeader{Address: *b.watchURI.Clone(), Params: sip.NewParams()}
+	if b.watchTag != "" {
+		to.Params.Add("tag", b.watchTag)
+	}
+	id := sip.CallIDHeader(b.CallID)
+	maxForwards := sip.MaxForwardsHeader(70)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&id)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: b.cseq, MethodName: BENOTIFY})
+	req.AppendHeader(&maxForwards)
+	req.AppendHeader(sip.NewHeader("Event", "presence"))
+	remaining := max(0, int(time.Until(b.Expires)/time.Second))
+	req.AppendHeader(sip.NewHeader("Subscription-State", fmt.Sprintf("active;expires=%d", remaining)))
+	req.AppendHeader(sip.NewHeader("Require", "eventlist"))
+	req.AppendHeader(sip.NewHeader("Content-Type", listContentType))
+	req.SetBody(p.listBody(b, []string{agent}, false))
+	req.SetTransport("TLS")
+	req.SetDestination(net.JoinHostPort(b.contact.Host, strconv.Itoa(b.contact.Port)))
+	return req
+}
+
+func (p *Pool) port() int {
+	_, port, _ := net.SplitHostPort(p.Addr())
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+func callID(req *sip.Request) string {
+	if h := req.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func toTag(req *sip.Request) string {
+	if to := req.To(); to != nil {
+		tag, _ := to.Params.Get("tag")
+		return tag
+	}
+	return ""
+}
+
+// hasToken reports whether any header name lists token (case-insensitive).
+func hasToken(req *sip.Request, name, token string) bool {
+	for _, h := range req.GetHeaders(name) {
+		for _, v := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(v), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func sameURI(a, b sip.Uri) bool {
+	return strings.EqualFold(a.User, b.User) && strings.EqualFold(a.Host, b.Host)
+}
+
+// xmlText escapes s for an attribute or text node.
+func xmlText(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
