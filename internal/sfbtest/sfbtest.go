@@ -300,7 +300,7 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		from := req.From()
-		if from == nil || !sameURI(req.Recipient, from.Address) || req.To() == nil || !sameURI(req.To().Address, from.Address) {
+		if from == nil || (!inDialog && !sameURI(req.Recipient, from.Address)) || req.To() == nil || !sameURI(req.To().Address, from.Address) {
 			p.refuse(req, tx, 403, "Forbidden: a batch is addressed to the watcher itself")
 			return
 		}

@@ -54,6 +54,11 @@ type Config struct {
 	// retired; over TLS the pool's connections to the listener must show a
 	// certificate TLS.RootCAs vouches for, as the pool demands of ours.
 	MSSIP bool
+	// BatchSize is the most agents one mssip batch holds (default
+	// DefaultBatchSize); BatchWindow how long the agents handed over are
+	// gathered before their batch request leaves (default DefaultBatchWindow).
+	BatchSize   int
+	BatchWindow time.Duration
 	// Dialogs keeps the subscription dialogs for the agents' next holders
 	// (Resume); nil keeps none, and a NOTIFY for a dialog not held here is
 	// answered 481.
@@ -110,6 +115,8 @@ type Source struct {
 	// waiting are agents that failed while no endpoint was up; they are
 	// subscribed again as soon as one is back.
 	waiting map[string]sources.Agent
+	// batches holds the mssip dialect's batched subscriptions; nil in rfc.
+	batches *batcher
 }
 
 // New binds the SIP stack's listener, so NOTIFYs can arrive as soon as the
@@ -133,6 +140,9 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 	s := &Source{cfg: cfg, clock: clock, sink: sink, log: log.With().Str("source", "sip").Logger(),
 		transport: strings.ToUpper(cfg.Transport), ctx: context.Background(), serving: make(chan struct{}),
 		byCallID: map[string]*dialog{}, byAgent: map[string]*dialog{}, waiting: map[string]sources.Agent{}}
+	if cfg.MSSIP {
+		s.batches = newBatcher(cfg.BatchSize, cfg.BatchWindow)
+	}
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -213,7 +223,12 @@ func (s *Source) listen() error {
 	if s.server, err = sipgo.NewServer(s.ua, sipgo.WithServerLogger(libLog)); err != nil {
 		return err
 	}
-	s.server.OnNotify(s.onNotify)
+	if s.batches != nil {
+		s.server.OnNotify(s.onBatchNotify)
+		s.server.OnRequest(benotify, s.onBatchNotify)
+	} else {
+		s.server.OnNotify(s.onNotify)
+	}
 	s.server.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
@@ -264,6 +279,13 @@ func (s *Source) Run(ctx context.Context) error {
 		serve(func() error { return s.server.ServeTCP(s.stream) })
 	}
 	close(s.serving)
+	if s.batches != nil {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			s.runBatches(ctx)
+		}()
+	}
 	for _, ep := range s.endpoints {
 		loops.Add(1)
 		go func() {
@@ -297,6 +319,9 @@ func (s *Source) Run(ctx context.Context) error {
 // other before it reports a failure. An agent that failed while no endpoint
 // was up is subscribed again as soon as one is back.
 func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
+	if s.batches != nil {
+		return s.subscribeBatched(ctx, a)
+	}
 	endpoints, anyUp := s.order()
 	var errs []error
 	for _, ep := range endpoints {
@@ -349,6 +374,10 @@ func (s *Source) order() (endpoints []*endpoint, anyUp bool) {
 // Unsubscribe ends the agent's subscription with an Expires: 0 SUBSCRIBE,
 // and deletes its stored dialog: nobody resumes it.
 func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
+	if s.batches != nil {
+		s.unsubscribeBatched(ctx, a)
+		return nil
+	}
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
 	d := s.byAgent[a.Key]
@@ -393,6 +422,10 @@ func (*Source) Why(schemas.AgentURI, string) string {
 func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.batches != nil {
+		s.describeBatched(a, u)
+		return
+	}
 	d := s.byAgent[a.Key]
 	if d == nil {
 		return

@@ -1,0 +1,606 @@
+package sip
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/jonboulle/clockwork"
+
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+)
+
+// Batching in the mssip dialect ([MS-SIP] 3.3.4.1, [MS-PRES] 2.2.2.4.1):
+// the agents the worker hands over within BatchWindow travel in one
+// SUBSCRIBE, and a batch dialog takes agents until it holds BatchSize.
+const (
+	DefaultBatchSize   = 100
+	DefaultBatchWindow = 200 * time.Millisecond
+)
+
+// Batch body and Accept of [MS-SIP] 3.3.4.1 and [MS-PRES] 2.2.2.4.1.
+const (
+	contentBatch = "application/msrtc-adrl-categorylist+xml"
+	acceptBatch  = contentCategories + ", " + contentRLMI + ", " + contentMultipartRelated
+	// benotify is [MS-SIP]'s best-effort NOTIFY: never answered.
+	benotify sip.RequestMethod = "BENOTIFY"
+)
+
+// batch is one batched subscription dialog: the application endpoint
+// subscribes to its own URI for a list of agents. Fields are guarded by
+// Source.mu.
+type batch struct {
+	ep        *endpoint
+	callID    string
+	localTag  string
+	remoteTag string
+	cseq      uint32
+	target    sip.Uri
+	routeSet  []sip.Uri
+	members   map[string]*member // by lower-case agent URI
+	expires   time.Time
+	refresh   clockwork.Timer
+}
+
+// member is an agent of a batch and the last state it reported.
+type member struct {
+	agent sources.Agent
+	last  *schemas.Presence
+}
+
+// pendingSub is an agent waiting for its batch's SUBSCRIBE to be answered.
+type pendingSub struct {
+	agent sources.Agent
+	done  chan error
+}
+
+// batcher holds the mssip dialect's batches; one goroutine (run) sends
+// every batch request, so CSeqs stay in order without a lock held across
+// I/O. Its maps are guarded by Source.mu.
+type batcher struct {
+	size    int
+	window  time.Duration
+	pending []pendingSub
+	byCall  map[string]*batch
+	byAgent map[string]*batch // by agent key
+	kick    chan struct{}
+	ops     chan func(context.Context)
+}
+
+func newBatcher(size int, window time.Duration) *batcher {
+	if size <= 0 {
+		size = DefaultBatchSize
+	}
+	if window <= 0 {
+		window = DefaultBatchWindow
+	}
+	return &batcher{size: size, window: window, byCall: map[string]*batch{}, byAgent: map[string]*batch{},
+		kick: make(chan struct{}, 1), ops: make(chan func(context.Context), 64)}
+}
+
+// subscribeBatched puts the agent into the next batch request and waits for
+// the pool's answer about it: each agent's result is its own.
+func (s *Source) subscribeBatched(ctx context.Context, a sources.Agent) error {
+	var u sip.Uri
+	if err := sip.ParseUri(a.URI, &u); err != nil {
+		return &sources.PermanentError{Err: fmt.Errorf("agent URI %q: %w", a.URI, err)}
+	}
+	p := pendingSub{agent: a, done: make(chan error, 1)}
+	s.mu.Lock()
+	if s.batches.byAgent[a.Key] != nil {
+		s.mu.Unlock()
+		return nil // in a batch already: an attempt given up on made it after all
+	}
+	s.batches.pending = append(s.batches.pending, p)
+	s.mu.Unlock()
+	select {
+	case s.batches.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		s.mu.Lock()
+		s.batches.pending = slices.DeleteFunc(s.batches.pending, func(q pendingSub) bool { return q.done == p.done })
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// runBatches sends the batch requests until ctx ends.
+func (s *Source) runBatches(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			pending := s.batches.pending
+			s.batches.pending = nil
+			s.mu.Unlock()
+			for _, p := range pending {
+				p.done <- ctx.Err()
+			}
+			return
+		case op := <-s.batches.ops:
+			op(ctx)
+		case <-s.batches.kick:
+			select {
+			case <-ctx.Done():
+				continue
+			case <-s.clock.After(s.batches.window):
+			}
+			for s.flush(ctx) {
+			}
+		}
+	}
+}
+
+// flush sends one request for the agents waiting, as many as the open
+// batch has room for; it reports whether it sent one.
+func (s *Source) flush(ctx context.Context) bool {
+	s.mu.Lock()
+	var open *batch
+	for _, b := range s.batches.byCall {
+		if len(b.members) < s.batches.size && (open == nil || len(b.members) > len(open.members)) {
+			open = b
+		}
+	}
+	room := s.batches.size
+	if open != nil {
+		room -= len(open.members)
+	}
+	n := min(room, len(s.batches.pending))
+	take := slices.Clone(s.batches.pending[:n])
+	s.batches.pending = s.batches.pending[n:]
+	ep := s.endpoints[0]
+	var req *sip.Request
+	if len(take) > 0 {
+		if open == nil {
+			open = &batch{ep: ep, callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12), target: ep.uri,
+				members: map[string]*member{}}
+			// Known before the request leaves: a NOTIFY may beat the 200.
+			s.batches.byCall[open.callID] = open
+		}
+		req = s.batchRequest(open, int(s.cfg.Expires/time.Second), take)
+	}
+	s.mu.Unlock()
+	if len(take) == 0 {
+		return false
+	}
+	s.sendBatch(ctx, open, req, take)
+	return true
+}
+
+// batchRequest builds the batch's next SUBSCRIBE, with a batchSub for the
+// agents given (none: a refresh or, with expires 0, the end). The caller
+// holds s.mu.
+func (s *Source) batchRequest(b *batch, expires int, agents []pendingSub) *sip.Request {
+	b.cseq++
+	req := sip.NewRequest(sip.SUBSCRIBE, *b.target.Clone())
+	from := &sip.FromHeader{Address: b.ep.uri, Params: sip.NewParams()}
+	from.Params.Add("tag", b.localTag)
+	to := &sip.ToHeader{Address: b.ep.uri, Params: sip.NewParams()}
+	if b.remoteTag != "" {
+		to.Params.Add("tag", b.remoteTag)
+	}
+	callID := sip.CallIDHeader(b.callID)
+	maxForwards := sip.MaxForwardsHeader(70)
+	expiresHeader := sip.ExpiresHeader(uint32(expires))
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: b.cseq, MethodName: sip.SUBSCRIBE})
+	req.AppendHeader(&maxForwards)
+	for _, r := range b.routeSet {
+		req.AppendHeader(&sip.RouteHeader{Address: r})
+	}
+	req.AppendHeader(&sip.ContactHeader{Address: b.ep.contact})
+	req.AppendHeader(sip.NewHeader("Event", "presence"))
+	req.AppendHeader(sip.NewHeader("Accept", acceptBatch))
+	req.AppendHeader(sip.NewHeader("Supported", "eventlist, ms-benotify, ms-piggyback-first-notify"))
+	req.AppendHeader(sip.NewHeader("Proxy-Require", "ms-benotify"))
+	req.AppendHeader(sip.NewHeader("Require", "adhoclist, categoryList"))
+	req.AppendHeader(&expiresHeader)
+	if len(agents) > 0 {
+		req.AppendHeader(sip.NewHeader("Content-Type", contentBatch))
+		req.SetBody(batchSubBody(b.ep.uri.String(), agents))
+	}
+	return req
+}
+
+// batchSubBody is the batchSub of [MS-PRES] schema 6.8: one subscribe
+// action, the agents as its adhocList, the state category alone (one
+// category subscription per agent counts against MaxCategorySubscription).
+func batchSubBody(watcher string, agents []pendingSub) []byte {
+	var b strings.Builder
+	b.WriteString(`<batchSub xmlns="http://schemas.microsoft.com/2006/01/sip/batch-subscribe" uri="` + xmlEscape(watcher) + `" name="">`)
+	b.WriteString(`<action name="subscribe" id="` + sip.GenerateTagN(8) + `"><adhocList>`)
+	for _, p := range agents {
+		b.WriteString(`<resource uri="` + xmlEscape(p.agent.URI) + `"/>`)
+	}
+	b.WriteString(`</adhocList><categoryList xmlns="http://schemas.microsoft.com/2006/09/sip/categorylist"><category name="state"/></categoryList></action></batchSub>`)
+	return []byte(b.String())
+}
+
+// sendBatch sends a request adding agents to b and tells each its result.
+func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agents []pendingSub) {
+	res, err := s.send(ctx, b.ep, req)
+	if err == nil && res.StatusCode >= 300 {
+		err = statusError(res)
+	}
+	if err != nil {
+		s.mu.Lock()
+		if len(b.members) == 0 && s.batches.byCall[b.callID] == b {
+			delete(s.batches.byCall, b.callID)
+		}
+		s.mu.Unlock()
+		for _, p := range agents {
+			p.done <- fmt.Errorf("batched subscribe: %w", err)
+		}
+		return
+	}
+	var list *listNotification
+	if len(res.Body()) > 0 {
+		contentType := ""
+		if h := res.ContentType(); h != nil {
+			contentType = h.Value()
+		}
+		n, perr := parseListNotification(contentType, res.Body())
+		if perr != nil {
+			s.log.Warn().Err(perr).Str("call_id", b.callID).Msg("first state of a batch not understood; states come with the next notifications")
+		} else {
+			list = &n
+		}
+	}
+	var observed []observation
+	s.mu.Lock()
+	s.establishBatch(b, res)
+	for _, p := range agents {
+		in, found := instanceFor(list, p.agent.URI)
+		switch {
+		case list != nil && !found:
+			p.done <- fmt.Errorf("batched subscribe: the pool's answer does not name %s", p.agent.URI)
+		case found && (in.State == instanceTerminated || in.State == instanceResubscribe):
+			p.done <- instanceError(in)
+		default:
+			m := &member{agent: p.agent}
+			b.members[strings.ToLower(p.agent.URI)] = m
+			s.batches.byAgent[p.agent.Key] = b
+			if found {
+				observed = append(observed, s.stateFor(list, in, m)...)
+			}
+			p.done <- nil
+		}
+	}
+	s.mu.Unlock()
+	s.report(observed)
+	s.log.Info().Str("call_id", b.callID).Int("agents", len(agents)).Msg("SIP batch subscribed")
+}
+
+// observation is a state to hand the worker once s.mu is released.
+type observation struct {
+	agent sources.Agent
+	p     schemas.Presence
+}
+
+func (s *Source) report(observed []observation) {
+	for _, o := range observed {
+		s.sink.Observe(o.agent, o.p)
+	}
+}
+
+// instanceFor finds the RLMI instance of an agent's resource.
+func instanceFor(list *listNotification, uri string) (rlmiInstance, bool) {
+	if list == nil {
+		return rlmiInstance{}, false
+	}
+	for _, r := range list.List.Resources {
+		if strings.EqualFold(r.URI, uri) && len(r.Instances) > 0 {
+			return r.Instances[0], true
+		}
+	}
+	return rlmiInstance{}, false
+}
+
+// instanceError is what an ended instance means for its agent alone: a
+// failure with the pool's reason. A resubscribe asks for a subscription
+// elsewhere, which this source does not make yet: it fails too, saying so.
+func instanceError(in rlmiInstance) error {
+	if in.State == instanceResubscribe {
+		return fmt.Errorf("the pool asks to subscribe again (poolFqdn %q), which mssip does not do yet", in.PoolFQDN)
+	}
+	return fmt.Errorf("the pool ended the subscription (reason %q)", in.Reason)
+}
+
+// stateFor reads an active instance's part into m, returning the change
+// to report. The caller holds s.mu.
+func (s *Source) stateFor(list *listNotification, in rlmiInstance, m *member) []observation {
+	part, ok := list.stateOf(in)
+	if !ok {
+		return nil
+	}
+	if mediaType(part.ContentType) != contentCategories {
+		s.log.Warn().Str("uri", m.agent.URI).Str("content_type", part.ContentType).Msg("batch part not understood; presence kept")
+		return nil
+	}
+	if len(part.Body) > maxBodyBytes {
+		s.log.Warn().Str("uri", m.agent.URI).Int("bytes", len(part.Body)).Msg("batch part too large; presence kept")
+		return nil
+	}
+	u, err := parseCategoryDocument(part.Body)
+	if err != nil {
+		s.log.Warn().Err(err).Str("uri", m.agent.URI).Msg("batch part not understood; presence kept")
+		return nil
+	}
+	return s.observe(m, u)
+}
+
+// observe keeps a categories document's state as m's, returning the change
+// to report; a document without a state changes nothing. The caller holds
+// s.mu.
+func (s *Source) observe(m *member, u categoryUpdate) []observation {
+	if !u.HasState {
+		return nil
+	}
+	p := u.Presence
+	p.Source, p.ObservedAt = schemas.SourceSIP, s.clock.Now().UTC()
+	if m.last != nil && m.last.SameAs(p) {
+		return nil
+	}
+	m.last = &p
+	return []observation{{agent: m.agent, p: p}}
+}
+
+// establishBatch learns the dialog from a 2xx and schedules its refresh.
+// The caller holds s.mu.
+func (s *Source) establishBatch(b *batch, res *sip.Response) {
+	if b.remoteTag == "" && res.To() != nil {
+		b.remoteTag, _ = res.To().Params.Get("tag")
+	}
+	if c := res.Contact(); c != nil {
+		b.target = *c.Address.Clone()
+	}
+	if len(b.routeSet) == 0 {
+		for _, h := range res.GetHeaders("Record-Route") {
+			if rr, ok := h.(*sip.RecordRouteHeader); ok {
+				b.routeSet = append(b.routeSet, *rr.Address.Clone())
+			}
+		}
+		slices.Reverse(b.routeSet)
+	}
+	granted := expiresOf(res, s.cfg.Expires)
+	b.expires = s.clock.Now().Add(granted)
+	if b.refresh != nil {
+		b.refresh.Stop()
+	}
+	b.refresh = s.clock.AfterFunc(granted*4/5, func() {
+		select {
+		case s.batches.ops <- func(ctx context.Context) { s.refreshBatch(ctx, b) }:
+		default:
+			s.log.Warn().Str("call_id", b.callID).Msg("batch refresh queue full")
+		}
+	})
+}
+
+// refreshBatch renews a batch; whatever keeps it from succeeding ends it,
+// and every agent in it is subscribed again at once.
+func (s *Source) refreshBatch(ctx context.Context, b *batch) {
+	s.mu.Lock()
+	if s.batches.byCall[b.callID] != b || s.closing {
+		s.mu.Unlock()
+		return
+	}
+	req := s.batchRequest(b, int(s.cfg.Expires/time.Second), nil)
+	s.mu.Unlock()
+	res, err := s.send(ctx, b.ep, req)
+	if err == nil && res.StatusCode < 300 {
+		s.mu.Lock()
+		s.establishBatch(b, res)
+		s.mu.Unlock()
+		return
+	}
+	if err == nil {
+		err = statusError(res)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	s.loseBatch(b, fmt.Errorf("batch refresh: %w: %w", err, sources.ErrTerminated))
+}
+
+// loseBatch ends a batch the worker did not ask to end: every agent in it
+// is lost with err.
+func (s *Source) loseBatch(b *batch, err error) {
+	s.mu.Lock()
+	if s.batches.byCall[b.callID] != b {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.batches.byCall, b.callID)
+	if b.refresh != nil {
+		b.refresh.Stop()
+	}
+	var lost []sources.Agent
+	for _, m := range b.members {
+		if s.batches.byAgent[m.agent.Key] == b {
+			delete(s.batches.byAgent, m.agent.Key)
+			lost = append(lost, m.agent)
+		}
+	}
+	s.mu.Unlock()
+	s.log.Info().Err(err).Str("call_id", b.callID).Int("agents", len(lost)).Msg("SIP batch ended")
+	for _, a := range lost {
+		s.sink.Lost(a, err)
+	}
+}
+
+// unsubscribeBatched drops the agent from its batch; the last agent out
+// ends the batch's dialog.
+func (s *Source) unsubscribeBatched(ctx context.Context, a sources.Agent) {
+	s.mu.Lock()
+	s.batches.pending = slices.DeleteFunc(s.batches.pending, func(p pendingSub) bool {
+		if p.agent.Key == a.Key {
+			p.done <- errors.New("unsubscribed before its batch left")
+			return true
+		}
+		return false
+	})
+	b := s.batches.byAgent[a.Key]
+	if b == nil {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.batches.byAgent, a.Key)
+	delete(b.members, strings.ToLower(a.URI))
+	empty := len(b.members) == 0
+	if empty {
+		delete(s.batches.byCall, b.callID)
+		if b.refresh != nil {
+			b.refresh.Stop()
+		}
+	}
+	s.mu.Unlock()
+	if !empty {
+		return
+	}
+	end := func(ctx context.Context) {
+		s.mu.Lock()
+		req := s.batchRequest(b, 0, nil)
+		s.mu.Unlock()
+		if res, err := s.send(ctx, b.ep, req); ctx.Err() == nil && (err != nil || (res.StatusCode >= 300 && res.StatusCode != 481)) {
+			s.log.Warn().AnErr("error", err).Str("call_id", b.callID).Msg("could not end the SIP batch")
+		}
+	}
+	select {
+	case s.batches.ops <- end:
+	case <-ctx.Done():
+	}
+}
+
+// onBatchNotify applies a NOTIFY (answered) or BENOTIFY (never answered,
+// [MS-SIP] 3.3.5) of a batch: the RLMI index says each agent's instance
+// state, its parts their categories.
+func (s *Source) onBatchNotify(req *sip.Request, tx sip.ServerTransaction) {
+	state := parseSubscriptionState(req)
+	s.mu.Lock()
+	b := s.batches.byCall[callIDOf(req)]
+	if b != nil && req.To() != nil {
+		if tag, _ := req.To().Params.Get("tag"); tag != b.localTag {
+			b = nil
+		}
+	}
+	s.mu.Unlock()
+	if req.Method == sip.NOTIFY {
+		code, reason := 200, "OK"
+		if b == nil && !state.terminated {
+			code, reason = 481, "Subscription Does Not Exist"
+		}
+		if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {
+			s.log.Warn().Err(err).Msg("could not answer NOTIFY")
+		}
+	}
+	if b == nil {
+		return
+	}
+	if body := req.Body(); len(body) > 0 {
+		s.applyBatchBody(b, req)
+	}
+	if state.terminated {
+		s.loseBatch(b, state.err())
+	}
+}
+
+func (s *Source) applyBatchBody(b *batch, req *sip.Request) {
+	contentType := ""
+	if h := req.ContentType(); h != nil {
+		contentType = h.Value()
+	}
+	if mediaType(contentType) == contentCategories {
+		// A single categories document names its presentity itself.
+		s.applyCategories(b, req.Body())
+		return
+	}
+	list, err := parseListNotification(contentType, req.Body())
+	if err != nil {
+		s.log.Warn().Err(err).Str("call_id", b.callID).Msg("batch notification not understood; presence kept")
+		return
+	}
+	var observed []observation
+	var lost []struct {
+		agent sources.Agent
+		err   error
+	}
+	s.mu.Lock()
+	for _, r := range list.List.Resources {
+		m := b.members[strings.ToLower(r.URI)]
+		if m == nil || len(r.Instances) == 0 {
+			continue
+		}
+		in := r.Instances[0]
+		switch in.State {
+		case instanceTerminated, instanceResubscribe:
+			delete(b.members, strings.ToLower(r.URI))
+			if s.batches.byAgent[m.agent.Key] == b {
+				delete(s.batches.byAgent, m.agent.Key)
+			}
+			lost = append(lost, struct {
+				agent sources.Agent
+				err   error
+			}{m.agent, instanceError(in)})
+		default:
+			observed = append(observed, s.stateFor(&list, in, m)...)
+		}
+	}
+	s.mu.Unlock()
+	s.report(observed)
+	for _, l := range lost {
+		s.sink.Lost(l.agent, l.err)
+	}
+}
+
+func (s *Source) applyCategories(b *batch, body []byte) {
+	if len(body) > maxBodyBytes {
+		s.log.Warn().Int("bytes", len(body)).Str("call_id", b.callID).Msg("categories body too large; presence kept")
+		return
+	}
+	u, err := parseCategoryDocument(body)
+	if err != nil {
+		s.log.Warn().Err(err).Str("call_id", b.callID).Msg("categories body not understood; presence kept")
+		return
+	}
+	var observed []observation
+	s.mu.Lock()
+	if m := b.members[strings.ToLower(u.URI)]; m != nil {
+		observed = s.observe(m, u)
+	}
+	s.mu.Unlock()
+	s.report(observed)
+}
+
+// describeBatched tells the agent's batch: endpoint, Call-ID and expiry.
+// The caller holds s.mu.
+func (s *Source) describeBatched(a sources.Agent, u *schemas.Upstream) {
+	b := s.batches.byAgent[a.Key]
+	if b == nil {
+		return
+	}
+	up := &schemas.SIPUpstream{Endpoint: b.ep.cfg.Name, CallID: b.callID}
+	if !b.expires.IsZero() {
+		expires := b.expires.UTC()
+		up.Expires = &expires
+	}
+	u.SIP = up
+}
+
+// xmlEscape escapes s for an XML attribute.
+func xmlEscape(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}

@@ -1,0 +1,106 @@
+package sip_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contactcenter/presence-provider/internal/provtest"
+	"github.com/contactcenter/presence-provider/internal/sfbtest"
+	"github.com/contactcenter/presence-provider/internal/testca"
+	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/sources"
+	"github.com/contactcenter/presence-provider/sources/sip"
+	"github.com/contactcenter/presence-provider/worker"
+)
+
+// mssipProvider runs a provider speaking mssip over mutual TLS to a test
+// front-end pool whose certificate names serverName.
+func mssipProvider(t *testing.T, tune func(*sip.Config)) (*provtest.Env, *sip.Source, *sfbtest.Pool) {
+	t.Helper()
+	ca := testca.New(t, "contoso-ca")
+	pool := sfbtest.Start(t, ca, serverName)
+	cert, key := ca.Issue("trustedapp", "127.0.0.1")
+	cfg := sip.Config{Transport: "tls", MSSIP: true, TLS: tlsConfig(t, ca.File, cert, key), Application: appEndpoint(pool.Addr())}
+	if tune != nil {
+		tune(&cfg)
+	}
+	env, src := provider(t, cfg, func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+	return env, src, pool
+}
+
+// Agents handed over together travel in one batched SUBSCRIBE; each gets
+// its first state from the 200 OK, later changes by BENOTIFY; an agent the
+// pool does not know fails alone, with the pool's reason.
+func TestBatchedSubscriptionAgainstPool(t *testing.T) {
+	env, src, pool := mssipProvider(t, nil)
+	var agents []string
+	for i := 1; i <= 5; i++ {
+		a := fmt.Sprintf("sip:agent%d@example.com", i)
+		agents = append(agents, a)
+		pool.SetState(a, sfbtest.State{Availability: 3500 + 3000*(i%2), Device: "computer"})
+	}
+	const ghost = "sip:ghost@example.com"
+	evs := env.Collect(schemas.Key(agents[0]))
+	env.Subscribe("ucc_app01", append(agents, ghost)...)
+	for i, a := range agents {
+		provtest.Eventually(t, a+" active with its first state", func() bool {
+			ev, found, err := env.Stores.State.Load(env.Ctx(), schemas.Key(a))
+			return env.State(a) == schemas.StateActive && err == nil && found && ev.Presence.AvailabilityValue == 3500+3000*((i+1)%2)
+		})
+	}
+	provtest.Eventually(t, "the ghost failed alone", func() bool {
+		c := claimOf(t, env, ghost)
+		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, `"noresource"`)
+	})
+	batches := pool.Batches()
+	if len(batches) != 1 {
+		t.Fatalf("%d batches at the pool; want 1: %+v", len(batches), batches)
+	}
+	for _, a := range agents {
+		if c := claimOf(t, env, a); c.Failures != 0 {
+			t.Fatalf("%s failed with its neighbour: %+v", a, c)
+		}
+	}
+
+	pool.SetState(agents[0], sfbtest.State{Availability: 6500, Activity: "on-the-phone", Device: "deskphone"})
+	provtest.Eventually(t, "the BENOTIFY's change", func() bool {
+		for _, ev := range evs.List() {
+			if ev.Presence.Activity == "on-the-phone" && ev.Presence.Availability == schemas.Busy && ev.Presence.Device == "Deskphone" {
+				return true
+			}
+		}
+		return false
+	})
+	var u schemas.Upstream
+	src.Describe(sources.Agent{URI: agents[0], Key: schemas.Key(agents[0])}, &u)
+	if u.SIP == nil || u.SIP.CallID != batches[0].CallID {
+		t.Fatalf("upstream %+v; want the batch's Call-ID %s", u.SIP, batches[0].CallID)
+	}
+}
+
+// Agents handed over one after another join the open batch with a
+// SUBSCRIBE in its dialog, until the batch is full.
+func TestBatchesFillUpToTheirSize(t *testing.T) {
+	env, _, pool := mssipProvider(t, func(c *sip.Config) { c.BatchSize = 3 })
+	var agents []string
+	for i := 1; i <= 7; i++ {
+		a := fmt.Sprintf("sip:agent%d@example.com", i)
+		agents = append(agents, a)
+		pool.SetState(a, sfbtest.State{Availability: 15500})
+		env.Subscribe("ucc_app01", a)
+		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
+	}
+	batches := pool.Batches()
+	if len(batches) != 3 {
+		t.Fatalf("%d batches for 7 agents of at most 3; want 3: %+v", len(batches), batches)
+	}
+	sizes := map[int]int{}
+	for _, b := range batches {
+		sizes[len(b.Agents)]++
+	}
+	if sizes[3] != 2 || sizes[1] != 1 {
+		t.Fatalf("batch sizes %v; want 3, 3 and 1", sizes)
+	}
+}
