@@ -36,6 +36,13 @@
 //     watcher's Contact over a TLS connection of the pool's own, showing the
 //     pool's certificate, with a partial RLMI index (fullState false, the
 //     version one higher) and the changed agent's categories.
+//   - Faults a real pool shows: a 400 for a whole batch that names one bad
+//     URI (Reject; the field notes of [MS-SIP] 3.3: the pool does not say
+//     which); 503 with Retry-After while overloaded (Unavailable; RFC 3261
+//     section 21.5.4); an instance state resubscribe in the 200, with
+//     poolFqdn naming the pool to batch the agent at or without it to
+//     subscribe it alone (Resubscribe; [MS-PRES] 3.4.5.1.3), the agent
+//     then left out of the batch.
 //   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
 //     in the dialog refreshes it, and adds the resources its body lists
 //     with their first state in the 200; Expires: 0 ends the batch.
@@ -116,6 +123,7 @@ type Answer struct {
 // Pool is the fake front-end pool of one test.
 type Pool struct {
 	t        testing.TB
+	ca       *testca.CA
 	fqdn     string
 	listener net.Listener
 	ua       *sipgo.UserAgent
@@ -127,6 +135,14 @@ type Pool struct {
 	batches map[string]*Batch // by Call-ID
 	answers []Answer
 	sent    int // BENOTIFYs sent
+	// bad are URIs whose batches are answered 400.
+	bad map[string]bool
+	// unavailable counts the batch requests still to answer 503, with
+	// retryAfter seconds.
+	unavailable, retryAfter int
+	// resubscribe are agents whose next instance says resubscribe, with
+	// the poolFqdn to name (empty: none).
+	resubscribe map[string]string
 }
 
 // Start runs a pool whose certificate ca signs for fqdn (and 127.0.0.1),
@@ -148,7 +164,8 @@ func Start(t testing.TB, ca *testca.CA, fqdn string) *Pool {
 	if err != nil {
 		t.Fatalf("sfbtest: %v", err)
 	}
-	p := &Pool{t: t, fqdn: fqdn, states: map[string]State{}, batches: map[string]*Batch{},
+	p := &Pool{t: t, ca: ca, fqdn: fqdn, states: map[string]State{}, batches: map[string]*Batch{}, bad: map[string]bool{},
+		resubscribe: map[string]string{},
 		listener: tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots})}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -186,6 +203,10 @@ func Start(t testing.TB, ca *testca.CA, fqdn string) *Pool {
 // Addr is host:port of the pool's TLS listener.
 func (p *Pool) Addr() string { return p.listener.Addr().String() }
 
+// CA is the authority the pool trusts and its certificate comes from:
+// another pool of the same topology starts with it.
+func (p *Pool) CA() *testca.CA { return p.ca }
+
 // FQDN is the name in the pool's certificate.
 func (p *Pool) FQDN() string { return p.fqdn }
 
@@ -207,6 +228,29 @@ func (p *Pool) SetState(uri string, st State) {
 			p.t.Logf("sfbtest: BENOTIFY %s: %v", req.Recipient.String(), err)
 		}
 	}
+}
+
+// Reject makes every batch request naming uri be answered 400.
+func (p *Pool) Reject(uri string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bad[strings.ToLower(uri)] = true
+}
+
+// Unavailable answers the next n batch requests 503 with Retry-After.
+func (p *Pool) Unavailable(n int, retryAfter time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.unavailable, p.retryAfter = n, int(retryAfter/time.Second)
+}
+
+// Resubscribe makes the next answer or BENOTIFY naming uri say
+// resubscribe, with poolFqdn if not empty, and drops the agent from its
+// batch.
+func (p *Pool) Resubscribe(uri, poolFqdn string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resubscribe[strings.ToLower(uri)] = poolFqdn
 }
 
 // Batches are the batches the pool holds now, by Call-ID order.
@@ -320,6 +364,21 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		for _, r := range doc.Action[0].Resources {
 			agents = append(agents, strings.TrimSpace(r.URI))
 		}
+		p.mu.Lock()
+		unavailable, retryAfter := p.unavailable > 0, p.retryAfter
+		if unavailable {
+			p.unavailable--
+		}
+		bad := slices.ContainsFunc(agents, func(a string) bool { return p.bad[strings.ToLower(a)] })
+		p.mu.Unlock()
+		if unavailable {
+			p.refuse(req, tx, 503, "Service Unavailable", sip.NewHeader("Retry-After", strconv.Itoa(retryAfter)))
+			return
+		}
+		if bad {
+			p.refuse(req, tx, 400, "Bad Request: a resource URI is not valid")
+			return
+		}
 	}
 	p.accept(req, tx, b, inDialog, agents, expires)
 }
@@ -382,6 +441,16 @@ func (p *Pool) listBody(b *Batch, agents []string, full bool) []byte {
 	fmt.Fprintf(&index, `<list xmlns="urn:ietf:params:xml:ns:rlmi" uri="%s" version="%d" fullState="%t">`, xmlText(b.Watcher), b.version, full)
 	for i, a := range agents {
 		st, known := p.states[strings.ToLower(a)]
+		if pool, moved := p.resubscribe[strings.ToLower(a)]; moved {
+			delete(p.resubscribe, strings.ToLower(a))
+			b.Agents = slices.DeleteFunc(b.Agents, func(x string) bool { return strings.EqualFold(x, a) })
+			attr := ""
+			if pool != "" {
+				attr = ` poolFqdn="` + xmlText(pool) + `"`
+			}
+			fmt.Fprintf(&index, `<resource uri="%s"><instance id="%d" state="resubscribe"%s/></resource>`, xmlText(a), i, attr)
+			continue
+		}
 		if !known {
 			fmt.Fprintf(&index, `<resource uri="%s"><instance id="%d" state="terminated" reason="noresource"/></resource>`, xmlText(a), i)
 			continue

@@ -367,3 +367,35 @@ func TestPoolRefusesClientsWithoutCertificate(t *testing.T) {
 		})
 	}
 }
+
+// The faults a test asks for: a 400 for a batch naming a rejected URI, a
+// 503 with Retry-After, and a resubscribe instance naming another pool.
+func TestPoolFaults(t *testing.T) {
+	ca := testca.New(t, "contoso-ca")
+	pool := sfbtest.Start(t, ca, poolFQDN)
+	w := newWatcher(t, ca)
+	const good, bad = "sip:agent1@contoso.com", "sip:bad@contoso.com"
+	pool.SetState(good, sfbtest.State{Availability: 3500})
+	pool.Reject(bad)
+	if res := w.subscribe(t, pool, []string{good, bad}, nil); res.StatusCode != 400 {
+		t.Fatalf("a batch naming a rejected URI: %d", res.StatusCode)
+	}
+	pool.Unavailable(1, 30*time.Second)
+	res := w.subscribe(t, pool, []string{good}, nil)
+	if h := res.GetHeader("Retry-After"); res.StatusCode != 503 || h == nil || h.Value() != "30" {
+		t.Fatalf("unavailable: %d, Retry-After %v", res.StatusCode, h)
+	}
+	pool.Resubscribe(good, "pool2.contoso.com")
+	res = w.subscribe(t, pool, []string{good}, nil)
+	if res.StatusCode != 200 {
+		t.Fatalf("after the fault: %d", res.StatusCode)
+	}
+	index, parts := list(t, res.ContentType().Value(), res.Body())
+	if len(index.Resources) != 1 || index.Resources[0].Instance.State != "resubscribe" || len(parts) != 0 ||
+		!strings.Contains(string(res.Body()), `poolFqdn="pool2.contoso.com"`) {
+		t.Fatalf("resubscribe: %+v\n%s", index, res.Body())
+	}
+	if b := pool.Batches(); len(b) != 1 || len(b[0].Agents) != 0 {
+		t.Fatalf("batches %+v; want the agent left out", b)
+	}
+}

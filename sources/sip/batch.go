@@ -36,7 +36,9 @@ const (
 // subscribes to its own URI for a list of agents. Fields are guarded by
 // Source.mu.
 type batch struct {
-	ep        *endpoint
+	ep *endpoint
+	// alone is a batch of one agent the pool asked to subscribe by itself.
+	alone     bool
 	callID    string
 	localTag  string
 	remoteTag string
@@ -57,8 +59,23 @@ type member struct {
 // pendingSub is an agent waiting for its batch's SUBSCRIBE to be answered.
 type pendingSub struct {
 	agent sources.Agent
-	done  chan error
+	route route
+	// redirects counts the resubscribes this attempt followed.
+	redirects int
+	done      chan error
 }
+
+// route is where an agent is batched: at the application endpoint's pool
+// with the others, unless the pool said otherwise ([MS-PRES] 3.4.5.1.3: a
+// resubscribe with poolFqdn names another pool, without it the agent is
+// subscribed alone).
+type route struct {
+	pool  string // poolFqdn; empty: the application endpoint's pool
+	alone bool
+}
+
+// maxRedirects bounds the resubscribes one subscribe attempt follows.
+const maxRedirects = 2
 
 // batcher holds the mssip dialect's batches; one goroutine (run) sends
 // every batch request, so CSeqs stay in order without a lock held across
@@ -69,8 +86,15 @@ type batcher struct {
 	pending []pendingSub
 	byCall  map[string]*batch
 	byAgent map[string]*batch // by agent key
-	kick    chan struct{}
-	ops     chan func(context.Context)
+	// routes are the agents the pool sent elsewhere, by agent key.
+	routes map[string]route
+	// pools are the endpoints of the pools resubscribes named, by poolFqdn.
+	pools map[string]*endpoint
+	// paused is when each pool may be asked again after a 503 or 429 with
+	// Retry-After.
+	paused map[*endpoint]time.Time
+	kick   chan struct{}
+	ops    chan func(context.Context)
 }
 
 func newBatcher(size int, window time.Duration) *batcher {
@@ -81,6 +105,7 @@ func newBatcher(size int, window time.Duration) *batcher {
 		window = DefaultBatchWindow
 	}
 	return &batcher{size: size, window: window, byCall: map[string]*batch{}, byAgent: map[string]*batch{},
+		routes: map[string]route{}, pools: map[string]*endpoint{}, paused: map[*endpoint]time.Time{},
 		kick: make(chan struct{}, 1), ops: make(chan func(context.Context), 64)}
 }
 
@@ -97,6 +122,7 @@ func (s *Source) subscribeBatched(ctx context.Context, a sources.Agent) error {
 		s.mu.Unlock()
 		return nil // in a batch already: an attempt given up on made it after all
 	}
+	p.route = s.batches.routes[a.Key]
 	s.batches.pending = append(s.batches.pending, p)
 	s.mu.Unlock()
 	select {
@@ -141,40 +167,99 @@ func (s *Source) runBatches(ctx context.Context) {
 	}
 }
 
-// flush sends one request for the agents waiting, as many as the open
-// batch has room for; it reports whether it sent one.
+// flush sends one request for agents waiting with the same route, as many
+// as the open batch of that route has room for; it reports whether it did
+// anything.
 func (s *Source) flush(ctx context.Context) bool {
 	s.mu.Lock()
+	if len(s.batches.pending) == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	r := s.batches.pending[0].route
+	ep, err := s.routeEndpoint(r)
+	var take, rest []pendingSub
+	for _, p := range s.batches.pending {
+		if p.route == r {
+			take = append(take, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	if err != nil {
+		s.batches.pending = rest
+		s.mu.Unlock()
+		for _, p := range take {
+			p.done <- err
+		}
+		return true
+	}
+	if until := s.batches.paused[ep]; s.clock.Now().Before(until) {
+		// The pool said when to come back: these agents try again then.
+		s.batches.pending = rest
+		s.mu.Unlock()
+		pause := &sources.RetryAfterError{After: until.Sub(s.clock.Now()), Err: fmt.Errorf("pool %s paused", ep.pool)}
+		for _, p := range take {
+			p.done <- pause
+		}
+		return true
+	}
 	var open *batch
-	for _, b := range s.batches.byCall {
-		if len(b.members) < s.batches.size && (open == nil || len(b.members) > len(open.members)) {
-			open = b
+	if !r.alone {
+		for _, b := range s.batches.byCall {
+			if b.ep == ep && !b.alone && len(b.members) < s.batches.size && (open == nil || len(b.members) > len(open.members)) {
+				open = b
+			}
 		}
 	}
 	room := s.batches.size
-	if open != nil {
+	if r.alone {
+		room = 1
+	} else if open != nil {
 		room -= len(open.members)
 	}
-	n := min(room, len(s.batches.pending))
-	take := slices.Clone(s.batches.pending[:n])
-	s.batches.pending = s.batches.pending[n:]
-	ep := s.endpoints[0]
-	var req *sip.Request
-	if len(take) > 0 {
-		if open == nil {
-			open = &batch{ep: ep, callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12), target: ep.uri,
-				members: map[string]*member{}}
-			// Known before the request leaves: a NOTIFY may beat the 200.
-			s.batches.byCall[open.callID] = open
-		}
-		req = s.batchRequest(open, int(s.cfg.Expires/time.Second), take)
+	n := min(room, len(take))
+	rest = append(rest, take[n:]...)
+	take = take[:n]
+	s.batches.pending = rest
+	if open == nil {
+		open = s.newBatch(ep, r.alone)
 	}
+	req := s.batchRequest(open, int(s.cfg.Expires/time.Second), take)
 	s.mu.Unlock()
-	if len(take) == 0 {
-		return false
-	}
 	s.sendBatch(ctx, open, req, take)
 	return true
+}
+
+// newBatch starts a batch dialog on ep. It is known before its request
+// leaves: a NOTIFY may beat the 200. The caller holds s.mu.
+func (s *Source) newBatch(ep *endpoint, alone bool) *batch {
+	b := &batch{ep: ep, alone: alone, callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12), target: ep.uri,
+		members: map[string]*member{}}
+	s.batches.byCall[b.callID] = b
+	return b
+}
+
+// routeEndpoint is the endpoint a route's batches go to: another pool is
+// reached over the same trusted transport, with the same identity. The
+// caller holds s.mu.
+func (s *Source) routeEndpoint(r route) (*endpoint, error) {
+	app := s.endpoints[0]
+	if r.pool == "" {
+		return app, nil
+	}
+	if ep := s.batches.pools[r.pool]; ep != nil {
+		return ep, nil
+	}
+	cfg := app.cfg
+	cfg.Pool = r.pool
+	ep, err := newEndpoint(cfg, s.transport, s.contact)
+	if err != nil {
+		return nil, fmt.Errorf("pool %q named by the resubscribe: %w", r.pool, err)
+	}
+	ep.setHealth(true, "named by a resubscribe")
+	s.batches.pools[r.pool] = ep
+	return ep, nil
 }
 
 // batchRequest builds the batch's next SUBSCRIBE, with a batchSub for the
@@ -231,6 +316,12 @@ func batchSubBody(watcher string, agents []pendingSub) []byte {
 // sendBatch sends a request adding agents to b and tells each its result.
 func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agents []pendingSub) {
 	res, err := s.send(ctx, b.ep, req)
+	if err == nil && res.StatusCode == 400 && len(agents) > 1 {
+		// One bad URI fails a whole batch: halves find it, and the others
+		// are subscribed.
+		s.split(ctx, b, agents)
+		return
+	}
 	if err == nil && res.StatusCode >= 300 {
 		err = statusError(res)
 	}
@@ -238,6 +329,10 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		s.mu.Lock()
 		if len(b.members) == 0 && s.batches.byCall[b.callID] == b {
 			delete(s.batches.byCall, b.callID)
+		}
+		var retryAfter *sources.RetryAfterError
+		if errors.As(err, &retryAfter) {
+			s.batches.paused[b.ep] = s.clock.Now().Add(retryAfter.After)
 		}
 		s.mu.Unlock()
 		for _, p := range agents {
@@ -260,12 +355,19 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 	}
 	var observed []observation
 	s.mu.Lock()
+	// A batch a split emptied comes back with its first agents.
+	s.batches.byCall[b.callID] = b
 	s.establishBatch(b, res)
 	for _, p := range agents {
 		in, found := instanceFor(list, p.agent.URI)
 		switch {
 		case list != nil && !found:
 			p.done <- fmt.Errorf("batched subscribe: the pool's answer does not name %s", p.agent.URI)
+		case found && in.State == instanceResubscribe && p.redirects < maxRedirects:
+			// The same attempt goes on where the pool says.
+			p.route, p.redirects = rerouted(in), p.redirects+1
+			s.batches.routes[p.agent.Key] = p.route
+			s.batches.pending = append([]pendingSub{p}, s.batches.pending...)
 		case found && (in.State == instanceTerminated || in.State == instanceResubscribe):
 			p.done <- instanceError(in)
 		default:
@@ -309,13 +411,29 @@ func instanceFor(list *listNotification, uri string) (rlmiInstance, bool) {
 }
 
 // instanceError is what an ended instance means for its agent alone: a
-// failure with the pool's reason. A resubscribe asks for a subscription
-// elsewhere, which this source does not make yet: it fails too, saying so.
+// failure with the pool's reason, or a resubscribe past maxRedirects.
 func instanceError(in rlmiInstance) error {
 	if in.State == instanceResubscribe {
-		return fmt.Errorf("the pool asks to subscribe again (poolFqdn %q), which mssip does not do yet", in.PoolFQDN)
+		return fmt.Errorf("the pool asked to subscribe again (poolFqdn %q) more than %d times", in.PoolFQDN, maxRedirects)
 	}
 	return fmt.Errorf("the pool ended the subscription (reason %q)", in.Reason)
+}
+
+// rerouted is where a resubscribe sends its agent ([MS-PRES] 3.4.5.1.3):
+// batched at the pool poolFqdn names, or alone without one.
+func rerouted(in rlmiInstance) route {
+	return route{pool: in.PoolFQDN, alone: in.PoolFQDN == ""}
+}
+
+// split sends a batch's agents again in two halves, after a 400 for all.
+func (s *Source) split(ctx context.Context, b *batch, agents []pendingSub) {
+	half := len(agents) / 2
+	for _, part := range [][]pendingSub{agents[:half], agents[half:]} {
+		s.mu.Lock()
+		req := s.batchRequest(b, int(s.cfg.Expires/time.Second), part)
+		s.mu.Unlock()
+		s.sendBatch(ctx, b, req, part)
+	}
 }
 
 // stateFor reads an active instance's part into m, returning the change
@@ -451,6 +569,7 @@ func (s *Source) unsubscribeBatched(ctx context.Context, a sources.Agent) {
 		}
 		return false
 	})
+	delete(s.batches.routes, a.Key)
 	b := s.batches.byAgent[a.Key]
 	if b == nil {
 		s.mu.Unlock()
@@ -549,10 +668,16 @@ func (s *Source) applyBatchBody(b *batch, req *sip.Request) {
 			if s.batches.byAgent[m.agent.Key] == b {
 				delete(s.batches.byAgent, m.agent.Key)
 			}
+			err := instanceError(in)
+			if in.State == instanceResubscribe {
+				// The worker subscribes it again at once, on its new route.
+				s.batches.routes[m.agent.Key] = rerouted(in)
+				err = fmt.Errorf("the pool asks to subscribe again (poolFqdn %q): %w", in.PoolFQDN, sources.ErrTerminated)
+			}
 			lost = append(lost, struct {
 				agent sources.Agent
 				err   error
-			}{m.agent, instanceError(in)})
+			}{m.agent, err})
 		default:
 			observed = append(observed, s.stateFor(&list, in, m)...)
 		}

@@ -2,6 +2,7 @@ package sip_test
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +104,109 @@ func TestBatchesFillUpToTheirSize(t *testing.T) {
 	if sizes[3] != 2 || sizes[1] != 1 {
 		t.Fatalf("batch sizes %v; want 3, 3 and 1", sizes)
 	}
+}
+
+// A 400 for a whole batch is one bad URI's doing: halves find it, it fails
+// alone, and its neighbours are subscribed.
+func TestBadURIFailsAloneInItsBatch(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	agents := []string{"sip:agent1@example.com", "sip:agent2@example.com", "sip:bad@example.com", "sip:agent3@example.com", "sip:agent4@example.com"}
+	for _, a := range agents {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	pool.Reject("sip:bad@example.com")
+	env.Subscribe("ucc_app01", agents...)
+	provtest.Eventually(t, "the bad URI failed with the 400", func() bool {
+		c := claimOf(t, env, "sip:bad@example.com")
+		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "400")
+	})
+	for _, a := range agents {
+		if a == "sip:bad@example.com" {
+			continue
+		}
+		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
+		if c := claimOf(t, env, a); c.Failures != 0 {
+			t.Fatalf("%s failed with the bad URI: %+v", a, c)
+		}
+	}
+	if b := pool.Batches(); len(b) != 1 || len(b[0].Agents) != 4 {
+		t.Fatalf("batches %+v; want one of the 4 good agents", b)
+	}
+}
+
+// A 503 with Retry-After pauses the pool: the agents of the refused batch
+// and those that come during the pause try again after it, and nothing is
+// sent to the pool meanwhile.
+func TestUnavailablePoolIsPaused(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	pool.Unavailable(1, time.Hour)
+	env.Subscribe("ucc_app01", "sip:agent1@example.com")
+	provtest.Eventually(t, "the refused agent waits an hour", func() bool {
+		c := claimOf(t, env, "sip:agent1@example.com")
+		return c.State == schemas.StateRetrying && strings.Contains(c.Reason, "503") && strings.Contains(c.Reason, "retry after 1h0m0s")
+	})
+	asked := len(pool.Answers())
+	env.Subscribe("ucc_app01", "sip:agent2@example.com")
+	provtest.Eventually(t, "the next agent held back by the pause", func() bool {
+		c := claimOf(t, env, "sip:agent2@example.com")
+		return c.State == schemas.StateRetrying && strings.Contains(c.Reason, "paused")
+	})
+	if n := len(pool.Answers()); n != asked {
+		t.Fatalf("the pool was asked %d more times during its pause", n-asked)
+	}
+}
+
+// A resubscribe without poolFqdn subscribes the agent alone, with poolFqdn
+// at that pool over the same trusted transport, in the same attempt: no
+// failure counts. A resubscribe in a BENOTIFY moves the agent the same way.
+func TestResubscribeRoutesTheAgent(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	// The second pool's certificate comes from the same CA, under the name
+	// the provider checks.
+	pool2 := sfbtest.Start(t, pool.CA(), serverName)
+	const alone, moved, stays, later = "sip:alone@example.com", "sip:moved@example.com", "sip:stays@example.com", "sip:later@example.com"
+	for _, a := range []string{alone, stays, later} {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	pool2.SetState(moved, sfbtest.State{Availability: 6500})
+	pool2.SetState(later, sfbtest.State{Availability: 9500})
+	pool.Resubscribe(alone, "")
+	pool.Resubscribe(moved, pool2.Addr())
+	env.Subscribe("ucc_app01", alone, moved, stays, later)
+	for _, a := range []string{alone, moved, stays, later} {
+		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
+	}
+	for _, a := range []string{alone, moved, stays, later} {
+		if c := claimOf(t, env, a); c.Failures != 0 {
+			t.Fatalf("%s: a redirect counted as a failure: %+v", a, c)
+		}
+	}
+	if got := agentsAt(pool); got != "[alone] [later stays]" {
+		t.Fatalf("first pool's batches %s", got)
+	}
+	if got := agentsAt(pool2); got != "[moved]" {
+		t.Fatalf("second pool's batches %s", got)
+	}
+
+	pool.Resubscribe(later, pool2.Addr())
+	pool.SetState(later, sfbtest.State{Availability: 3500})
+	provtest.Eventually(t, "later moved by its BENOTIFY", func() bool { return agentsAt(pool2) == "[later moved]" && env.State(later) == schemas.StateActive })
+	if c := claimOf(t, env, later); c.Failures != 0 {
+		t.Fatalf("a BENOTIFY's redirect counted as a failure: %+v", c)
+	}
+}
+
+// agentsAt lists each batch's agents by user part, sorted, batches sorted.
+func agentsAt(p *sfbtest.Pool) string {
+	var out []string
+	for _, b := range p.Batches() {
+		var users []string
+		for _, a := range b.Agents {
+			users = append(users, strings.TrimSuffix(strings.TrimPrefix(a, "sip:"), "@example.com"))
+		}
+		sort.Strings(users)
+		out = append(out, "["+strings.Join(users, " ")+"]")
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
 }
