@@ -38,7 +38,9 @@ const (
 type batch struct {
 	ep *endpoint
 	// alone is a batch of one agent the pool asked to subscribe by itself.
-	alone     bool
+	alone bool
+	// ended is a batch given up: nothing joins it again.
+	ended     bool
 	callID    string
 	localTag  string
 	remoteTag string
@@ -355,6 +357,16 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 	}
 	var observed []observation
 	s.mu.Lock()
+	if b.ended {
+		// Ended by the pool while the request was out: no fault of these
+		// agents, which are subscribed again at once.
+		s.mu.Unlock()
+		for _, p := range agents {
+			p.done <- nil
+			s.sink.Lost(p.agent, fmt.Errorf("batch ended while it took the agent: %w", sources.ErrTerminated))
+		}
+		return
+	}
 	// A batch a split emptied comes back with its first agents.
 	s.batches.byCall[b.callID] = b
 	s.establishBatch(b, res)
@@ -540,10 +552,7 @@ func (s *Source) loseBatch(b *batch, err error) {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.batches.byCall, b.callID)
-	if b.refresh != nil {
-		b.refresh.Stop()
-	}
+	s.endBatch(b)
 	var lost []sources.Agent
 	for _, m := range b.members {
 		if s.batches.byAgent[m.agent.Key] == b {
@@ -555,6 +564,15 @@ func (s *Source) loseBatch(b *batch, err error) {
 	s.log.Info().Err(err).Str("call_id", b.callID).Int("agents", len(lost)).Msg("SIP batch ended")
 	for _, a := range lost {
 		s.sink.Lost(a, err)
+	}
+}
+
+// endBatch forgets a batch for good; the caller holds s.mu.
+func (s *Source) endBatch(b *batch) {
+	b.ended = true
+	delete(s.batches.byCall, b.callID)
+	if b.refresh != nil {
+		b.refresh.Stop()
 	}
 }
 
@@ -578,18 +596,19 @@ func (s *Source) unsubscribeBatched(ctx context.Context, a sources.Agent) {
 	delete(s.batches.byAgent, a.Key)
 	delete(b.members, strings.ToLower(a.URI))
 	empty := len(b.members) == 0
-	if empty {
-		delete(s.batches.byCall, b.callID)
-		if b.refresh != nil {
-			b.refresh.Stop()
-		}
-	}
 	s.mu.Unlock()
 	if !empty {
 		return
 	}
+	// Ended in the batch loop, after any request already queued: one that
+	// added agents meanwhile keeps the batch.
 	end := func(ctx context.Context) {
 		s.mu.Lock()
+		if len(b.members) > 0 || s.batches.byCall[b.callID] != b {
+			s.mu.Unlock()
+			return
+		}
+		s.endBatch(b)
 		req := s.batchRequest(b, 0, nil)
 		s.mu.Unlock()
 		if res, err := s.send(ctx, b.ep, req); ctx.Err() == nil && (err != nil || (res.StatusCode >= 300 && res.StatusCode != 481)) {
@@ -728,4 +747,27 @@ func xmlEscape(s string) string {
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
+}
+
+// batchStats counts the batch dialogs, the agents in them and the dialogs
+// of each endpoint by name, for Health.
+func (s *Source) batchStats() (batches, agents int, perName map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	perName = map[string]int{}
+	for _, b := range s.batches.byCall {
+		perName[b.ep.cfg.Name]++
+	}
+	return len(s.batches.byCall), len(s.batches.byAgent), perName
+}
+
+// batchDialogs adds each endpoint's batch dialogs to perEndpoint; the
+// caller holds s.mu.
+func (s *Source) batchDialogs(perEndpoint map[*endpoint]int) {
+	if s.batches == nil {
+		return
+	}
+	for _, b := range s.batches.byCall {
+		perEndpoint[b.ep]++
+	}
 }

@@ -84,7 +84,7 @@ func TestBatchedSubscriptionAgainstPool(t *testing.T) {
 // Agents handed over one after another join the open batch with a
 // SUBSCRIBE in its dialog, until the batch is full.
 func TestBatchesFillUpToTheirSize(t *testing.T) {
-	env, _, pool := mssipProvider(t, func(c *sip.Config) { c.BatchSize = 3 })
+	env, src, pool := mssipProvider(t, func(c *sip.Config) { c.BatchSize = 3 })
 	var agents []string
 	for i := 1; i <= 7; i++ {
 		a := fmt.Sprintf("sip:agent%d@example.com", i)
@@ -103,6 +103,13 @@ func TestBatchesFillUpToTheirSize(t *testing.T) {
 	}
 	if sizes[3] != 2 || sizes[1] != 1 {
 		t.Fatalf("batch sizes %v; want 3, 3 and 1", sizes)
+	}
+	h := src.Health()
+	if h.Stats["dialogs"] != 3 || h.Stats["batched_agents"] != 7 || h.Stats["application_dialogs"] != 3 {
+		t.Fatalf("health stats %v; want 3 dialogs holding 7 agents", h.Stats)
+	}
+	if eps := src.Endpoints(); len(eps) != 1 || eps[0].Dialogs != 3 {
+		t.Fatalf("endpoints %+v; want the application endpoint with 3 dialogs", eps)
 	}
 }
 

@@ -449,6 +449,9 @@ func (s *Source) Health() sources.Health {
 	}
 	s.mu.Unlock()
 	h := sources.Health{Stats: map[string]any{"dialogs": dialogs, "waiting_for_endpoint": waiting}}
+	if s.batches != nil {
+		h.Stats["dialogs"], h.Stats["batched_agents"], perEndpoint = s.batchStats()
+	}
 	var details []string
 	for _, ep := range s.endpoints {
 		up, detail := ep.status()
@@ -526,6 +529,7 @@ func (s *Source) Endpoints() []EndpointStats {
 	for _, d := range s.byAgent {
 		perEndpoint[d.ep]++
 	}
+	s.batchDialogs(perEndpoint)
 	s.mu.Unlock()
 	stats := make([]EndpointStats, 0, len(s.endpoints))
 	for _, ep := range s.endpoints {
