@@ -43,6 +43,10 @@
 //     poolFqdn naming the pool to batch the agent at or without it to
 //     subscribe it alone (Resubscribe; [MS-PRES] 3.4.5.1.3), the agent
 //     then left out of the batch.
+//   - A single category SUBSCRIBE ([MS-PRES] 3.4.5.1.3, after a
+//     resubscribe without poolFqdn): To and the batchSub's one resource are
+//     the agent, with no Require: adhoclist; the 200 and the BENOTIFYs
+//     carry its categories document alone, an unknown agent is 404.
 //   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
 //     in the dialog refreshes it, and adds the resources its body lists
 //     with their first state in the 200; Expires: 0 ends the batch.
@@ -104,7 +108,12 @@ type Batch struct {
 	Agents  []string
 	Expires time.Time
 
+	// Single is a single category subscription to one agent.
+	Single bool
+
 	contact  sip.Uri
+	notifier sip.Uri // the To of the SUBSCRIBE: the From of notifications
+	single   bool
 	poolTag  string
 	watchTag string
 	watchURI sip.Uri
@@ -260,7 +269,7 @@ func (p *Pool) Batches() []Batch {
 	out := make([]Batch, 0, len(p.batches))
 	for _, b := range p.batches {
 		c := *b
-		c.Agents = slices.Clone(b.Agents)
+		c.Agents, c.Single = slices.Clone(b.Agents), b.single
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b Batch) int { return strings.Compare(a.CallID, b.CallID) })
@@ -334,8 +343,11 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	var agents []string
+	// A SUBSCRIBE to someone else is a single category subscription
+	// ([MS-PRES] 3.4.5.1.3): its To and its one resource are the agent.
+	single := (b != nil && b.single) || (req.To() != nil && req.From() != nil && !sameURI(req.To().Address, req.From().Address))
 	if len(req.Body()) > 0 || !inDialog {
-		if !hasToken(req, "Require", "adhoclist") || !hasToken(req, "Require", "categoryList") {
+		if !single && (!hasToken(req, "Require", "adhoclist") || !hasToken(req, "Require", "categoryList")) {
 			p.refuse(req, tx, 421, "Extension Required", sip.NewHeader("Require", "adhoclist, categoryList"))
 			return
 		}
@@ -344,7 +356,7 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		from := req.From()
-		if from == nil || (!inDialog && !sameURI(req.Recipient, from.Address)) || req.To() == nil || !sameURI(req.To().Address, from.Address) {
+		if !single && (from == nil || (!inDialog && !sameURI(req.Recipient, from.Address))) {
 			p.refuse(req, tx, 403, "Forbidden: a batch is addressed to the watcher itself")
 			return
 		}
@@ -364,6 +376,13 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		for _, r := range doc.Action[0].Resources {
 			agents = append(agents, strings.TrimSpace(r.URI))
 		}
+		if single {
+			var to sip.Uri
+			if len(agents) != 1 || sip.ParseUri(agents[0], &to) != nil || !sameURI(to, req.To().Address) {
+				p.refuse(req, tx, 400, "Bad Request: a single category SUBSCRIBE names its To alone")
+				return
+			}
+		}
 		p.mu.Lock()
 		unavailable, retryAfter := p.unavailable > 0, p.retryAfter
 		if unavailable {
@@ -380,13 +399,20 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	p.accept(req, tx, b, inDialog, agents, expires)
+	p.accept(req, tx, b, inDialog, single, agents, expires)
 }
 
 // accept answers 200 with the first state of the agents asked for, and
 // keeps the batch.
-func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDialog bool, agents []string, expires int) {
+func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDialog, single bool, agents []string, expires int) {
 	p.mu.Lock()
+	if single && !inDialog {
+		if _, known := p.states[strings.ToLower(agents[0])]; !known {
+			p.mu.Unlock()
+			p.refuse(req, tx, 404, "Not Found")
+			return
+		}
+	}
 	if !inDialog {
 		contact := req.Contact()
 		if contact == nil {
@@ -395,7 +421,7 @@ func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDi
 			return
 		}
 		b = &Batch{CallID: callID(req), Watcher: req.From().Address.String(), contact: *contact.Address.Clone(),
-			poolTag: sip.GenerateTagN(16), watchURI: *req.From().Address.Clone()}
+			poolTag: sip.GenerateTagN(16), watchURI: *req.From().Address.Clone(), notifier: *req.To().Address.Clone(), single: single}
 		b.watchTag, _ = req.From().Params.Get("tag")
 		p.batches[b.CallID] = b
 	}
@@ -406,7 +432,11 @@ func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDi
 	}
 	b.Expires = time.Now().Add(time.Duration(expires) * time.Second)
 	var body []byte
-	if len(agents) > 0 {
+	contentType := listContentType
+	switch {
+	case single && len(agents) > 0:
+		body, contentType = []byte(categories(agents[0], p.states[strings.ToLower(agents[0])])), ContentCategories
+	case len(agents) > 0:
 		b.version++
 		body = p.listBody(b, agents, true)
 	}
@@ -425,8 +455,10 @@ func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDi
 	res.AppendHeader(sip.NewHeader("Subscription-State", fmt.Sprintf("active;expires=%d", expires)))
 	res.AppendHeader(sip.NewHeader("Supported", "ms-benotify, ms-piggyback-first-notify"))
 	if len(body) > 0 {
-		res.AppendHeader(sip.NewHeader("Require", "eventlist"))
-		res.AppendHeader(sip.NewHeader("Content-Type", listContentType))
+		if !single {
+			res.AppendHeader(sip.NewHeader("Require", "eventlist"))
+		}
+		res.AppendHeader(sip.NewHeader("Content-Type", contentType))
 	}
 	_ = tx.Respond(res)
 }
@@ -493,7 +525,7 @@ func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
 	b.cseq++
 	p.states[strings.ToLower(agent)] = st
 	req := sip.NewRequest(BENOTIFY, *b.contact.Clone())
-	from := &sip.FromHeader{Address: *b.watchURI.Clone(), Params: sip.NewParams()}
+	from := &sip.FromHeader{Address: *b.notifier.Clone(), Params: sip.NewParams()}
 	from.Params.Add("tag", b.poolTag)
 	to := &sip.ToHeader{Address: *b.watchURI.Clone(), Params: sip.NewParams()}
 	if b.watchTag != "" {
@@ -509,9 +541,14 @@ func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
 	req.AppendHeader(sip.NewHeader("Event", "presence"))
 	remaining := max(0, int(time.Until(b.Expires)/time.Second))
 	req.AppendHeader(sip.NewHeader("Subscription-State", fmt.Sprintf("active;expires=%d", remaining)))
-	req.AppendHeader(sip.NewHeader("Require", "eventlist"))
-	req.AppendHeader(sip.NewHeader("Content-Type", listContentType))
-	req.SetBody(p.listBody(b, []string{agent}, false))
+	if b.single {
+		req.AppendHeader(sip.NewHeader("Content-Type", ContentCategories))
+		req.SetBody([]byte(categories(agent, st)))
+	} else {
+		req.AppendHeader(sip.NewHeader("Require", "eventlist"))
+		req.AppendHeader(sip.NewHeader("Content-Type", listContentType))
+		req.SetBody(p.listBody(b, []string{agent}, false))
+	}
 	req.SetTransport("TLS")
 	req.SetDestination(net.JoinHostPort(b.contact.Host, strconv.Itoa(b.contact.Port)))
 	return req

@@ -399,3 +399,39 @@ func TestPoolFaults(t *testing.T) {
 		t.Fatalf("batches %+v; want the agent left out", b)
 	}
 }
+
+// A single category SUBSCRIBE goes to the agent, without Require:
+// adhoclist, and names that agent alone; its 200 carries the agent's
+// categories document, and an agent the pool does not know is 404.
+func TestSingleCategorySubscription(t *testing.T) {
+	ca := testca.New(t, "contoso-ca")
+	pool := sfbtest.Start(t, ca, poolFQDN)
+	w := newWatcher(t, ca)
+	const agent = "sip:agent1@contoso.com"
+	pool.SetState(agent, sfbtest.State{Availability: 9500, Activity: "in-a-conference"})
+	to := func(uri string) func(*sip.Request) {
+		return func(r *sip.Request) {
+			var u sip.Uri
+			if err := sip.ParseUri(uri, &u); err != nil {
+				t.Fatal(err)
+			}
+			r.Recipient = u
+			r.To().Address = u
+			r.RemoveHeader("Require")
+		}
+	}
+	res := w.subscribe(t, pool, []string{agent}, to(agent))
+	if res.StatusCode != 200 || res.ContentType() == nil || res.ContentType().Value() != sfbtest.ContentCategories ||
+		!strings.Contains(string(res.Body()), `<availability>9500</availability><activity token="in-a-conference"/>`) {
+		t.Fatalf("single SUBSCRIBE: %d %v\n%s", res.StatusCode, res.ContentType(), res.Body())
+	}
+	if b := pool.Batches(); len(b) != 1 || !b[0].Single {
+		t.Fatalf("batches %+v; want one single category subscription", b)
+	}
+	if res := w.subscribe(t, pool, []string{agent, "sip:agent2@contoso.com"}, to(agent)); res.StatusCode != 400 {
+		t.Fatalf("a single SUBSCRIBE naming two agents: %d", res.StatusCode)
+	}
+	if res := w.subscribe(t, pool, []string{"sip:nobody@contoso.com"}, to("sip:nobody@contoso.com")); res.StatusCode != 404 {
+		t.Fatalf("a single SUBSCRIBE to an unknown agent: %d", res.StatusCode)
+	}
+}

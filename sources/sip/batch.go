@@ -37,8 +37,11 @@ const (
 // Source.mu.
 type batch struct {
 	ep *endpoint
-	// alone is a batch of one agent the pool asked to subscribe by itself.
+	// alone is a single category subscription ([MS-PRES] 3.4.5.1.3) to
+	// one agent the pool asked to subscribe by itself: addressed to the
+	// agent (to), without Require: adhoclist.
 	alone bool
+	to    sip.Uri
 	// ended is a batch given up: nothing joins it again.
 	ended     bool
 	callID    string
@@ -225,7 +228,12 @@ func (s *Source) flush(ctx context.Context) bool {
 	take = take[:n]
 	s.batches.pending = rest
 	if open == nil {
-		open = s.newBatch(ep, r.alone)
+		to := ep.uri
+		if r.alone {
+			// Parsed when the agent was handed over.
+			_ = sip.ParseUri(take[0].agent.URI, &to)
+		}
+		open = s.newBatch(ep, r.alone, to)
 	}
 	req := s.batchRequest(open, int(s.cfg.Expires/time.Second), take)
 	s.mu.Unlock()
@@ -235,8 +243,8 @@ func (s *Source) flush(ctx context.Context) bool {
 
 // newBatch starts a batch dialog on ep. It is known before its request
 // leaves: a NOTIFY may beat the 200. The caller holds s.mu.
-func (s *Source) newBatch(ep *endpoint, alone bool) *batch {
-	b := &batch{ep: ep, alone: alone, callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12), target: ep.uri,
+func (s *Source) newBatch(ep *endpoint, alone bool, to sip.Uri) *batch {
+	b := &batch{ep: ep, alone: alone, to: to, callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12), target: to,
 		members: map[string]*member{}}
 	s.batches.byCall[b.callID] = b
 	return b
@@ -272,7 +280,7 @@ func (s *Source) batchRequest(b *batch, expires int, agents []pendingSub) *sip.R
 	req := sip.NewRequest(sip.SUBSCRIBE, *b.target.Clone())
 	from := &sip.FromHeader{Address: b.ep.uri, Params: sip.NewParams()}
 	from.Params.Add("tag", b.localTag)
-	to := &sip.ToHeader{Address: b.ep.uri, Params: sip.NewParams()}
+	to := &sip.ToHeader{Address: b.to, Params: sip.NewParams()}
 	if b.remoteTag != "" {
 		to.Params.Add("tag", b.remoteTag)
 	}
@@ -290,9 +298,13 @@ func (s *Source) batchRequest(b *batch, expires int, agents []pendingSub) *sip.R
 	req.AppendHeader(&sip.ContactHeader{Address: b.ep.contact})
 	req.AppendHeader(sip.NewHeader("Event", "presence"))
 	req.AppendHeader(sip.NewHeader("Accept", acceptBatch))
-	req.AppendHeader(sip.NewHeader("Supported", "eventlist, ms-benotify, ms-piggyback-first-notify"))
+	if b.alone {
+		req.AppendHeader(sip.NewHeader("Supported", "ms-benotify, ms-piggyback-first-notify"))
+	} else {
+		req.AppendHeader(sip.NewHeader("Supported", "eventlist, ms-benotify, ms-piggyback-first-notify"))
+		req.AppendHeader(sip.NewHeader("Require", "adhoclist, categoryList"))
+	}
 	req.AppendHeader(sip.NewHeader("Proxy-Require", "ms-benotify"))
-	req.AppendHeader(sip.NewHeader("Require", "adhoclist, categoryList"))
 	req.AppendHeader(&expiresHeader)
 	if len(agents) > 0 {
 		req.AppendHeader(sip.NewHeader("Content-Type", contentBatch))
@@ -342,20 +354,6 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		}
 		return
 	}
-	var list *listNotification
-	if len(res.Body()) > 0 {
-		contentType := ""
-		if h := res.ContentType(); h != nil {
-			contentType = h.Value()
-		}
-		n, perr := parseListNotification(contentType, res.Body())
-		if perr != nil {
-			s.log.Warn().Err(perr).Str("call_id", b.callID).Msg("first state of a batch not understood; states come with the next notifications")
-		} else {
-			list = &n
-		}
-	}
-	var observed []observation
 	s.mu.Lock()
 	if b.ended {
 		// Ended by the pool while the request was out: no fault of these
@@ -370,6 +368,34 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 	// A batch a split emptied comes back with its first agents.
 	s.batches.byCall[b.callID] = b
 	s.establishBatch(b, res)
+	s.mu.Unlock()
+	var list *listNotification
+	contentType := ""
+	if h := res.ContentType(); h != nil {
+		contentType = h.Value()
+	}
+	if len(res.Body()) > 0 && mediaType(contentType) == contentCategories {
+		// A single category subscription's first state is the agent's
+		// categories document itself.
+		s.mu.Lock()
+		for _, p := range agents {
+			s.join(b, p)
+			p.done <- nil
+		}
+		s.mu.Unlock()
+		s.applyCategories(b, res.Body())
+		return
+	}
+	if len(res.Body()) > 0 {
+		n, perr := parseListNotification(contentType, res.Body())
+		if perr != nil {
+			s.log.Warn().Err(perr).Str("call_id", b.callID).Msg("first state of a batch not understood; states come with the next notifications")
+		} else {
+			list = &n
+		}
+	}
+	var observed []observation
+	s.mu.Lock()
 	for _, p := range agents {
 		in, found := instanceFor(list, p.agent.URI)
 		switch {
@@ -383,9 +409,7 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		case found && (in.State == instanceTerminated || in.State == instanceResubscribe):
 			p.done <- instanceError(in)
 		default:
-			m := &member{agent: p.agent}
-			b.members[strings.ToLower(p.agent.URI)] = m
-			s.batches.byAgent[p.agent.Key] = b
+			m := s.join(b, p)
 			if found {
 				observed = append(observed, s.stateFor(list, in, m)...)
 			}
@@ -395,6 +419,14 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 	s.mu.Unlock()
 	s.report(observed)
 	s.log.Info().Str("call_id", b.callID).Int("agents", len(agents)).Msg("SIP batch subscribed")
+}
+
+// join makes the agent a member of b; the caller holds s.mu.
+func (s *Source) join(b *batch, p pendingSub) *member {
+	m := &member{agent: p.agent}
+	b.members[strings.ToLower(p.agent.URI)] = m
+	s.batches.byAgent[p.agent.Key] = b
+	return m
 }
 
 // observation is a state to hand the worker once s.mu is released.

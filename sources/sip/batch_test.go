@@ -163,7 +163,8 @@ func TestUnavailablePoolIsPaused(t *testing.T) {
 	}
 }
 
-// A resubscribe without poolFqdn subscribes the agent alone, with poolFqdn
+// A resubscribe without poolFqdn subscribes the agent alone (a single
+// category SUBSCRIBE to the agent, [MS-PRES] 3.4.5.1.3), with poolFqdn
 // at that pool over the same trusted transport, in the same attempt: no
 // failure counts. A resubscribe in a BENOTIFY moves the agent the same way.
 func TestResubscribeRoutesTheAgent(t *testing.T) {
@@ -172,9 +173,10 @@ func TestResubscribeRoutesTheAgent(t *testing.T) {
 	// the provider checks.
 	pool2 := sfbtest.Start(t, pool.CA(), serverName)
 	const alone, moved, stays, later = "sip:alone@example.com", "sip:moved@example.com", "sip:stays@example.com", "sip:later@example.com"
-	for _, a := range []string{alone, stays, later} {
+	for _, a := range []string{stays, later} {
 		pool.SetState(a, sfbtest.State{Availability: 3500})
 	}
+	pool.SetState(alone, sfbtest.State{Availability: 12500})
 	pool2.SetState(moved, sfbtest.State{Availability: 6500})
 	pool2.SetState(later, sfbtest.State{Availability: 9500})
 	pool.Resubscribe(alone, "")
@@ -191,6 +193,15 @@ func TestResubscribeRoutesTheAgent(t *testing.T) {
 	if got := agentsAt(pool); got != "[alone] [later stays]" {
 		t.Fatalf("first pool's batches %s", got)
 	}
+	for _, b := range pool.Batches() {
+		if b.Single != (len(b.Agents) == 1 && b.Agents[0] == alone) {
+			t.Fatalf("batch %+v: only the agent sent alone has a single category subscription", b)
+		}
+	}
+	provtest.Eventually(t, "alone's first state from its own 200", func() bool {
+		ev, found, err := env.Stores.State.Load(env.Ctx(), schemas.Key(alone))
+		return err == nil && found && ev.Presence.Availability == schemas.BeRightBack
+	})
 	if got := agentsAt(pool2); got != "[moved]" {
 		t.Fatalf("second pool's batches %s", got)
 	}
