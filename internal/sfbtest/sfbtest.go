@@ -35,7 +35,9 @@
 //     best-effort NOTIFY in the dialog that is never answered, sent to the
 //     watcher's Contact over a TLS connection of the pool's own, showing the
 //     pool's certificate, with a partial RLMI index (fullState false, the
-//     version one higher) and the changed agent's categories.
+//     version one higher) and the changed agent's categories; or, after
+//     UseNotify, the same as a NOTIFY, which the watcher answers (RFC 6665
+//     section 4.1.3).
 //   - Faults a real pool shows: a 400 for a whole batch that names one bad
 //     URI (Reject; the field notes of [MS-SIP] 3.3: the pool does not say
 //     which); 503 with Retry-After while overloaded (Unavailable; RFC 3261
@@ -49,11 +51,14 @@
 //     carry its categories document alone, an unknown agent is 404.
 //   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
 //     in the dialog refreshes it, and adds the resources its body lists
-//     with their first state in the 200; Expires: 0 ends the batch.
+//     with their first state in the 200; Expires: 0 ends the batch; a
+//     SUBSCRIBE in a dialog the pool does not hold (after Restart) is 481
+//     (RFC 3261 section 12.2.2).
 package sfbtest
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/xml"
@@ -88,8 +93,9 @@ const (
 // [MS-SIP] 3.3.5.1's example.
 const boundary = "50UBfW7LSCVLtggUPe5z"
 
-// maxExpires is the longest subscription the pool grants.
-const maxExpires = 3600
+// defaultMaxExpires is the longest subscription the pool grants unless a
+// test says otherwise.
+const defaultMaxExpires = 3600
 
 // State is an agent's aggregate state as the pool publishes it.
 type State struct {
@@ -152,6 +158,12 @@ type Pool struct {
 	// resubscribe are agents whose next instance says resubscribe, with
 	// the poolFqdn to name (empty: none).
 	resubscribe map[string]string
+	// maxExpires is the longest subscription granted, in seconds.
+	maxExpires int
+	// notify sends updates as NOTIFY, which is answered, not BENOTIFY;
+	// notified are the answers.
+	notify   bool
+	notified []int
 }
 
 // Start runs a pool whose certificate ca signs for fqdn (and 127.0.0.1),
@@ -174,7 +186,7 @@ func Start(t testing.TB, ca *testca.CA, fqdn string) *Pool {
 		t.Fatalf("sfbtest: %v", err)
 	}
 	p := &Pool{t: t, ca: ca, fqdn: fqdn, states: map[string]State{}, batches: map[string]*Batch{}, bad: map[string]bool{},
-		resubscribe: map[string]string{},
+		resubscribe: map[string]string{}, maxExpires: defaultMaxExpires,
 		listener: tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots})}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -233,10 +245,59 @@ func (p *Pool) SetState(uri string, st State) {
 	p.sent += len(reqs)
 	p.mu.Unlock()
 	for _, req := range reqs {
+		if req.Method == sip.NOTIFY {
+			p.notifyOne(req)
+			continue
+		}
 		if err := p.client.WriteRequest(req); err != nil {
 			p.t.Logf("sfbtest: BENOTIFY %s: %v", req.Recipient.String(), err)
 		}
 	}
+}
+
+// notifyOne sends a NOTIFY and records its answer (0: none came).
+func (p *Pool) notifyOne(req *sip.Request) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	status := 0
+	if res, err := p.client.Do(ctx, req); err == nil {
+		status = res.StatusCode
+	} else {
+		p.t.Logf("sfbtest: NOTIFY %s: %v", req.Recipient.String(), err)
+	}
+	p.mu.Lock()
+	p.notified = append(p.notified, status)
+	p.mu.Unlock()
+}
+
+// UseNotify sends the updates from now on as NOTIFY (answered) instead of
+// BENOTIFY.
+func (p *Pool) UseNotify() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.notify = true
+}
+
+// Notified are the watchers' answers to the NOTIFYs sent, in order.
+func (p *Pool) Notified() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.notified)
+}
+
+// SetMaxExpires caps the subscriptions the pool grants from now on.
+func (p *Pool) SetMaxExpires(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.maxExpires = int(d / time.Second)
+}
+
+// Restart forgets every batch, as a pool restarting does: their refreshes
+// are answered 481.
+func (p *Pool) Restart() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.batches = map[string]*Batch{}
 }
 
 // Reject makes every batch request naming uri be answered 400.
@@ -322,16 +383,21 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		p.refuse(req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "presence"))
 		return
 	}
-	expires := maxExpires
-	if h := req.GetHeader("Expires"); h != nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
-			expires = min(n, maxExpires)
-		}
-	}
 	p.mu.Lock()
+	expires := p.maxExpires
 	b := p.batches[callID(req)]
 	inDialog := b != nil && req.To() != nil && toTag(req) == b.poolTag
 	p.mu.Unlock()
+	if h := req.GetHeader("Expires"); h != nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+			expires = min(n, expires)
+		}
+	}
+	if !inDialog && toTag(req) != "" {
+		// A dialog the pool does not hold (it restarted, or ended it).
+		p.refuse(req, tx, 481, "Call/Transaction Does Not Exist")
+		return
+	}
 	if inDialog && expires == 0 {
 		p.mu.Lock()
 		delete(p.batches, b.CallID)
@@ -524,7 +590,11 @@ func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
 	b.version++
 	b.cseq++
 	p.states[strings.ToLower(agent)] = st
-	req := sip.NewRequest(BENOTIFY, *b.contact.Clone())
+	method := BENOTIFY
+	if p.notify {
+		method = sip.NOTIFY
+	}
+	req := sip.NewRequest(method, *b.contact.Clone())
 	from := &sip.FromHeader{Address: *b.notifier.Clone(), Params: sip.NewParams()}
 	from.Params.Add("tag", b.poolTag)
 	to := &sip.ToHeader{Address: *b.watchURI.Clone(), Params: sip.NewParams()}
@@ -536,7 +606,7 @@ func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
 	req.AppendHeader(from)
 	req.AppendHeader(to)
 	req.AppendHeader(&id)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: b.cseq, MethodName: BENOTIFY})
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: b.cseq, MethodName: method})
 	req.AppendHeader(&maxForwards)
 	req.AppendHeader(sip.NewHeader("Event", "presence"))
 	remaining := max(0, int(time.Until(b.Expires)/time.Second))

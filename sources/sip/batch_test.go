@@ -228,3 +228,55 @@ func agentsAt(p *sfbtest.Pool) string {
 	sort.Strings(out)
 	return strings.Join(out, " ")
 }
+
+// A batch is refreshed before the pool's expiry; when the pool no longer
+// holds it (a restart: 481), its agents are subscribed again at once, in a
+// new batch, without a failure counted.
+func TestBatchRefreshAndPoolRestart(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	pool.SetMaxExpires(2 * time.Second)
+	agents := []string{"sip:agent1@example.com", "sip:agent2@example.com"}
+	for _, a := range agents {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	env.Subscribe("ucc_app01", agents...)
+	for _, a := range agents {
+		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
+	}
+	first := pool.Batches()[0].CallID
+	provtest.Eventually(t, "a refresh in the batch's dialog", func() bool {
+		for _, a := range pool.Answers() {
+			if a.CallID == first && a.Status == 200 && len(a.Agents) == 0 {
+				return true
+			}
+		}
+		return false
+	})
+	pool.Restart()
+	provtest.Eventually(t, "the agents batched anew after the 481", func() bool {
+		b := pool.Batches()
+		return len(b) == 1 && b[0].CallID != first && len(b[0].Agents) == 2
+	})
+	for _, a := range agents {
+		provtest.Eventually(t, a+" active again", func() bool { return env.State(a) == schemas.StateActive })
+		if c := claimOf(t, env, a); c.Failures != 0 {
+			t.Fatalf("%s: the pool's restart counted as a failure: %+v", a, c)
+		}
+	}
+}
+
+// Updates that come as NOTIFY are answered 200 and applied as BENOTIFYs are.
+func TestBatchNotifyIsAnswered(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	const a = "sip:agent1@example.com"
+	pool.SetState(a, sfbtest.State{Availability: 3500})
+	evs := env.Collect(schemas.Key(a))
+	env.Subscribe("ucc_app01", a)
+	provtest.Eventually(t, "active", func() bool { return env.State(a) == schemas.StateActive })
+	pool.UseNotify()
+	pool.SetState(a, sfbtest.State{Availability: 18500})
+	if got := pool.Notified(); len(got) != 1 || got[0] != 200 {
+		t.Fatalf("NOTIFY answers %v; want one 200", got)
+	}
+	waitEvent(t, evs, 2, schemas.Offline)
+}
