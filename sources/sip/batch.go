@@ -43,7 +43,10 @@ type batch struct {
 	alone bool
 	to    sip.Uri
 	// ended is a batch given up: nothing joins it again.
-	ended     bool
+	ended bool
+	// rebatched is closed when the rebatch queued for the batch is done;
+	// nil while none is queued.
+	rebatched chan struct{}
 	callID    string
 	localTag  string
 	remoteTag string
@@ -67,7 +70,9 @@ type pendingSub struct {
 	route route
 	// redirects counts the resubscribes this attempt followed.
 	redirects int
-	done      chan error
+	// last is the state an agent moved from another batch had there.
+	last *schemas.Presence
+	done chan error
 }
 
 // route is where an agent is batched: at the application endpoint's pool
@@ -98,6 +103,9 @@ type batcher struct {
 	// paused is when each pool may be asked again after a 503 or 429 with
 	// Retry-After.
 	paused map[*endpoint]time.Time
+	// moving are the agents a rebatch is moving, by key: the channel is
+	// closed when they are in their new batches.
+	moving map[string]chan struct{}
 	kick   chan struct{}
 	ops    chan func(context.Context)
 }
@@ -111,7 +119,8 @@ func newBatcher(size int, window time.Duration) *batcher {
 	}
 	return &batcher{size: size, window: window, byCall: map[string]*batch{}, byAgent: map[string]*batch{},
 		routes: map[string]route{}, pools: map[string]*endpoint{}, paused: map[*endpoint]time.Time{},
-		kick: make(chan struct{}, 1), ops: make(chan func(context.Context), 64)}
+		moving: map[string]chan struct{}{},
+		kick:   make(chan struct{}, 1), ops: make(chan func(context.Context), 64)}
 }
 
 // subscribeBatched puts the agent into the next batch request and waits for
@@ -423,7 +432,7 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 
 // join makes the agent a member of b; the caller holds s.mu.
 func (s *Source) join(b *batch, p pendingSub) *member {
-	m := &member{agent: p.agent}
+	m := &member{agent: p.agent, last: p.last}
 	b.members[strings.ToLower(p.agent.URI)] = m
 	s.batches.byAgent[p.agent.Key] = b
 	return m
@@ -608,13 +617,29 @@ func (s *Source) endBatch(b *batch) {
 	}
 }
 
-// unsubscribeBatched drops the agent from its batch; the last agent out
-// ends the batch's dialog.
+// errLeft ends the wait of an agent unsubscribed before its batch request
+// left.
+var errLeft = errors.New("unsubscribed before its batch left")
+
+// unsubscribeBatched takes the agent out of its batch at the pool before
+// it returns, so a next holder never finds the agent in two batches: the
+// last agent out ends the batch, another's leaving moves the rest to a new
+// batch (rebatch), since a batch SUBSCRIBE only adds resources.
 func (s *Source) unsubscribeBatched(ctx context.Context, a sources.Agent) {
 	s.mu.Lock()
+	for moved := s.batches.moving[a.Key]; moved != nil; moved = s.batches.moving[a.Key] {
+		// On its way to a new batch: it leaves that one.
+		s.mu.Unlock()
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return
+		}
+		s.mu.Lock()
+	}
 	s.batches.pending = slices.DeleteFunc(s.batches.pending, func(p pendingSub) bool {
 		if p.agent.Key == a.Key {
-			p.done <- errors.New("unsubscribed before its batch left")
+			p.done <- errLeft
 			return true
 		}
 		return false
@@ -627,30 +652,82 @@ func (s *Source) unsubscribeBatched(ctx context.Context, a sources.Agent) {
 	}
 	delete(s.batches.byAgent, a.Key)
 	delete(b.members, strings.ToLower(a.URI))
-	empty := len(b.members) == 0
-	s.mu.Unlock()
-	if !empty {
-		return
-	}
-	// Ended in the batch loop, after any request already queued: one that
-	// added agents meanwhile keeps the batch.
-	end := func(ctx context.Context) {
-		s.mu.Lock()
-		if len(b.members) > 0 || s.batches.byCall[b.callID] != b {
-			s.mu.Unlock()
+	// One rebatch serves every agent that left before it runs.
+	done := b.rebatched
+	if done == nil {
+		done = make(chan struct{})
+		b.rebatched = done
+		s.mu.Unlock()
+		op := func(ctx context.Context) {
+			defer close(done)
+			s.rebatch(ctx, b)
+		}
+		select {
+		case s.batches.ops <- op:
+		case <-ctx.Done():
 			return
 		}
-		s.endBatch(b)
-		req := s.batchRequest(b, 0, nil)
+	} else {
 		s.mu.Unlock()
-		if res, err := s.send(ctx, b.ep, req); ctx.Err() == nil && (err != nil || (res.StatusCode >= 300 && res.StatusCode != 481)) {
-			s.log.Warn().AnErr("error", err).Str("call_id", b.callID).Msg("could not end the SIP batch")
-		}
 	}
 	select {
-	case s.batches.ops <- end:
+	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// rebatch ends b at the pool and subscribes the agents left in it anew,
+// with the state they had, in the next batches; runs in the batch loop.
+func (s *Source) rebatch(ctx context.Context, b *batch) {
+	s.mu.Lock()
+	if b.ended || s.batches.byCall[b.callID] != b {
+		s.mu.Unlock()
+		return
+	}
+	end := s.batchRequest(b, 0, nil)
+	s.endBatch(b)
+	var moving []pendingSub
+	moved := make(chan struct{})
+	for _, m := range b.members {
+		if s.batches.byAgent[m.agent.Key] == b {
+			delete(s.batches.byAgent, m.agent.Key)
+		}
+		s.batches.moving[m.agent.Key] = moved
+		moving = append(moving, pendingSub{agent: m.agent, route: s.batches.routes[m.agent.Key], last: m.last, done: make(chan error, 1)})
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		for _, p := range moving {
+			if s.batches.moving[p.agent.Key] == moved {
+				delete(s.batches.moving, p.agent.Key)
+			}
+		}
+		s.mu.Unlock()
+		close(moved)
+	}()
+	if res, err := s.send(ctx, b.ep, end); ctx.Err() == nil && (err != nil || (res.StatusCode >= 300 && res.StatusCode != 481)) {
+		s.log.Warn().AnErr("error", err).Str("call_id", b.callID).Msg("could not end the SIP batch")
+	}
+	if len(moving) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.batches.pending = append(moving, s.batches.pending...)
+	s.mu.Unlock()
+	for s.flush(ctx) {
+	}
+	for _, p := range moving {
+		select {
+		case err := <-p.done:
+			if err != nil && !errors.Is(err, errLeft) {
+				s.sink.Lost(p.agent, fmt.Errorf("moving to a new batch: %w", err))
+			}
+		default:
+			// Still on its way (the loop stopped): the worker hears of it then.
+		}
+	}
+	s.log.Info().Str("call_id", b.callID).Int("agents", len(moving)).Msg("SIP batch rebuilt without the agents that left")
 }
 
 // onBatchNotify applies a NOTIFY (answered) or BENOTIFY (never answered,

@@ -280,3 +280,40 @@ func TestBatchNotifyIsAnswered(t *testing.T) {
 	}
 	waitEvent(t, evs, 2, schemas.Offline)
 }
+
+// An agent let go leaves its batch at the pool before the worker releases
+// it: the batch is rebuilt without it, the others keep their state (no new
+// event, no failure), and the last agent out ends the batch.
+func TestUnsubscribedAgentLeavesItsBatch(t *testing.T) {
+	env, src, pool := mssipProvider(t, nil)
+	agents := []string{"sip:agent1@example.com", "sip:agent2@example.com", "sip:agent3@example.com"}
+	for _, a := range agents {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	evs := env.Collect(schemas.Key(agents[1]))
+	env.Subscribe("ucc_app01", agents...)
+	for _, a := range agents {
+		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
+	}
+	first := pool.Batches()[0].CallID
+	unsubscribe := func(uris ...string) {
+		t.Helper()
+		if _, err := env.Client.Unsubscribe(env.Ctx(), schemas.UnsubscribeRequest{UCC: "ucc_app01", URIs: uris}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unsubscribe(agents[0])
+	provtest.Eventually(t, "the batch rebuilt without agent1", func() bool {
+		return agentsAt(pool) == "[agent2 agent3]" && pool.Batches()[0].CallID != first
+	})
+	for _, a := range agents[1:] {
+		if c := claimOf(t, env, a); c.Failures != 0 || env.State(a) != schemas.StateActive {
+			t.Fatalf("%s after its neighbour left: %+v", a, c)
+		}
+	}
+	if n := len(evs.List()); n != 1 {
+		t.Fatalf("agent2 has %d events; want its first state alone: %+v", n, evs.List())
+	}
+	unsubscribe(agents[1:]...)
+	provtest.Eventually(t, "no batch left", func() bool { return len(pool.Batches()) == 0 && src.Health().Stats["dialogs"] == 0 })
+}
