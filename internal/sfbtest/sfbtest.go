@@ -160,6 +160,9 @@ type Pool struct {
 	resubscribe map[string]string
 	// maxExpires is the longest subscription granted, in seconds.
 	maxExpires int
+	// doubles are the agents a batch took while another live batch held
+	// them, each time it happened.
+	doubles []string
 	// notify sends updates as NOTIFY, which is answered, not BENOTIFY;
 	// notified are the answers.
 	notify   bool
@@ -337,6 +340,14 @@ func (p *Pool) Batches() []Batch {
 	return out
 }
 
+// Doubles lists, each time it happened, an agent that a batch took while
+// another live batch held it: what a watcher's hand-over must never do.
+func (p *Pool) Doubles() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.doubles)
+}
+
 // Answers are the pool's answers to SUBSCRIBEs, in order.
 func (p *Pool) Answers() []Answer {
 	p.mu.Lock()
@@ -494,6 +505,11 @@ func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDi
 	for _, a := range agents {
 		if !slices.Contains(b.Agents, a) {
 			b.Agents = append(b.Agents, a)
+		}
+		for _, other := range p.batches {
+			if other != b && slices.ContainsFunc(other.Agents, func(x string) bool { return strings.EqualFold(x, a) }) {
+				p.doubles = append(p.doubles, a)
+			}
 		}
 	}
 	b.Expires = time.Now().Add(time.Duration(expires) * time.Second)

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
+
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/internal/sfbtest"
 	"github.com/contactcenter/presence-provider/internal/testca"
@@ -316,4 +319,72 @@ func TestUnsubscribedAgentLeavesItsBatch(t *testing.T) {
 	}
 	unsubscribe(agents[1:]...)
 	provtest.Eventually(t, "no batch left", func() bool { return len(pool.Batches()) == 0 && src.Health().Stats["dialogs"] == 0 })
+}
+
+// Two workers share the agents: a worker joining takes its share, one
+// stopping hands its agents over, and the pool never sees an agent in two
+// live batches at once, nor an agent in none once the hand-over is done.
+func TestBatchesFollowTheAgentsBetweenWorkers(t *testing.T) {
+	ca := testca.New(t, "contoso-ca")
+	pool := sfbtest.Start(t, ca, serverName)
+	ns := provtest.Server(t)
+	start := func(id string) *provtest.Env {
+		cert, key := ca.Issue(id, "127.0.0.1")
+		wcfg := provtest.Config()
+		wcfg.ID, wcfg.SubscriptionsPerSecond, wcfg.Linger, wcfg.WorkerLease = id, 200, 100*time.Millisecond, 3*time.Second
+		wcfg.FirstRetry, wcfg.MaxRetry = time.Hour, time.Hour
+		return provtest.StartOn(t, ns, wcfg, clockwork.NewRealClock(), func(w *worker.Worker, clock clockwork.Clock) {
+			src, err := sip.New(sip.Config{Transport: "tls", MSSIP: true, TLS: tlsConfig(t, ca.File, cert, key), Listen: "127.0.0.1:0",
+				RequestTimeout: 3 * time.Second, Application: appEndpoint(pool.Addr())}, clock, w, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.AddSource(schemas.SourceSIP, src)
+		})
+	}
+	var agents []string
+	for i := 1; i <= 12; i++ {
+		a := fmt.Sprintf("sip:agent%02d@example.com", i)
+		agents = append(agents, a)
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	// Each agent in exactly one batch, and every batch a live one's.
+	onceEach := func() bool {
+		seen := map[string]int{}
+		for _, b := range pool.Batches() {
+			for _, a := range b.Agents {
+				seen[a]++
+			}
+		}
+		for _, a := range agents {
+			if seen[a] != 1 {
+				return false
+			}
+		}
+		return len(seen) == len(agents)
+	}
+	first := start("worker-a")
+	first.Subscribe("ucc_app01", agents...)
+	provtest.Eventually(t, "every agent batched once", onceEach)
+
+	second := start("worker-b")
+	provtest.Eventually(t, "the second worker's share batched, every agent once", func() bool {
+		holders := map[string]bool{}
+		for _, a := range agents {
+			holders[claimOf(t, first, a).Worker] = true
+		}
+		return holders["worker-a"] && holders["worker-b"] && len(pool.Batches()) >= 2 && onceEach()
+	})
+	first.Stop()
+	provtest.Eventually(t, "every agent batched once by the second worker", func() bool {
+		for _, a := range agents {
+			if c := claimOf(t, second, a); c.Worker != "worker-b" || c.State != schemas.StateActive {
+				return false
+			}
+		}
+		return onceEach()
+	})
+	if d := pool.Doubles(); len(d) != 0 {
+		t.Fatalf("agents taken by a batch while another held them: %v", d)
+	}
 }
