@@ -40,7 +40,10 @@ type SIPSource struct {
 	Enabled       bool
 	ApplicationID string
 	// Dialect is DialectRFC or DialectMSSIP: how the source speaks SIP.
-	Dialect   string
+	Dialect string
+	// BatchSize is the most agents one mssip batch holds; 0 leaves the SIP
+	// source's default.
+	BatchSize int
 	Transport string
 	Listen    string
 	// SubscriptionExpires is the SUBSCRIBE expiry asked for. Below the
@@ -342,6 +345,10 @@ func (r *reader) sip(n *node) SIPSource {
 		r.fail(n, "Transport", fmt.Sprintf("%q is not udp, tcp or tls", s.Transport))
 	}
 	s.Listen = r.hostPort(n, "Listen", true)
+	s.BatchSize = r.int(n, "batchSize", 0, 1, 1000)
+	if s.BatchSize != 0 && s.Dialect != DialectMSSIP {
+		r.fail(n, "batchSize", fmt.Sprintf("is only used with Dialect mssip; Dialect is %s", s.Dialect))
+	}
 	s.SubscriptionExpires = r.seconds(n, "subscriptionExpires", DefaultSubscriptionExpires, 2, 86400)
 	apps := n.all("ApplicationEndpoint")
 	if len(apps) != 1 && (s.Enabled || len(apps) > 1) {

@@ -226,6 +226,8 @@ func TestParseBrokenRules(t *testing.T) {
 		{"bad Transport", wrap("", sip(`Transport="sctp"`, app)), ucma, "Transport", "not udp, tcp or tls"},
 		{"unknown Dialect", wrap("", sip(`Dialect="lync2010"`, app)), ucma, "Dialect", `"lync2010" is not rfc or mssip`},
 		{"unknown Dialect, disabled", wrap("", `<UcmaPresenceSource Dialect="ms-sip">`+app+`</UcmaPresenceSource>`), ucma, "Dialect", "not rfc or mssip"},
+		{"batchSize with rfc", wrap("", sip(`batchSize="50"`, app)), ucma, "batchSize", "only used with Dialect mssip; Dialect is rfc"},
+		{"batchSize 0", wrap("", sip(`Dialect="mssip" batchSize="0"`, app)), ucma, "batchSize", "out of range 1 to 1000"},
 		{"Register with mssip", wrap("", sip(`Dialect="mssip"`, `<ApplicationEndpoint OwnerUri="sip:a@b.com" Register="true" />`)), ucma + "/ApplicationEndpoint", "Register", "does not register; Dialect is mssip"},
 		{"Listen without port", wrap("", sip(`Listen="127.0.0.1"`, app)), ucma, "Listen", "host:port"},
 		{"Listen with a bad port", wrap("", sip(`Listen="127.0.0.1:sip"`, app)), ucma, "Listen", "host:port"},
@@ -368,6 +370,16 @@ func TestProviderLogLine(t *testing.T) {
 		t.Errorf("not one line: %q", line)
 	}
 	_ = fmt.Sprint(p) // must not panic either
+}
+
+// batchSize sets the agents of one mssip batch; absent, the source's default.
+func TestParseBatchSize(t *testing.T) {
+	for attrs, want := range map[string]int{`Dialect="mssip"`: 0, `Dialect="mssip" BATCHSIZE="250"`: 250} {
+		p, _, err := config.Parse([]byte(wrap("", sip(attrs, app))))
+		if err != nil || p.SIP.BatchSize != want {
+			t.Errorf("%s: batch size %d, %v; want %d", attrs, p.SIP.BatchSize, err, want)
+		}
+	}
 }
 
 // Dialect takes rfc (the default, as when absent or empty) or mssip, in

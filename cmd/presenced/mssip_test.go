@@ -17,8 +17,8 @@ import (
 
 // TestManualConfigSpeaksMSSIP: the manual's Config.xml, with
 // Dialect="mssip", Transport="tls" and the certificates added, runs
-// against the test front-end pool: the agents travel in one batch over
-// mutual TLS, their first states and changes reach the UCC, and the
+// against the test front-end pool: the agents travel in batches of
+// batchSize over mutual TLS, their first states and changes reach the UCC, and the
 // manual's user endpoint is named once as retired. Graph is turned off:
 // no Entra ID answers here.
 func TestManualConfigSpeaksMSSIP(t *testing.T) {
@@ -34,7 +34,7 @@ func TestManualConfigSpeaksMSSIP(t *testing.T) {
 	xml := string(manual)
 	for _, r := range []struct{ old, new string }{
 		{`<UcmaPresenceSource enabled="true" ApplicationId="urn:application:ucc_presenceprovider01" >`,
-			fmt.Sprintf(`<UcmaPresenceSource enabled="true" ApplicationId="urn:application:ucc_presenceprovider01" Dialect="mssip" Transport="tls" Listen="127.0.0.1:%d" TlsCAFile="%s" TlsCertFile="%s" TlsKeyFile="%s" TlsServerName="%s">`,
+			fmt.Sprintf(`<UcmaPresenceSource enabled="true" ApplicationId="urn:application:ucc_presenceprovider01" Dialect="mssip" batchSize="2" Transport="tls" Listen="127.0.0.1:%d" TlsCAFile="%s" TlsCertFile="%s" TlsKeyFile="%s" TlsServerName="%s">`,
 				freeport.T(t), ca.File, cert, key, poolName)},
 		{`<ApplicationEndpoint OwnerUri="sip:ucc_presenceprovider01@sipdomain.com" />`,
 			`<ApplicationEndpoint OwnerUri="sip:ucc_presenceprovider01@sipdomain.com" PoolFqdn="` + pool.Addr() + `" />`},
@@ -76,8 +76,9 @@ func TestManualConfigSpeaksMSSIP(t *testing.T) {
 			return p != nil && p.Availability == schemas.Away && p.AvailabilityValue == 15500 && p.Device == "Computer"
 		})
 	}
-	if b := pool.Batches(); len(b) != 1 || len(b[0].Agents) != len(agents) {
-		t.Fatalf("batches at the pool %+v; want one holding the %d agents", b, len(agents))
+	// ceil(3 ÷ batchSize 2) dialogs.
+	if b := pool.Batches(); len(b) != 2 || len(b[0].Agents)+len(b[1].Agents) != len(agents) {
+		t.Fatalf("batches at the pool %+v; want two holding the %d agents", b, len(agents))
 	}
 	pool.SetState(agents[0], sfbtest.State{Availability: 6500, Activity: "on-the-phone"})
 	provtest.Eventually(t, "the change by BENOTIFY", func() bool {
