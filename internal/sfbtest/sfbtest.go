@@ -49,6 +49,11 @@
 //     resubscribe without poolFqdn): To and the batchSub's one resource are
 //     the agent, with no Require: adhoclist; the 200 and the BENOTIFYs
 //     carry its categories document alone, an unknown agent is 404.
+//   - A limit of category subscriptions per agent, as the pool's
+//     MaxCategorySubscription setting (the field notes on [MS-PRES]): past
+//     it, the agent's instance in the 200 is terminated with reason
+//     rejected (RFC 4662 section 5.2; which reason a real pool gives, the
+//     specs do not say) and the batch does not hold it.
 //   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
 //     in the dialog refreshes it, and adds the resources its body lists
 //     with their first state in the 200; Expires: 0 ends the batch; a
@@ -160,6 +165,9 @@ type Pool struct {
 	resubscribe map[string]string
 	// maxExpires is the longest subscription granted, in seconds.
 	maxExpires int
+	// maxCategorySubscriptions is each agent's limit of category
+	// subscriptions; 0 is none.
+	maxCategorySubscriptions int
 	// doubles are the agents a batch took while another live batch held
 	// them, each time it happened.
 	doubles []string
@@ -293,6 +301,15 @@ func (p *Pool) SetMaxExpires(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.maxExpires = int(d / time.Second)
+}
+
+// SetMaxCategorySubscriptions limits the category subscriptions each agent
+// takes, as the pool's MaxCategorySubscription does (one per batch holding
+// the agent, since a batch asks for the state category alone).
+func (p *Pool) SetMaxCategorySubscriptions(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.maxCategorySubscriptions = n
 }
 
 // Restart forgets every batch, as a pool restarting does: their refreshes
@@ -569,6 +586,11 @@ func (p *Pool) listBody(b *Batch, agents []string, full bool) []byte {
 			fmt.Fprintf(&index, `<resource uri="%s"><instance id="%d" state="terminated" reason="noresource"/></resource>`, xmlText(a), i)
 			continue
 		}
+		if full && p.maxCategorySubscriptions > 0 && p.holders(a, b) >= p.maxCategorySubscriptions {
+			b.Agents = slices.DeleteFunc(b.Agents, func(x string) bool { return strings.EqualFold(x, a) })
+			fmt.Fprintf(&index, `<resource uri="%s"><instance id="%d" state="terminated" reason="rejected"/></resource>`, xmlText(a), i)
+			continue
+		}
 		cid := fmt.Sprintf("%d.%d@%s", b.version, i, p.fqdn)
 		fmt.Fprintf(&index, `<resource uri="%s"><instance id="%d" state="active" cid="%s"/></resource>`, xmlText(a), i, cid)
 		fmt.Fprintf(&parts, "--%s\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <%s>\r\nContent-Type: %s\r\n\r\n%s\r\n",
@@ -581,6 +603,18 @@ func (p *Pool) listBody(b *Batch, agents []string, full bool) []byte {
 	out.Write(parts.Bytes())
 	fmt.Fprintf(&out, "--%s--\r\n", boundary)
 	return out.Bytes()
+}
+
+// holders counts the batches other than b that hold agent a. Callers hold
+// p.mu.
+func (p *Pool) holders(a string, b *Batch) int {
+	n := 0
+	for _, other := range p.batches {
+		if other != b && slices.ContainsFunc(other.Agents, func(x string) bool { return strings.EqualFold(x, a) }) {
+			n++
+		}
+	}
+	return n
 }
 
 // categories is the agent's categories document with its aggregate state

@@ -435,3 +435,28 @@ func TestSingleCategorySubscription(t *testing.T) {
 		t.Fatalf("a single SUBSCRIBE to an unknown agent: %d", res.StatusCode)
 	}
 }
+
+// Past an agent's limit of category subscriptions, a batch that asks for it
+// gets it terminated (rejected) and does not hold it.
+func TestMaxCategorySubscriptions(t *testing.T) {
+	ca := testca.New(t, "contoso-ca")
+	pool := sfbtest.Start(t, ca, poolFQDN)
+	w := newWatcher(t, ca)
+	const agent = "sip:agent1@contoso.com"
+	pool.SetState(agent, sfbtest.State{Availability: 3500})
+	pool.SetMaxCategorySubscriptions(1)
+	for i, want := range []string{"active", "terminated"} {
+		res := w.subscribe(t, pool, []string{agent}, nil)
+		index, _ := list(t, res.ContentType().Value(), res.Body())
+		if in := index.Resources[0].Instance; in.State != want || (want == "terminated" && in.Reason != "rejected") {
+			t.Fatalf("subscription %d: instance %+v; want %s", i+1, in, want)
+		}
+	}
+	held := 0
+	for _, b := range pool.Batches() {
+		held += len(b.Agents)
+	}
+	if held != 1 {
+		t.Fatalf("the agent is held %d times; want once, within its limit", held)
+	}
+}
