@@ -551,10 +551,13 @@ func (s *Source) establishBatch(b *batch, res *sip.Response) {
 		b.refresh.Stop()
 	}
 	b.refresh = s.clock.AfterFunc(granted*4/5, func() {
+		s.mu.Lock()
+		stopping := s.ctx.Done()
+		s.mu.Unlock()
+		// Waits its turn in the batch loop: a refresh is never dropped.
 		select {
 		case s.batches.ops <- func(ctx context.Context) { s.refreshBatch(ctx, b) }:
-		default:
-			s.log.Warn().Str("call_id", b.callID).Msg("batch refresh queue full")
+		case <-stopping:
 		}
 	})
 }
