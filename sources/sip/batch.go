@@ -286,27 +286,8 @@ func (s *Source) routeEndpoint(r route) (*endpoint, error) {
 // holds s.mu.
 func (s *Source) batchRequest(b *batch, expires int, agents []pendingSub) *sip.Request {
 	b.cseq++
-	req := sip.NewRequest(sip.SUBSCRIBE, *b.target.Clone())
-	from := &sip.FromHeader{Address: b.ep.uri, Params: sip.NewParams()}
-	from.Params.Add("tag", b.localTag)
-	to := &sip.ToHeader{Address: b.to, Params: sip.NewParams()}
-	if b.remoteTag != "" {
-		to.Params.Add("tag", b.remoteTag)
-	}
-	callID := sip.CallIDHeader(b.callID)
-	maxForwards := sip.MaxForwardsHeader(70)
-	expiresHeader := sip.ExpiresHeader(uint32(expires))
-	req.AppendHeader(from)
-	req.AppendHeader(to)
-	req.AppendHeader(&callID)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: b.cseq, MethodName: sip.SUBSCRIBE})
-	req.AppendHeader(&maxForwards)
-	for _, r := range b.routeSet {
-		req.AppendHeader(&sip.RouteHeader{Address: r})
-	}
-	req.AppendHeader(&sip.ContactHeader{Address: b.ep.contact})
-	req.AppendHeader(sip.NewHeader("Event", "presence"))
-	req.AppendHeader(sip.NewHeader("Accept", acceptBatch))
+	req := subscribeRequest(dialogIDs{target: b.target, from: b.ep.uri, to: b.to, localTag: b.localTag,
+		remoteTag: b.remoteTag, callID: b.callID, cseq: b.cseq, routeSet: b.routeSet, contact: b.ep.contact}, expires, acceptBatch)
 	if b.alone {
 		req.AppendHeader(sip.NewHeader("Supported", "ms-benotify, ms-piggyback-first-notify"))
 	} else {
@@ -314,7 +295,6 @@ func (s *Source) batchRequest(b *batch, expires int, agents []pendingSub) *sip.R
 		req.AppendHeader(sip.NewHeader("Require", "adhoclist, categoryList"))
 	}
 	req.AppendHeader(sip.NewHeader("Proxy-Require", "ms-benotify"))
-	req.AppendHeader(&expiresHeader)
 	if len(agents) > 0 {
 		req.AppendHeader(sip.NewHeader("Content-Type", contentBatch))
 		req.SetBody(batchSubBody(b.ep.uri.String(), agents))
@@ -846,12 +826,7 @@ func (s *Source) describeBatched(a sources.Agent, u *schemas.Upstream) {
 	if b == nil {
 		return
 	}
-	up := &schemas.SIPUpstream{Endpoint: b.ep.cfg.Name, CallID: b.callID}
-	if !b.expires.IsZero() {
-		expires := b.expires.UTC()
-		up.Expires = &expires
-	}
-	u.SIP = up
+	u.SIP = upstreamOf(b.ep, b.callID, b.expires)
 }
 
 // xmlEscape escapes s for an XML attribute.

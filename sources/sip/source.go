@@ -430,12 +430,7 @@ func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
 	if d == nil {
 		return
 	}
-	sip := &schemas.SIPUpstream{Endpoint: d.ep.cfg.Name, CallID: d.callID}
-	if !d.expires.IsZero() {
-		expires := d.expires.UTC()
-		sip.Expires = &expires
-	}
-	u.SIP = sip
+	u.SIP = upstreamOf(d.ep, d.callID, d.expires)
 }
 
 // Health is up when any endpoint is.
