@@ -178,8 +178,15 @@ type Pool struct {
 }
 
 // Start runs a pool whose certificate ca signs for fqdn (and 127.0.0.1),
-// taking only clients whose certificates ca signs.
+// taking only clients whose certificates ca signs, on a free port.
 func Start(t testing.TB, ca *testca.CA, fqdn string) *Pool {
+	t.Helper()
+	return StartAt(t, ca, fqdn, "127.0.0.1:0")
+}
+
+// StartAt is Start listening on addr: a pool that comes up where a watcher
+// already looks for it.
+func StartAt(t testing.TB, ca *testca.CA, fqdn, addr string) *Pool {
 	t.Helper()
 	certFile, keyFile := ca.Issue(fqdn, fqdn, "127.0.0.1")
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -192,7 +199,7 @@ func Start(t testing.TB, ca *testca.CA, fqdn string) *Pool {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("sfbtest: %v", err)
 	}

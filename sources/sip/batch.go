@@ -329,6 +329,14 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		err = statusError(res)
 	}
 	if err != nil {
+		err = fmt.Errorf("batched subscribe: %w", err)
+		// A pool that does not answer at all is no fault of the agents
+		// (unless it answered with a certificate not trusted): they wait
+		// for it without counting, as the rfc dialect's do.
+		down := res == nil && !b.ep.isUp() && !errors.Is(err, errUntrusted)
+		if down {
+			err = fmt.Errorf("%w: %w", err, sources.ErrSourceDown)
+		}
 		s.mu.Lock()
 		if len(b.members) == 0 && s.batches.byCall[b.callID] == b {
 			delete(s.batches.byCall, b.callID)
@@ -337,9 +345,14 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		if errors.As(err, &retryAfter) {
 			s.batches.paused[b.ep] = s.clock.Now().Add(retryAfter.After)
 		}
+		for _, p := range agents {
+			if down {
+				s.waiting[p.agent.Key] = p.agent
+			}
+		}
 		s.mu.Unlock()
 		for _, p := range agents {
-			p.done <- fmt.Errorf("batched subscribe: %w", err)
+			p.done <- err
 		}
 		return
 	}
@@ -628,6 +641,7 @@ func (s *Source) unsubscribeBatched(ctx context.Context, a sources.Agent) {
 		return false
 	})
 	delete(s.batches.routes, a.Key)
+	delete(s.waiting, a.Key)
 	b := s.batches.byAgent[a.Key]
 	if b == nil {
 		s.mu.Unlock()

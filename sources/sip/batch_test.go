@@ -3,6 +3,7 @@ package sip_test
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/rs/zerolog"
 
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/internal/sfbtest"
 	"github.com/contactcenter/presence-provider/internal/testca"
@@ -386,5 +388,32 @@ func TestBatchesFollowTheAgentsBetweenWorkers(t *testing.T) {
 	})
 	if d := pool.Doubles(); len(d) != 0 {
 		t.Fatalf("agents taken by a batch while another held them: %v", d)
+	}
+}
+
+// A pool that does not answer is no fault of the agents: they wait for it
+// without a failure counted, as in the rfc dialect, and are batched as soon
+// as it answers.
+func TestPoolDownCountsNoFailure(t *testing.T) {
+	ca := testca.New(t, "contoso-ca")
+	cert, key := ca.Issue("trustedapp", "127.0.0.1")
+	down := "127.0.0.1:" + strconv.Itoa(freeport.T(t))
+	env, src := provider(t, sip.Config{Transport: "tls", MSSIP: true, TLS: tlsConfig(t, ca.File, cert, key), RequestTimeout: time.Second,
+		KeepAlive: 100 * time.Millisecond, Application: appEndpoint(down)}, func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+	provtest.Eventually(t, "the pool seen down", func() bool { return !src.Health().Healthy && !strings.Contains(src.Health().Detail, "not checked") })
+	const a = "sip:agent1@example.com"
+	env.Subscribe("ucc_app01", a)
+	provtest.Eventually(t, "waiting for the pool, no failure counted", func() bool {
+		c := claimOf(t, env, a)
+		return c.State == schemas.StateRetrying && c.Failures == 0 && strings.Contains(c.Reason, sources.ErrSourceDown.Error())
+	})
+	// An hour's back-off: only the pool coming back can make it active.
+	pool := sfbtest.StartAt(t, ca, serverName, down)
+	pool.SetState(a, sfbtest.State{Availability: 3500})
+	provtest.Eventually(t, "batched once the pool answers", func() bool {
+		return env.State(a) == schemas.StateActive && len(pool.Batches()) == 1
+	})
+	if c := claimOf(t, env, a); c.Failures != 0 {
+		t.Fatalf("claim %+v; want no failure counted", c)
 	}
 }
