@@ -31,7 +31,7 @@
 //     knows ([MS-PRES] 2.2.2: categories uri, category name state,
 //     aggregateState). An agent the pool does not know is an instance
 //     terminated with reason noresource (RFC 4662 section 5.2) and no part.
-//   - Updates as BENOTIFY ([MS-SIP] 2.2.1 and 3.3.5, ms-benotify): a
+//   - Updates as BENOTIFY ([MS-SIP] 3.5 and example 4.4, ms-benotify): a
 //     best-effort NOTIFY in the dialog that is never answered, sent to the
 //     watcher's Contact over a TLS connection of the pool's own, showing the
 //     pool's certificate, with a partial RLMI index (fullState false, the
@@ -90,7 +90,7 @@ const (
 	ContentBatch      = "application/msrtc-adrl-categorylist+xml"
 	ContentCategories = "application/msrtc-event-categories+xml"
 	ContentRLMI       = "application/rlmi+xml"
-	// BENOTIFY is [MS-SIP]'s best-effort NOTIFY, never answered.
+	// BENOTIFY is [MS-SIP]'s best-effort NOTIFY (3.5), never answered.
 	BENOTIFY sip.RequestMethod = "BENOTIFY"
 )
 

@@ -28,7 +28,7 @@ const (
 const (
 	contentBatch = "application/msrtc-adrl-categorylist+xml"
 	acceptBatch  = contentCategories + ", " + contentRLMI + ", " + contentMultipartRelated
-	// benotify is [MS-SIP]'s best-effort NOTIFY: never answered.
+	// benotify is [MS-SIP]'s best-effort NOTIFY (3.5): never answered.
 	benotify sip.RequestMethod = "BENOTIFY"
 )
 
@@ -728,7 +728,7 @@ func (s *Source) rebatch(ctx context.Context, b *batch) {
 }
 
 // onBatchNotify applies a NOTIFY (answered) or BENOTIFY (never answered,
-// [MS-SIP] 3.3.5) of a batch: the RLMI index says each agent's instance
+// [MS-SIP] 3.5) of a batch: the RLMI index says each agent's instance
 // state, its parts their categories.
 func (s *Source) onBatchNotify(req *sip.Request, tx sip.ServerTransaction) {
 	state := parseSubscriptionState(req)
