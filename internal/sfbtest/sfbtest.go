@@ -28,7 +28,7 @@
 //     with type application/rlmi+xml and start=resourceList, the RLMI index
 //     (RFC 4662 section 5.2) with one resource and instance per agent, then
 //     one application/msrtc-event-categories+xml part per agent the pool
-//     knows ([MS-PRES] 2.2.2: categories uri, category name state,
+//     knows ([MS-PRES] categories schema: categories uri, category name state,
 //     aggregateState). An agent the pool does not know is an instance
 //     terminated with reason noresource (RFC 4662 section 5.2) and no part.
 //   - Updates as BENOTIFY ([MS-SIP] 3.5 and example 4.4, ms-benotify): a
@@ -104,7 +104,7 @@ const defaultMaxExpires = 3600
 
 // State is an agent's aggregate state as the pool publishes it.
 type State struct {
-	// Availability is the aggregate availability number ([MS-PRES] 2.2.2.1).
+	// Availability is the aggregate availability number ([MS-PRES] state schema).
 	Availability int
 	// Activity is the activity token (on-the-phone, in-a-meeting, ...).
 	Activity string
@@ -625,7 +625,7 @@ func (p *Pool) holders(a string, b *Batch) int {
 }
 
 // categories is the agent's categories document with its aggregate state
-// ([MS-PRES] 2.2.2, 2.2.2.1).
+// ([MS-PRES] categories and state schemas).
 func categories(uri string, st State) string {
 	var inner strings.Builder
 	fmt.Fprintf(&inner, "<availability>%d</availability>", st.Availability)

@@ -12,7 +12,7 @@ import (
 )
 
 // categoriesXML is one presentity's category instances, the
-// application/msrtc-event-categories+xml body of [MS-PRES] 2.2.2 (schema
+// application/msrtc-event-categories+xml body of [MS-PRES] (schema
 // http://schemas.microsoft.com/2006/09/sip/categories): the root names the
 // presentity in uri, each category carries a name and an instance.
 // encoding/xml matches local names in any namespace, so prefixes do not
@@ -26,7 +26,7 @@ type categoriesXML struct {
 	} `xml:"category"`
 }
 
-// stateValue is a state category instance ([MS-PRES] 2.2.2.1, schema
+// stateValue is a state category instance ([MS-PRES], schema
 // http://schemas.microsoft.com/2006/09/sip/state): xsi:type says which
 // (aggregateState, userState, machineState, ...), availability is the
 // number, activity token the activity, device where it was published.

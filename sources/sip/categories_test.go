@@ -8,7 +8,7 @@ import (
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
-// stateDoc is a categories document ([MS-PRES] 2.2.2, categories schema)
+// stateDoc is a categories document ([MS-PRES] categories schema)
 // for presentity uri holding the given state category instances.
 func stateDoc(uri string, states ...string) string {
 	var b strings.Builder
@@ -20,7 +20,7 @@ func stateDoc(uri string, states ...string) string {
 	return b.String()
 }
 
-// state is a state instance value ([MS-PRES] 2.2.2.1, state schema) of the
+// state is a state instance value ([MS-PRES] state schema) of the
 // xsi:type given, with an availability element (none when empty) and inner
 // XML after it.
 func state(xsiType, availability, inner string) string {

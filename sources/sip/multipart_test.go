@@ -63,7 +63,7 @@ Content-Type: application/pidf+xml;charset="UTF-8"
 // msSIPType and msSIPBody have the shape of the piggybacked first state of
 // [MS-SIP] 3.3.5.1 (and example 4.3): start=resourceList, a bare
 // Content-ID, cid naming the contact's part; the contact's part is the
-// categories document [MS-PRES] 2.2.2 sends to a category subscription in
+// categories document of [MS-PRES] sends to a category subscription in
 // place of [MS-SIP]'s legacy text/xml+msrtc.pidf.
 const msSIPType = `multipart/related; type="application/rlmi+xml";start=resourceList; boundary=50UBfW7LSCVLtggUPe5z`
 
