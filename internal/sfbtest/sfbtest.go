@@ -39,8 +39,8 @@
 //     UseNotify, the same as a NOTIFY, which the watcher answers (RFC 6665
 //     section 4.1.3).
 //   - Faults a real pool shows: a 400 for a whole batch that names one bad
-//     URI (Reject; the field notes of [MS-SIP] 3.3: the pool does not say
-//     which); 503 with Retry-After while overloaded (Unavailable; RFC 3261
+//     URI (Reject; the pool does not say which, so the watcher must find
+//     it); 503 with Retry-After while overloaded (Unavailable; RFC 3261
 //     section 21.5.4); an instance state resubscribe in the 200, with
 //     poolFqdn naming the pool to batch the agent at or without it to
 //     subscribe it alone (Resubscribe; [MS-PRES] 3.4.5.1.3), the agent
@@ -50,8 +50,8 @@
 //     the agent, with no Require: adhoclist; the 200 and the BENOTIFYs
 //     carry its categories document alone, an unknown agent is 404.
 //   - A limit of category subscriptions per agent, as the pool's
-//     MaxCategorySubscription setting (the field notes on [MS-PRES]): past
-//     it, the agent's instance in the 200 is terminated with reason
+//     MaxCategorySubscription setting (one subscription per watcher and
+//     category; default 1,000, up to 3,000): past it, the agent's instance in the 200 is terminated with reason
 //     rejected (RFC 4662 section 5.2; which reason a real pool gives, the
 //     specs do not say) and the batch does not hold it.
 //   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
