@@ -748,6 +748,11 @@ func (s *Source) onBatchNotify(req *sip.Request, tx sip.ServerTransaction) {
 		if err := tx.Respond(sip.NewResponseFromRequest(req, code, reason, nil)); err != nil {
 			s.log.Warn().Err(err).Msg("could not answer NOTIFY")
 		}
+		s.log.Debug().Str("method", string(req.Method)).Str("call_id", callIDOf(req)).Int("status", code).
+			Str("subscription_state", headerValue(req, "Subscription-State")).Msg("SIP transaction answered")
+	} else {
+		s.log.Debug().Str("method", string(req.Method)).Str("call_id", callIDOf(req)).
+			Str("subscription_state", headerValue(req, "Subscription-State")).Msg("SIP BENOTIFY received")
 	}
 	if b == nil {
 		return
