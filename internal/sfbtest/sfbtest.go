@@ -57,8 +57,8 @@
 //   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
 //     in the dialog refreshes it, and adds the resources its body lists
 //     with their first state in the 200; Expires: 0 ends the batch; a
-//     SUBSCRIBE in a dialog the pool does not hold (after Restart) is 481
-//     (RFC 3261 section 12.2.2).
+//     SUBSCRIBE in a dialog the pool does not hold (after Restart, or past
+//     its expiry, when the pool drops it) is 481 (RFC 3261 section 12.2.2).
 package sfbtest
 
 import (
@@ -254,6 +254,7 @@ func (p *Pool) FQDN() string { return p.fqdn }
 func (p *Pool) SetState(uri string, st State) {
 	p.mu.Lock()
 	p.states[strings.ToLower(uri)] = st
+	p.expire()
 	var reqs []*sip.Request
 	for _, b := range p.batches {
 		if slices.Contains(b.Agents, uri) {
@@ -350,10 +351,23 @@ func (p *Pool) Resubscribe(uri, poolFqdn string) {
 	p.resubscribe[strings.ToLower(uri)] = poolFqdn
 }
 
-// Batches are the batches the pool holds now, by Call-ID order.
+// expire drops the batches whose subscription ran out unrefreshed (RFC
+// 6665 section 4.1.2.1): a dead watcher's batches end at their expiry.
+// Callers hold p.mu.
+func (p *Pool) expire() {
+	now := time.Now()
+	for id, b := range p.batches {
+		if !b.Expires.IsZero() && now.After(b.Expires) {
+			delete(p.batches, id)
+		}
+	}
+}
+
+// Batches are the live batches the pool holds now, by Call-ID order.
 func (p *Pool) Batches() []Batch {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.expire()
 	out := make([]Batch, 0, len(p.batches))
 	for _, b := range p.batches {
 		c := *b
@@ -419,6 +433,7 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	p.mu.Lock()
+	p.expire()
 	expires := p.maxExpires
 	b := p.batches[callID(req)]
 	inDialog := b != nil && req.To() != nil && toTag(req) == b.poolTag
