@@ -24,6 +24,16 @@ func presenceOf(t *testing.T, env *provtest.Env, uri string) *schemas.Presence {
 	return rep.Agents[0].Presence
 }
 
+// waitOneFailure waits until the agent backs off after one counted
+// failure whose reason says why.
+func waitOneFailure(t *testing.T, env *provtest.Env, uri, why string) {
+	t.Helper()
+	provtest.Eventually(t, "a counted failure for "+why, func() bool {
+		c := claimOf(t, env, uri)
+		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, why)
+	})
+}
+
 // dialogOf is the agent's SIP dialog as the source describes it.
 func dialogOf(src *sip.Source, uri string) *schemas.SIPUpstream {
 	var u schemas.Upstream
@@ -39,10 +49,7 @@ func TestTimerNFailsASilentNotifier(t *testing.T) {
 	env, _ := provider(t, sip.Config{Transport: "udp", TimerN: 500 * time.Millisecond, Application: appEndpoint(sipp.Addr())},
 		func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "a counted failure for Timer N", func() bool {
-		c := claimOf(t, env, agent)
-		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "Timer N")
-	})
+	waitOneFailure(t, env, agent, "Timer N")
 	if !strings.Contains(env.Logs.String(), "RFC 6665 Timer N") {
 		t.Errorf("no log line says why the subscription failed:\n%s", env.Logs.String())
 	}
@@ -186,10 +193,7 @@ func TestIntervalTooBrief(t *testing.T) {
 		env, _ := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())},
 			func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
 		env.Subscribe("ucc_app01", agent)
-		provtest.Eventually(t, "a counted failure", func() bool {
-			c := claimOf(t, env, agent)
-			return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "423")
-		})
+		waitOneFailure(t, env, agent, "423")
 		if n := sipp.Received("SUBSCRIBE"); n != 1 {
 			t.Fatalf("%d SUBSCRIBEs; want one", n)
 		}
