@@ -454,7 +454,7 @@ func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (cu
 			return true
 		case run[i].refused:
 		case res.Err != nil:
-			e := toContractError(res.Err)
+			e := schemas.AsError(res.Err)
 			q.log.Warn().Str("subject", subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
 			answers[i] = inputError(e)
 		default:

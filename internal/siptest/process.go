@@ -83,7 +83,7 @@ type process struct {
 func startProcess(cmd *exec.Cmd, out *syncBuffer) (*process, error) {
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -130,11 +130,11 @@ func (p *process) stop(sig syscall.Signal) {
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(p.cmd.Process)
 		<-p.done
 	}
 	// Workers left behind by a crashed main process share its group.
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	killGroup(p.cmd.Process)
 }
 
 // portBound reports whether some process has bound 127.0.0.1:port (UDP) or

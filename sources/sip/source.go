@@ -482,27 +482,18 @@ func callIDOf(req *sip.Request) string {
 	return ""
 }
 
-// EndpointStats is how one endpoint stands, for metrics.
-type EndpointStats struct {
-	// Name is the endpoint's configured name (application, user).
-	Name string
-	Up   bool
-	// Dialogs counts the subscription dialogs held on it.
-	Dialogs int
-}
-
 // Endpoints tells how each endpoint stands, in configured order.
-func (s *Source) Endpoints() []EndpointStats {
+func (s *Source) Endpoints() []sources.EndpointStats {
 	s.mu.Lock()
 	perEndpoint := map[*endpoint]int{}
 	for _, d := range s.byAgent {
 		perEndpoint[d.ep]++
 	}
 	s.mu.Unlock()
-	stats := make([]EndpointStats, 0, len(s.endpoints))
+	stats := make([]sources.EndpointStats, 0, len(s.endpoints))
 	for _, ep := range s.endpoints {
 		up, _ := ep.status()
-		stats = append(stats, EndpointStats{Name: ep.cfg.Name, Up: up, Dialogs: perEndpoint[ep]})
+		stats = append(stats, sources.EndpointStats{Name: ep.cfg.Name, Up: up, Dialogs: perEndpoint[ep]})
 	}
 	return stats
 }
