@@ -46,7 +46,7 @@ func (e *leaseEvents) Members(m membership.Members) {
 
 // Fenced ends every upstream subscription: before the lease runs out and
 // another worker may take the agents, this one holds nothing.
-func (e *leaseEvents) Fenced(sinceBeat time.Duration) {
+func (e *leaseEvents) Fenced(sinceBeat time.Duration, why error) {
 	w := (*Worker)(e)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -62,7 +62,7 @@ func (e *leaseEvents) Fenced(sinceBeat time.Duration) {
 			w.carryOut(a, eff)
 		}
 	}
-	w.log.Error().Dur("since_last_beat", sinceBeat).Int("ended", ended).
+	w.log.Error().Dur("since_last_beat", sinceBeat).Int("ended", ended).AnErr("why", why).
 		Msg("cannot reach NATS: fenced, every upstream subscription ended before the lease runs out")
 }
 

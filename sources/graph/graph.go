@@ -141,7 +141,9 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 			// it stays down, and its agents retry with the reason.
 			acct.broken = fmt.Errorf("graph: account %s: %w: %w", a.ID, sources.ErrSourceDown, err)
 			acct.failures, acct.lastError = cfg.FailingAfter, acct.broken.Error()
-			s.log.Error().Err(acct.broken).Msg("Graph account unusable")
+			// Said once, at start, with the fix: nothing else is wrong.
+			s.log.Warn().Err(acct.broken).Str("account", a.ID).
+				Msg("Graph account unusable: its agents retry until it has a credential; set the variable its ClientSecretEnv names (default PRESENCE_GRAPH_CLIENT_SECRET) or its CertificateFile, or set enabled=\"false\" on MsGraphPresenceSource")
 		}
 		acct.answers = map[int]uint64{}
 		acct.client = &client{http: cfg.HTTPClient, base: strings.TrimRight(cfg.BaseURL, "/"), cred: cred,

@@ -73,9 +73,10 @@ func (m Members) ServedBy(key string) string { return Owner(key, m.Served) }
 type Handler interface {
 	// Members hears each change of the live workers, and each read.
 	Members(m Members)
-	// Fenced hears that no beat succeeded for FenceAfter: the holder ends
-	// every upstream subscription before its entry can lapse.
-	Fenced(sinceBeat time.Duration)
+	// Fenced hears that no beat succeeded for FenceAfter, and why the last
+	// one failed (nil when none finished): the holder ends every upstream
+	// subscription before its entry can lapse, and says why.
+	Fenced(sinceBeat time.Duration, why error)
 }
 
 // Config is a lease's identity and length.
@@ -107,9 +108,11 @@ type Lease struct {
 	members  Members
 	fenceMu  sync.Mutex // a leaf: guards the fence, taken under anything
 	lastBeat time.Time
-	fenced   bool
-	stopped  bool
-	fence    clockwork.Timer
+	// beatErr is why the beats since lastBeat failed: what the fence says.
+	beatErr error
+	fenced  bool
+	stopped bool
+	fence   clockwork.Timer
 }
 
 // New returns the lease of a worker; h hears its events.
@@ -170,10 +173,13 @@ func (l *Lease) Run(ctx context.Context) {
 		}
 		if err != nil {
 			l.log.Warn().Err(err).Msg("worker heartbeat failed")
+			l.fenceMu.Lock()
+			l.beatErr = err
+			l.fenceMu.Unlock()
 			continue
 		}
 		l.fenceMu.Lock()
-		l.lastBeat = l.clock.Now()
+		l.lastBeat, l.beatErr = l.clock.Now(), nil
 		l.armFence()
 		unfence := l.fenced
 		l.fenced = false
@@ -216,8 +222,9 @@ func (l *Lease) fenceIfLate() {
 		return
 	}
 	l.fenced = true
+	why := l.beatErr
 	l.fenceMu.Unlock()
-	l.h.Fenced(since)
+	l.h.Fenced(since, why)
 }
 
 // Fenced reports whether the worker is fenced now: no beat succeeded for

@@ -81,8 +81,8 @@ func newRecorder() *recorder {
 	return &recorder{members: make(chan Members, 100), fenced: make(chan time.Duration, 100)}
 }
 
-func (r *recorder) Members(m Members)              { r.members <- m }
-func (r *recorder) Fenced(sinceBeat time.Duration) { r.fenced <- sinceBeat }
+func (r *recorder) Members(m Members)                       { r.members <- m }
+func (r *recorder) Fenced(sinceBeat time.Duration, _ error) { r.fenced <- sinceBeat }
 
 func (r *recorder) next(t *testing.T) Members {
 	t.Helper()

@@ -26,7 +26,7 @@ func (h *lastMembers) Members(m membership.Members) {
 	}
 	h.last <- m
 }
-func (h *lastMembers) Fenced(time.Duration) {}
+func (h *lastMembers) Fenced(time.Duration, error) {}
 
 // Two leases on a real presence_workers bucket see each other join, and
 // one leave: the leaver's beat, over the revision it wrote, marks it.
