@@ -522,6 +522,9 @@ func callIDOf(req *sip.Request) string {
 	return ""
 }
 
+// Metrics read the endpoints through sources.EndpointReporter.
+var _ sources.EndpointReporter = (*Source)(nil)
+
 // Endpoints tells how each endpoint stands, in configured order.
 func (s *Source) Endpoints() []sources.EndpointStats {
 	s.mu.Lock()
