@@ -64,10 +64,10 @@ const (
 	queueCheck = 250 * time.Millisecond
 	// purgeEvery purges applied inputs of a queue that is not filling.
 	purgeEvery = 5 * time.Second
-	// lostWindow is how long after the stream was found without a leader
-	// an input found never stored is put down to that: those are refused
-	// once the stream stores again, a few seconds later.
-	lostWindow = 30 * time.Second
+	// electionSlack is how long before the stream's leader was elected an
+	// input found never stored is put down to the election rather than to
+	// a full stream: the server's clock may differ a little from ours.
+	electionSlack = 2 * time.Second
 )
 
 // inputQueue applies the inputs of the presence_inputs stream this worker
@@ -87,9 +87,6 @@ type inputQueue struct {
 	// last is the highest stream sequence the consumer handled: a message
 	// delivered again (a recreated consumer) is not handled twice.
 	last atomic.Uint64
-	// leaderless is when (UnixNano) the stream was last found without a
-	// leader.
-	leaderless atomic.Int64
 }
 
 // probeSubject is what a worker publishes into the input queue to learn
@@ -314,7 +311,7 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 			var lost []*ticket
 			in.t, lost = q.replies.take(in.subject, in.data)
 			in.refused = in.t.refused
-			q.refuseLost(lost)
+			q.refuseLost(ctx, lost)
 			pending = append(pending, inflight{seq: in.seq, msg: m, size: len(in.data)})
 			pendingBytes += len(in.data)
 			if len(waiting[in.subject]) == 0 && !out[in.subject] {
@@ -376,20 +373,41 @@ func (q *inputQueue) read(ctx context.Context, out chan<- jetstream.Msg) {
 }
 
 // refuseLost answers the inputs that were never stored, when this worker
-// serves their agent: unavailable when the stream lately had no leader and
-// is not full, overloaded otherwise.
-func (q *inputQueue) refuseLost(lost []*ticket) {
-	refusal := overloaded()
-	if since := time.Since(time.Unix(0, q.leaderless.Load())); !q.full.Load() && since < lostWindow {
-		// Not for want of room: the stream had no leader to store it.
-		refusal = noLeaderAnswer(schemas.StreamInputs)
-		refusal.Message += "; the input was not stored: send it again"
-	}
+// serves their agent, on a goroutine of its own: it asks the stream why.
+// An input that came before the stream's leader was elected (or while it
+// has none) found no leader and is refused unavailable; a later one found
+// the stream full and is refused overloaded.
+func (q *inputQueue) refuseLost(ctx context.Context, lost []*ticket) {
+	var mine []*ticket
 	for _, t := range lost {
 		if q.servesSubject(t.subject) {
-			q.send(addressed(inputError(refusal), t.reply))
+			mine = append(mine, t)
 		}
 	}
+	if len(mine) == 0 {
+		return
+	}
+	go func() {
+		ask, cancel := context.WithTimeout(ctx, leaderAttempt)
+		info, err := q.stream.Info(ask)
+		cancel()
+		var elected time.Time
+		switch {
+		case err != nil && unavailable(err):
+			elected = time.Now()
+		case err == nil && info.Cluster != nil && info.Cluster.LeaderSince != nil:
+			elected = *info.Cluster.LeaderSince
+		}
+		leaderless := noLeaderAnswer(schemas.StreamInputs)
+		leaderless.Message += "; the input was not stored: send it again"
+		for _, t := range mine {
+			refusal := overloaded()
+			if elected.After(t.at.Add(-electionSlack)) {
+				refusal = leaderless
+			}
+			q.send(addressed(inputError(refusal), t.reply))
+		}
+	}()
 }
 
 // apply applies a replay's inputs, each agent's in order, and reports
@@ -661,9 +679,6 @@ func (q *inputQueue) keep(ctx context.Context) {
 		}
 		info, err := q.stream.Info(ctx)
 		if err != nil {
-			if unavailable(err) {
-				q.leaderless.Store(time.Now().UnixNano())
-			}
 			if ctx.Err() == nil {
 				q.log.Warn().Err(err).Msg("could not read the input queue")
 			}
