@@ -24,6 +24,9 @@ type Conn struct {
 	// back: what the server may have lost meanwhile (the consumers behind
 	// KV watches) is made again at once rather than when nats.go notices.
 	reconnected chan struct{}
+	// refused is the error the server gave the attempts to reconnect (the
+	// credentials refused), until the connection is back.
+	refused error
 }
 
 // reconnectWait spaces the attempts to reach NATS again: short, so that
@@ -43,17 +46,40 @@ func (c *Conn) signalReconnect() {
 	defer c.mu.Unlock()
 	close(c.reconnected)
 	c.reconnected = make(chan struct{})
+	c.refused = nil
+}
+
+// Refused is why the server refuses the connection while it is down (an
+// authorization error), or nil: what a worker that cannot beat says.
+func (c *Conn) Refused() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
+}
+
+// refusedAgain records a refusal of a reconnect and reports whether it is
+// new: a server that refuses the credentials refuses every attempt, twice
+// a second, and one log line says it.
+func (c *Conn) refusedAgain(err error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	again := c.refused != nil && c.refused.Error() == err.Error()
+	c.refused = err
+	return !again
 }
 
 // Connect joins NATS at url, or the embedded server ns without a socket
 // when url is empty, with extra options such as client.AuthOptions' credentials.
-// It reconnects for ever: a worker outlives NATS restarts.
+// It reconnects for ever: a worker outlives NATS restarts, and a server that
+// refuses its credentials for a while (nats.go would close the connection
+// for good after the same authorization error twice).
 func Connect(url string, ns *server.Server, name string, log zerolog.Logger, extra ...nats.Option) (*Conn, error) {
 	c := &Conn{closed: make(chan struct{}), reconnected: make(chan struct{})}
 	opts := []nats.Option{
 		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
 		nats.Name(name),
 		nats.MaxReconnects(-1),
+		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(reconnectWait),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if !nc.IsClosed() && !nc.IsDraining() {
@@ -67,6 +93,12 @@ func Connect(url string, ns *server.Server, name string, log zerolog.Logger, ext
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			if nc.IsClosed() || nc.IsDraining() {
 				return // what a closing connection still reports is no fault
+			}
+			if sub == nil && nc.IsReconnecting() {
+				if c.refusedAgain(err) {
+					log.Error().Err(err).Msg("NATS refuses to take this process back; retrying until it does")
+				}
+				return
 			}
 			ev := log.Error().Err(err)
 			if sub != nil {

@@ -20,7 +20,7 @@ const lockFileName = "presenced.lock"
 // message.
 func lockDataDir(dir string) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("bus: data directory %s: %w", dir, err)
+		return nil, fmt.Errorf("bus: data directory %s: %w; set PRESENCE_DATA_DIR to a directory this process may write", dir, err)
 	}
 	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
@@ -30,7 +30,7 @@ func lockDataDir(dir string) (*os.File, error) {
 		holder := readHolder(f)
 		_ = f.Close()
 		if held {
-			return nil, fmt.Errorf("bus: data directory %s is in use by process %s; one presenced per PRESENCE_DATA_DIR", dir, holder)
+			return nil, fmt.Errorf("bus: data directory %s is in use by process %s: a presenced already runs on it; stop it first, or give this one its own PRESENCE_DATA_DIR (and PRESENCE_EMBEDDED_LISTEN, PRESENCE_HTTP_LISTEN)", dir, holder)
 		}
 		return nil, fmt.Errorf("bus: lock data directory %s: %w", dir, err)
 	}

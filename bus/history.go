@@ -2,13 +2,15 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/schemas/history"
 )
 
 // HistoryOptions bound the presence_history stream (docs/contract.md, History).
@@ -21,7 +23,7 @@ type HistoryOptions struct {
 // History is the presence_history stream: every event on presence.*, kept
 // by the server as it passes, until the bounds drop the oldest.
 type History struct {
-	client *client.Client
+	nc *nats.Conn
 }
 
 // HistoryStream creates (or updates) presence_history. The stream stores the
@@ -32,7 +34,7 @@ func (c *Conn) HistoryStream(ctx context.Context, opts HistoryOptions, log zerol
 	if err != nil {
 		return nil, err
 	}
-	return &History{client: client.New(c.NC)}, nil
+	return &History{nc: c.NC}, nil
 }
 
 // historyConfig is presence_history's configuration for opts.
@@ -58,5 +60,9 @@ func historyConfig(opts HistoryOptions) jetstream.StreamConfig {
 
 // Last returns the agent's last n events, oldest first.
 func (h *History) Last(ctx context.Context, uri string, n int) ([]schemas.HistoryEntry, error) {
-	return h.client.History(ctx, uri, client.HistoryOptions{Last: n})
+	entries, err := history.Read(ctx, h.nc, schemas.Key(uri), history.Options{Last: n})
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", uri, err)
+	}
+	return entries, nil
 }

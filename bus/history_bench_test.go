@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,17 +42,6 @@ func benchProvider(b *testing.B, history bool, arrived func(key string)) *provte
 		b.Fatal(err)
 	}
 	return env
-}
-
-// cpuTime is the CPU this process used so far, user and system: the
-// embedded server's, the worker's and the clients' together. Unlike the
-// time per input, it hardly moves with what else the machine runs.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // reportCPU reports the CPU per input since start.

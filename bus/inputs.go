@@ -521,7 +521,7 @@ func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (cu
 			retry.t = nil
 			again = append(again, retry)
 		case res.Err != nil:
-			e := toContractError(res.Err)
+			e := schemas.AsError(res.Err)
 			q.log.Warn().Str("subject", subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
 			answers[i] = inputError(e)
 		default:

@@ -6,6 +6,7 @@ package bus
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -33,6 +34,9 @@ type EmbeddedOptions struct {
 	// Insecure allows a listen address beyond loopback, or routes, with no
 	// authentication.
 	Insecure bool
+	// SyncInterval is how often the store is synced to disk; 0 syncs each
+	// write before it is acknowledged (see serverOptions).
+	SyncInterval time.Duration
 }
 
 // ClusterOptions are the embedded server's cluster settings.
@@ -94,7 +98,7 @@ func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*Embedded, error) 
 	for !ns.ReadyForConnections(50 * time.Millisecond) {
 		select {
 		case msg := <-fatal:
-			return failed(fmt.Errorf("bus: embedded server did not start: %s", msg))
+			return failed(fmt.Errorf("bus: embedded server did not start: %s%s", msg, listenHint(msg, opts)))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -104,6 +108,25 @@ func StartEmbedded(opts EmbeddedOptions, log zerolog.Logger) (*Embedded, error) 
 	// From here on a fatal error is logged: nobody waits for it.
 	ns.SetLoggerV2(serverLog{log: serverLogger}, false, false, false)
 	return e, nil
+}
+
+// listenHint names the variable to change when the server could not listen
+// on an address (nats-server says only which port); empty for other failures.
+func listenHint(msg string, opts EmbeddedOptions) string {
+	var variable string
+	switch {
+	case strings.HasPrefix(msg, "Error listening on port:"):
+		variable = "PRESENCE_EMBEDDED_LISTEN"
+	case strings.HasPrefix(msg, "Error listening on router port:"):
+		variable = "PRESENCE_CLUSTER_LISTEN"
+	default:
+		return ""
+	}
+	hint := "; another presenced or NATS server may hold the address: stop it, or set " + variable + " to a free address"
+	if opts.ConfigFile != "" {
+		hint += " (or the listen address in PRESENCE_NATS_CONFIG, which wins)"
+	}
+	return hint
 }
 
 // serverLog hands the server's log lines to zerolog; while fatal is set, the

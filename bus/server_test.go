@@ -68,8 +68,9 @@ func TestListenAddressInUseFailsAtOnce(t *testing.T) {
 				ns.Shutdown()
 				t.Fatalf("started on %s, which is in use", addr)
 			}
-			if !strings.Contains(err.Error(), "address already in use") {
-				t.Fatalf("error %q does not say the address is in use", err)
+			variable := map[string]string{"client": "PRESENCE_EMBEDDED_LISTEN", "cluster": "PRESENCE_CLUSTER_LISTEN"}[name]
+			if !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "set "+variable+" to a free address") {
+				t.Fatalf("error %q does not say the address is in use and to change %s", err, variable)
 			}
 			// The data directory is free again for a retry.
 			opts.Listen, opts.Cluster = "127.0.0.1:0", bus.ClusterOptions{}

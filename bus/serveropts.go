@@ -49,6 +49,24 @@ func serverOptions(o EmbeddedOptions) (*server.Options, error) {
 	}
 	sopts.JetStream = true
 	sopts.NoSigs = true
+	// nats-server acknowledges a JetStream write once it is in the OS's page
+	// cache and syncs every two minutes: an OS crash or a power cut then
+	// loses acknowledged writes (an interest answered ok, an input answered
+	// stored, a claim), silently. So the provider's default syncs each write
+	// before the acknowledgement. A bounded group commit is not on offer:
+	// nats-server's interval sync runs beside the acknowledgements, never
+	// before them, so any interval acknowledges writes that a crash loses;
+	// "always" is the only setting under which acknowledged means on disk.
+	// In a cluster nats-server syncs each node's Raft log instead, so an
+	// acknowledged write is on the disk of a majority. The cost is in
+	// BENCHMARKS.md (Durability); SyncInterval trades it back.
+	if !sopts.SyncAlways && sopts.SyncInterval == 0 { // not set by the configuration file
+		if o.SyncInterval == 0 {
+			sopts.SyncAlways = true
+		} else {
+			sopts.SyncInterval = o.SyncInterval
+		}
+	}
 
 	if sopts.Cluster.Port == 0 && o.Cluster.Listen != "" {
 		if sopts.Cluster.Host, sopts.Cluster.Port, err = hostPort(o.Cluster.Listen, "cluster listen"); err != nil {

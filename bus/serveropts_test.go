@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
@@ -180,4 +181,39 @@ func TestExampleUsersWithBcryptHashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
+}
+
+// The embedded server syncs each JetStream write before acknowledging it
+// unless told otherwise (an OS crash must not lose what was acknowledged);
+// an interval trades that back, and a configuration file's sync_interval
+// wins over both.
+func TestEmbeddedServerSyncsBeforeItAcknowledges(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(conf, []byte("jetstream { sync_interval: 30s }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name       string
+		opts       EmbeddedOptions
+		always     bool
+		background time.Duration
+	}{
+		{"default", EmbeddedOptions{}, true, 2 * time.Minute},
+		{"an interval", EmbeddedOptions{SyncInterval: 2 * time.Minute}, false, 2 * time.Minute},
+		{"the configuration file's", EmbeddedOptions{ConfigFile: conf}, false, 30 * time.Second},
+		{"the configuration file's over an interval", EmbeddedOptions{ConfigFile: conf, SyncInterval: time.Hour}, false, 30 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.Listen, tt.opts.DataDir = "127.0.0.1:0", t.TempDir()
+			ns, err := StartEmbedded(tt.opts, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ns.Shutdown()
+			js := ns.JetStreamConfig()
+			if js == nil || js.SyncAlways != tt.always || js.SyncInterval != tt.background {
+				t.Fatalf("JetStream config %+v; want sync always %v, background sync every %s", js, tt.always, tt.background)
+			}
+		})
+	}
 }

@@ -187,7 +187,7 @@ func endpoint[Req, Rep any](ctx context.Context, s *Service, handle func(context
 		defer cancel()
 		rep, err := handle(callCtx, req)
 		if err != nil {
-			respondError(r, s.log, toContractError(err))
+			respondError(r, s.log, schemas.AsError(err))
 			return
 		}
 		if err := r.RespondJSON(rep); err != nil {
@@ -203,14 +203,6 @@ func isEmptyStruct(v any) bool {
 
 func internalError(msg string) *schemas.Error {
 	return &schemas.Error{Code: schemas.CodeInternal, Message: msg}
-}
-
-func toContractError(err error) *schemas.Error {
-	var e *schemas.Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return internalError(err.Error())
 }
 
 // statusOf is the micro error code: a caller's mistake is 400, ours 500,

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -168,15 +167,6 @@ func (s *Workers) awaitEnd(ctx context.Context, held schemas.WorkerInfo, revisio
 	}
 }
 
-// running reports whether a process with the pid exists on this host.
-func running(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
 func (s *Workers) setRev(rev uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -193,9 +183,21 @@ func (s *Workers) Beat(ctx context.Context, w schemas.WorkerInfo) error {
 	if err != nil {
 		return err
 	}
+	if err := s.beat(ctx, w, data); err != nil {
+		if why := s.conn.Refused(); why != nil {
+			return fmt.Errorf("%w (NATS refuses the connection: %w)", err, why)
+		}
+		return err
+	}
+	return nil
+}
+
+// beat writes data as w's entry over the revision this process wrote last.
+func (s *Workers) beat(ctx context.Context, w schemas.WorkerInfo, data []byte) error {
 	s.mu.Lock()
 	rev := s.rev
 	s.mu.Unlock()
+	var err error
 	for range 3 {
 		written, err := withLeader(ctx, leaderWait, schemas.BucketWorkers, func(ctx context.Context) (uint64, error) {
 			if rev == 0 {

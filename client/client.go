@@ -37,13 +37,19 @@ func New(nc *nats.Conn) *Client { return &Client{nc: nc} }
 
 // Connect joins NATS at url (a comma-separated list for a cluster) with the
 // credentials a, as config.LoadNATSAuth reads them from PRESENCE_NATS_*, and
-// reconnects for ever; opts come last, so they can override that.
+// reconnects for ever, through server restarts and authorization errors
+// alike: nats.go would otherwise close the connection for good after the
+// same authorization error twice, and a password being rotated on the
+// server side would end a UCC's watch. The errors meanwhile reach the
+// connection's error handler and a Watch's notices. opts come last, so they
+// can override that.
 func Connect(url string, a config.NATSAuth, opts ...nats.Option) (*nats.Conn, error) {
 	auth, err := AuthOptions(a)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(url, append(append([]nats.Option{nats.MaxReconnects(-1)}, auth...), opts...)...)
+	base := []nats.Option{nats.MaxReconnects(-1), nats.IgnoreAuthErrorAbort()}
+	nc, err := nats.Connect(url, append(append(base, auth...), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", config.RedactURLs(url), err)
 	}

@@ -28,6 +28,11 @@ type NoticeKind int
 
 const (
 	// Disconnected: the connection to NATS dropped; it reconnects by itself.
+	// Err, when set, says what is wrong; while it stays down, another
+	// Disconnected comes each time the reason changes (a server that
+	// refuses the credentials: Err is nats.ErrAuthorization). With Err
+	// nats.ErrConnectionClosed the connection closed for good: the watch
+	// ends (see Watcher.Done).
 	Disconnected NoticeKind = iota + 1
 	// Reconnected: the connection is back; a catch-up follows.
 	Reconnected
@@ -101,6 +106,9 @@ type Watcher struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	group    sync.WaitGroup
+	// ended is closed when the watch ended by itself, after err is set.
+	ended chan struct{}
+	err   error
 
 	mu   sync.Mutex
 	uris map[string]string // key -> normalised URI, what catch-ups read
@@ -119,11 +127,12 @@ type Watcher struct {
 // catches up on the agents it has seen. fn is called from one goroutine,
 // never concurrently; a slow fn delays updates but loses none. Watch
 // returns once fn has the current presence, so fn must not wait for Watch
-// to return; ctx bounds that first read, and the watch runs until Stop.
+// to return; ctx bounds that first read, and the watch runs until Stop, or
+// until its connection closes for good (Done).
 func (c *Client) Watch(ctx context.Context, uris []string, fn func(Update), opts ...WatchOption) (*Watcher, error) {
 	w := &Watcher{c: c, probe: DefaultProbe, fn: fn, all: len(uris) == 0,
 		events: make(chan *nats.Msg, eventBuffer), catchUps: make(chan catchUp),
-		stop: make(chan struct{}), uris: map[string]string{}}
+		stop: make(chan struct{}), ended: make(chan struct{}), uris: map[string]string{}}
 	for _, o := range opts {
 		o(w)
 	}
@@ -193,6 +202,29 @@ func (w *Watcher) unsubscribe() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Done is closed when the watch ends by itself: its connection closed for
+// good (by its owner, or by options that limit reconnects), so no update
+// can come any more. Err says why. A watch on a connection from Connect
+// reconnects for ever and ends only with Stop.
+func (w *Watcher) Done() <-chan struct{} { return w.ended }
+
+// Err is why the watch ended by itself once Done is closed, nil before.
+func (w *Watcher) Err() error {
+	select {
+	case <-w.ended:
+		return w.err
+	default:
+		return nil
+	}
+}
+
+// end records why the watch cannot go on and tells the caller.
+func (w *Watcher) end(err error) {
+	w.err = err
+	close(w.ended)
+	w.notice(Notice{Kind: Disconnected, Err: err})
 }
 
 // Stop ends the watch and returns once fn is no longer called; a second
@@ -303,11 +335,20 @@ func (w *Watcher) notice(n Notice) { w.queue.push(item{notice: &n}) }
 
 // keep follows the connection and probes the provider, and catches up
 // whenever events may have been missed: after a reconnect, and when the
-// provider answers again after it did not.
+// provider answers again after it did not. While the connection is down it
+// reports each new reason nats.go gives for it (an authorization error on
+// every attempt to reconnect is one lasting reason, told once).
 func (w *Watcher) keep() {
 	tick := time.NewTicker(w.probe)
 	defer tick.Stop()
 	owed, gone, down := false, false, false
+	var told string // the reason last told while down
+	stillDown := func() {
+		if err := w.c.nc.LastError(); err != nil && err.Error() != told {
+			told = err.Error()
+			w.notice(Notice{Kind: Disconnected, Err: err})
+		}
+	}
 	for {
 		select {
 		case <-w.stop:
@@ -319,12 +360,13 @@ func (w *Watcher) keep() {
 			switch s {
 			case nats.DISCONNECTED, nats.RECONNECTING:
 				if !down {
-					down = true
+					down, told = true, ""
 					w.notice(Notice{Kind: Disconnected})
 				}
+				stillDown()
 				continue
 			case nats.CLOSED:
-				w.notice(Notice{Kind: Disconnected, Err: nats.ErrConnectionClosed})
+				w.closed()
 				return
 			case nats.CONNECTED:
 				if !down {
@@ -334,7 +376,12 @@ func (w *Watcher) keep() {
 				w.notice(Notice{Kind: Reconnected})
 			}
 		case <-tick.C:
+			if w.c.nc.IsClosed() { // its status can be lost: nats.go drops what a full listener misses
+				w.closed()
+				return
+			}
 			if down {
+				stillDown()
 				continue
 			}
 		}
@@ -361,6 +408,16 @@ func (w *Watcher) keep() {
 			w.notice(Notice{Kind: CaughtUp, Changed: changed})
 		}
 	}
+}
+
+// closed ends the watch whose connection closed for good, with the last
+// error the connection had, if any.
+func (w *Watcher) closed() {
+	err := fmt.Errorf("client: watch: %w", nats.ErrConnectionClosed)
+	if last := w.c.nc.LastError(); last != nil {
+		err = fmt.Errorf("client: watch: %w: %w", nats.ErrConnectionClosed, last)
+	}
+	w.end(err)
 }
 
 // item is an update or a notice waiting for fn, or a mark closed when

@@ -43,6 +43,46 @@ func TestProductDocNamesEveryVariable(t *testing.T) {
 	}
 }
 
+// configurationDoc is the guide that lists every variable by its group.
+const configurationDoc = "../docs/configuration.md"
+
+// Every PRESENCE_ variable's row in docs/product.md, Environment gives the
+// default the process really takes, and docs/configuration.md names the
+// variable: a variable added to Process and left out of either (as
+// PRESENCE_INPUT_QUEUE_MAX_* and PRESENCE_RESUME* once were of the README)
+// fails here.
+func TestDocsGiveEveryVariableAndDefault(t *testing.T) {
+	product := readProductDoc(t)
+	guide, err := os.ReadFile(configurationDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(product, "\n") {
+		if !strings.HasPrefix(line, "| `PRESENCE_") {
+			continue
+		}
+		names, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " |")
+		for _, name := range strings.Split(names, ", ") {
+			rows[strings.Trim(name, "`")] = line
+		}
+	}
+	for _, f := range processFields() {
+		name := f.Tag.Get("envconfig")
+		row, ok := rows[name]
+		if !ok {
+			t.Errorf("%s has no row of its own in %s, Environment", name, productDoc)
+			continue
+		}
+		if def := f.Tag.Get("default"); def != "" && !strings.Contains(row, "`"+def+"`") {
+			t.Errorf("%s: its row in %s does not give its default `%s`: %s", name, productDoc, def, row)
+		}
+		if !strings.Contains(string(guide), "`"+name+"`") {
+			t.Errorf("%s is not named in %s", name, configurationDoc)
+		}
+	}
+}
+
 // readerMethods are the calls by which provider.go names an element or an
 // attribute of Config.xml: their string arguments are those names.
 var readerMethods = map[string]bool{

@@ -48,7 +48,7 @@ type NATSAuth struct {
 func LoadNATSAuth() (NATSAuth, error) {
 	var a NATSAuth
 	if err := envconfig.Process("", &a); err != nil {
-		return NATSAuth{}, fmt.Errorf("config: environment: %w", err)
+		return NATSAuth{}, environmentError(err)
 	}
 	if err := a.validate(); err != nil {
 		return NATSAuth{}, fmt.Errorf("config: environment: %w", err)
@@ -113,16 +113,19 @@ type Process struct {
 	NATSConfig string `envconfig:"PRESENCE_NATS_CONFIG" desc:"a nats-server configuration file for the embedded server (users, permissions, TLS, route authorization)"`
 	// Insecure lets the embedded server listen beyond loopback, or open
 	// routes, with no authentication.
-	Insecure           bool   `envconfig:"PRESENCE_INSECURE" desc:"let the embedded server listen beyond loopback or open routes with no authentication"`
-	EmbeddedListen     string `envconfig:"PRESENCE_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"the embedded server's client address"`
-	DataDir            string `envconfig:"PRESENCE_DATA_DIR" default:"./presence-data" desc:"the embedded server's JetStream store; one presenced per directory"`
-	ConfigFile         string `envconfig:"PRESENCE_CONFIG" desc:"the product's Config.xml; empty runs the PSTN source alone"`
-	WorkerID           string `envconfig:"PRESENCE_WORKER_ID" desc:"this worker's name; empty: the one kept in PRESENCE_DATA_DIR/worker-id, or the host name with PRESENCE_NATS_URL"`
-	LogLevel           string `envconfig:"PRESENCE_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
-	SIPAppPassword     Secret `envconfig:"PRESENCE_SIP_APP_PASSWORD" desc:"digest password of the SIP application endpoint"`
-	SIPUserPassword    Secret `envconfig:"PRESENCE_SIP_USER_PASSWORD" desc:"digest password of the SIP user endpoint"`
-	GraphBaseURL       string `envconfig:"PRESENCE_GRAPH_BASE_URL" default:"https://graph.microsoft.com/v1.0" desc:"Microsoft Graph's address"`
-	GraphAuthorityHost string `envconfig:"PRESENCE_GRAPH_AUTHORITY_HOST" default:"https://login.microsoftonline.com/" desc:"Entra ID's token authority"`
+	Insecure bool `envconfig:"PRESENCE_INSECURE" desc:"let the embedded server listen beyond loopback or open routes with no authentication"`
+	// SyncInterval is how the embedded server's JetStream store reaches the
+	// disk (docs/contract.md, Delivery).
+	SyncInterval       SyncInterval `envconfig:"PRESENCE_SYNC_INTERVAL" default:"always" desc:"how the embedded server syncs JetStream writes to disk: always (before each acknowledgement) or every interval such as 2m (faster; an OS crash or power cut loses what was acknowledged since)"`
+	EmbeddedListen     string       `envconfig:"PRESENCE_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"the embedded server's client address"`
+	DataDir            string       `envconfig:"PRESENCE_DATA_DIR" default:"./presence-data" desc:"the embedded server's JetStream store; one presenced per directory"`
+	ConfigFile         string       `envconfig:"PRESENCE_CONFIG" desc:"the product's Config.xml; empty runs the PSTN source alone"`
+	WorkerID           string       `envconfig:"PRESENCE_WORKER_ID" desc:"this worker's name; empty: the one kept in PRESENCE_DATA_DIR/worker-id, or the host name with PRESENCE_NATS_URL"`
+	LogLevel           string       `envconfig:"PRESENCE_LOG_LEVEL" default:"info" desc:"trace, debug, info, warn or error"`
+	SIPAppPassword     Secret       `envconfig:"PRESENCE_SIP_APP_PASSWORD" desc:"digest password of the SIP application endpoint"`
+	SIPUserPassword    Secret       `envconfig:"PRESENCE_SIP_USER_PASSWORD" desc:"digest password of the SIP user endpoint"`
+	GraphBaseURL       string       `envconfig:"PRESENCE_GRAPH_BASE_URL" default:"https://graph.microsoft.com/v1.0" desc:"Microsoft Graph's address"`
+	GraphAuthorityHost string       `envconfig:"PRESENCE_GRAPH_AUTHORITY_HOST" default:"https://login.microsoftonline.com/" desc:"Entra ID's token authority"`
 	// KVReplicas 0 means 1, or 3 when the embedded server joins a cluster.
 	KVReplicas int `envconfig:"PRESENCE_KV_REPLICAS" desc:"replicas of each KV bucket; empty means 1, or 3 in a cluster"`
 	// SIPListen overrides UcmaPresenceSource Listen: workers that share one
@@ -155,6 +158,34 @@ type Process struct {
 	ResumeRate int  `envconfig:"PRESENCE_RESUME_RATE" default:"200" desc:"SIP dialogs this worker resumes per second, apart from maxPresenceSubscriptionsPerSecond"`
 }
 
+// SyncInterval is how often the embedded server syncs its JetStream writes
+// to disk; 0 is "always": each write is synced before it is acknowledged.
+type SyncInterval time.Duration
+
+// syncAlways is SyncInterval's word for 0, as in nats-server's sync_interval.
+const syncAlways = "always"
+
+// Decode reads "always" or a positive duration.
+func (s *SyncInterval) Decode(v string) error {
+	if strings.EqualFold(v, syncAlways) {
+		*s = 0
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("PRESENCE_SYNC_INTERVAL %q is neither %s nor a positive duration such as 2m", v, syncAlways)
+	}
+	*s = SyncInterval(d)
+	return nil
+}
+
+func (s SyncInterval) String() string {
+	if s == 0 {
+		return syncAlways
+	}
+	return time.Duration(s).String()
+}
+
 // usageFormat lays the variables out one a line, for Usage.
 const usageFormat = `Environment:
 {{range .}}  {{usage_key .}}	{{if usage_default .}}{{usage_default .}}{{else}}-{{end}}	{{usage_description .}}
@@ -172,7 +203,7 @@ func Usage(w io.Writer) error {
 // MarshalZerologObject logs the settings; the secrets show only whether they are set.
 func (p Process) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("nats_url", RedactURLs(p.NATSURL)).Object("nats_auth", p.NATSAuth).Str("nats_config", p.NATSConfig).
-		Bool("insecure", p.Insecure).Str("embedded_listen", p.EmbeddedListen).Str("data_dir", p.DataDir).
+		Bool("insecure", p.Insecure).Stringer("sync_interval", p.SyncInterval).Str("embedded_listen", p.EmbeddedListen).Str("data_dir", p.DataDir).
 		Str("config", p.ConfigFile).Str("worker_id", p.WorkerID).Str("log_level", p.LogLevel).
 		Bool("sip_app_password_set", p.SIPAppPassword != "").Bool("sip_user_password_set", p.SIPUserPassword != "").
 		Str("graph_base_url", p.GraphBaseURL).Str("graph_authority_host", p.GraphAuthorityHost).
@@ -191,7 +222,7 @@ func LoadProcess() (Process, error) {
 	// The tags name whole variables: with a prefix, envconfig would fall back
 	// to the unprefixed names (CONFIG, NATS_URL...) that other programs set.
 	if err := envconfig.Process("", &p); err != nil {
-		return Process{}, fmt.Errorf("config: environment: %w", err)
+		return Process{}, environmentError(err)
 	}
 	if err := p.validate(); err != nil {
 		return Process{}, fmt.Errorf("config: environment: %w", err)
@@ -241,6 +272,27 @@ func LoadProcess() (Process, error) {
 		return Process{}, fmt.Errorf("config: environment: PRESENCE_SHUTDOWN_TIMEOUT %s is under 1s", p.ShutdownTimeout)
 	}
 	return p, nil
+}
+
+// environmentError says which variable holds a value of the wrong kind and
+// what it takes, instead of envconfig's Go type names.
+func environmentError(err error) error {
+	var pe *envconfig.ParseError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("config: environment: %w", err)
+	}
+	var takes string
+	switch pe.TypeName {
+	case "time.Duration":
+		takes = "a duration: use a unit, e.g. 10s, 1m30s or 24h"
+	case "bool":
+		takes = "true or false"
+	case "int", "int64":
+		takes = "a whole number"
+	default:
+		takes = "a " + pe.TypeName
+	}
+	return fmt.Errorf("config: environment: %s %q is not %s (%w)", pe.KeyName, pe.Value, takes, pe.Err)
 }
 
 func validWorkerID(id string) bool {

@@ -24,7 +24,7 @@ var processVars = []string{
 	"NATS_CONFIG", "INSECURE", "NATS_CREDS", "NATS_NKEY", "NATS_USER", "NATS_PASSWORD",
 	"NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "HTTP_LISTEN",
 	"INPUT_QUEUE_MAX_MSGS", "INPUT_QUEUE_MAX_BYTES", "INPUT_QUEUE_MAX_AGE", "RESUME", "RESUME_RATE",
-	"HISTORY_MAX_AGE", "HISTORY_MAX_BYTES",
+	"HISTORY_MAX_AGE", "HISTORY_MAX_BYTES", "SYNC_INTERVAL",
 }
 
 // clearEnv unsets every process variable, with and without the prefix, for
@@ -111,6 +111,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		"PRESENCE_RESUME_RATE":          "50",
 		"PRESENCE_HISTORY_MAX_AGE":      "24h",
 		"PRESENCE_HISTORY_MAX_BYTES":    "104857600",
+		"PRESENCE_SYNC_INTERVAL":        "2m",
 	}
 	for k, v := range set {
 		t.Setenv(k, v)
@@ -142,6 +143,7 @@ func TestLoadProcessReadsEnvironment(t *testing.T) {
 		HistoryMaxBytes:    100 << 20,
 		HTTPListen:         "",
 		ResumeRate:         50,
+		SyncInterval:       config.SyncInterval(2 * time.Minute),
 	})
 }
 
@@ -162,18 +164,21 @@ func TestLoadProcessRejects(t *testing.T) {
 		{"worker id not ASCII", "PRESENCE_WORKER_ID", "wörker", "PRESENCE_WORKER_ID"},
 		{"kv replicas negative", "PRESENCE_KV_REPLICAS", "-1", "PRESENCE_KV_REPLICAS"},
 		{"kv replicas 6", "PRESENCE_KV_REPLICAS", "6", "PRESENCE_KV_REPLICAS"},
-		{"kv replicas not a number", "PRESENCE_KV_REPLICAS", "three", "KV_REPLICAS"},
+		{"kv replicas not a number", "PRESENCE_KV_REPLICAS", "three", `PRESENCE_KV_REPLICAS "three" is not a whole number`},
 		{"worker lease under 3s", "PRESENCE_WORKER_LEASE", "2s", "PRESENCE_WORKER_LEASE"},
-		{"worker lease not a duration", "PRESENCE_WORKER_LEASE", "ten", "WORKER_LEASE"},
+		{"worker lease not a duration", "PRESENCE_WORKER_LEASE", "ten", `PRESENCE_WORKER_LEASE "ten" is not a duration: use a unit, e.g. 10s`},
+		{"linger without a unit", "PRESENCE_UNSUBSCRIBE_LINGER", "10", `PRESENCE_UNSUBSCRIBE_LINGER "10" is not a duration: use a unit, e.g. 10s`},
 		{"input queue of no inputs", "PRESENCE_INPUT_QUEUE_MAX_MSGS", "0", "PRESENCE_INPUT_QUEUE_MAX_MSGS"},
 		{"input queue of 1 KiB", "PRESENCE_INPUT_QUEUE_MAX_BYTES", "1024", "PRESENCE_INPUT_QUEUE_MAX_BYTES"},
 		{"input queue age 1s", "PRESENCE_INPUT_QUEUE_MAX_AGE", "1s", "PRESENCE_INPUT_QUEUE_MAX_AGE"},
 		{"history age 1s", "PRESENCE_HISTORY_MAX_AGE", "1s", "PRESENCE_HISTORY_MAX_AGE"},
 		{"history of 1 KiB", "PRESENCE_HISTORY_MAX_BYTES", "1024", "PRESENCE_HISTORY_MAX_BYTES"},
 		{"shutdown timeout zero", "PRESENCE_SHUTDOWN_TIMEOUT", "0s", "PRESENCE_SHUTDOWN_TIMEOUT"},
-		{"shutdown timeout not a duration", "PRESENCE_SHUTDOWN_TIMEOUT", "soon", "SHUTDOWN_TIMEOUT"},
+		{"shutdown timeout not a duration", "PRESENCE_SHUTDOWN_TIMEOUT", "soon", "PRESENCE_SHUTDOWN_TIMEOUT \"soon\" is not a duration: use a unit"},
 		{"resume rate zero", "PRESENCE_RESUME_RATE", "0", "PRESENCE_RESUME_RATE"},
-		{"resume not a bool", "PRESENCE_RESUME", "maybe", "RESUME"},
+		{"resume not a bool", "PRESENCE_RESUME", "maybe", `PRESENCE_RESUME "maybe" is not true or false`},
+		{"sync interval neither always nor a duration", "PRESENCE_SYNC_INTERVAL", "sometimes", "PRESENCE_SYNC_INTERVAL"},
+		{"sync interval zero", "PRESENCE_SYNC_INTERVAL", "0s", "PRESENCE_SYNC_INTERVAL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

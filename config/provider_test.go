@@ -142,13 +142,23 @@ func TestLoadExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.SIP.Enabled || !p.PSTN.Enabled || !p.Attendant.Enabled || !p.Graph.Enabled {
-		t.Errorf("examples/Config.xml enables every source; got %+v", p)
+	// A first start with it needs no server: SIP and Teams are there, off.
+	if p.SIP.Enabled || !p.PSTN.Enabled || !p.Attendant.Enabled || p.Graph.Enabled {
+		t.Errorf("examples/Config.xml enables the attendant and PSTN sources only; got %+v", p)
 	}
 	equal(t, "Listen", p.SIP.Listen, "127.0.0.1:5070")
 	equal(t, "Application", p.SIP.Application, config.Endpoint{URI: "sip:ucc_presenceprovider01@sipdomain.com", PoolFQDN: "127.0.0.1:5060"})
 	equal(t, "patterns", patterns(p.Attendant), []string{`attendant\.example$`, `domain2\.com$`})
 	equal(t, "accounts", len(p.Graph.Accounts), 1)
+
+	sip, _, err := config.Load("../examples/Config-sip.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sip.SIP.Enabled || !sip.PSTN.Enabled || !sip.Attendant.Enabled || sip.Graph.Enabled {
+		t.Errorf("examples/Config-sip.xml enables SIP, attendant and PSTN; got %+v", sip)
+	}
+	equal(t, "SIP Application", sip.SIP.Application, p.SIP.Application)
 }
 
 func TestLoadMissingFile(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 
 // Every name of the known files is read: no warning.
 func TestKnownFilesHaveNoWarnings(t *testing.T) {
-	for _, file := range []string{"testdata/spec-example.xml", "testdata/odd-case.xml", "testdata/minimal.xml", "../examples/Config.xml"} {
+	for _, file := range []string{"testdata/spec-example.xml", "testdata/odd-case.xml", "testdata/minimal.xml", "../examples/Config.xml", "../examples/Config-sip.xml"} {
 		_, warnings, err := config.Load(file)
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)

@@ -42,3 +42,24 @@ func TestEveryMetricDocumented(t *testing.T) {
 		t.Errorf("%d metrics described; want the 16 of docs/product.md", n)
 	}
 }
+
+// TestEveryPathDocumented: each path of the listener has its row in
+// docs/product.md, Operating, and docs/operating.md names it.
+func TestEveryPathDocumented(t *testing.T) {
+	product, err := os.ReadFile("../docs/product.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guide, err := os.ReadFile("../docs/operating.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{ops.PathMetrics, ops.PathHealthz, ops.PathReadyz, ops.PathPage, ops.PathEvents, ops.PathExplain} {
+		if !strings.Contains(string(product), "| `"+path) {
+			t.Errorf("%s has no row in docs/product.md, Operating", path)
+		}
+		if path != ops.PathEvents && path != ops.PathExplain && !strings.Contains(string(guide), path) {
+			t.Errorf("%s is not in docs/operating.md", path)
+		}
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contactcenter/presence-provider/sources"
-	"github.com/contactcenter/presence-provider/sources/graph"
-	"github.com/contactcenter/presence-provider/sources/sip"
 	"github.com/contactcenter/presence-provider/worker"
 )
 
@@ -25,15 +23,10 @@ type Metrics struct {
 	publishedBy                                map[string]prometheus.Counter
 	changeBy                                   map[string]prometheus.Observer
 
-	sipEndpoints                                              []endpointStats
-	graphAccounts                                             []accountStats
+	sipEndpoints                                              []sources.EndpointReporter
+	graphAccounts                                             []sources.AccountReporter
 	sipDialogs, sipUp, graphRequests, graphBudget, graphCycle *prometheus.Desc
 }
-
-// endpointStats and accountStats are the sources whose state is read at
-// scrape time (*sip.Source, *graph.Source).
-type endpointStats interface{ Endpoints() []sip.EndpointStats }
-type accountStats interface{ Accounts() []graph.AccountStats }
 
 // changeBuckets span an input applied at once (milliseconds) to a Graph
 // poll cycle (tens of seconds).
@@ -103,10 +96,10 @@ func NewMetrics() *Metrics {
 // AddSource reads the source's own state at scrape time, when it has any
 // (SIP endpoints, Graph accounts); call it before serving.
 func (m *Metrics) AddSource(s sources.Source) {
-	if e, ok := s.(endpointStats); ok {
+	if e, ok := s.(sources.EndpointReporter); ok {
 		m.sipEndpoints = append(m.sipEndpoints, e)
 	}
-	if a, ok := s.(accountStats); ok {
+	if a, ok := s.(sources.AccountReporter); ok {
 		m.graphAccounts = append(m.graphAccounts, a)
 	}
 }

@@ -118,13 +118,20 @@ func rowOf(r worker.AgentRow) row {
 
 // summary is the page's head: this worker, the sources and the workers.
 type summary struct {
-	Worker    string                          `json:"worker"`
-	Agents    int                             `json:"agents"`
-	Interests int                             `json:"interests"`
-	Queued    int                             `json:"queued"`
-	Sources   map[string]schemas.SourceStatus `json:"sources"`
-	Workers   []workerSummary                 `json:"workers"`
-	Error     string                          `json:"error,omitempty"`
+	Worker    string                   `json:"worker"`
+	Agents    int                      `json:"agents"`
+	Interests int                      `json:"interests"`
+	Queued    int                      `json:"queued"`
+	Sources   map[string]sourceSummary `json:"sources"`
+	Workers   []workerSummary          `json:"workers"`
+	Error     string                   `json:"error,omitempty"`
+}
+
+// sourceSummary is a source's entry of the status and the same in words,
+// which the page shows rather than the raw figures.
+type sourceSummary struct {
+	schemas.SourceStatus
+	Words string `json:"words"`
 }
 
 type workerSummary struct {
@@ -146,7 +153,10 @@ func (p *page) summarize(ctx context.Context) summary {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	st, err := p.w.Status(ctx)
-	s := summary{Worker: st.Worker, Agents: st.Agents, Interests: st.Interests, Queued: st.Queued, Sources: st.Sources}
+	s := summary{Worker: st.Worker, Agents: st.Agents, Interests: st.Interests, Queued: st.Queued, Sources: map[string]sourceSummary{}}
+	for name, src := range st.Sources {
+		s.Sources[name] = sourceSummary{SourceStatus: src, Words: schemas.SourceText(name, src)}
+	}
 	if err != nil {
 		c := p.w.Counts()
 		s = summary{Agents: c.Agents, Interests: c.Interests, Queued: c.Queued, Error: err.Error()}

@@ -181,12 +181,17 @@ func TestSIPRefusalsCountFailuresAndRetries(t *testing.T) {
 		sipp := siptest.StartSippServer(t, siptest.RejectedScenario(), siptest.SippOptions{})
 		e, base := sipProvider(t, sipp.Addr(), &lines{})
 		e.Subscribe("ucc_app01", "sip:agent1@example.com")
-		provtest.Eventually(t, "lost, then a failure", func() bool {
+		// RFC 6665: not to be subscribed again, so the agent is given up at once.
+		provtest.Eventually(t, "lost as rejected, then given up", func() bool {
 			f := scrape(t, base)
-			return count(f, "presence_upstream_lost_total", "source", "sip", "reason", "error") == 1 && subscribes(f, "failed") >= 1
+			return count(f, "presence_upstream_lost_total", "source", "sip", "reason", "rejected") == 1 && subscribes(f, "gave_up") == 1
 		})
-		if got := count(scrape(t, base), "presence_upstream_lost_total", "source", "sip", "reason", "terminated"); got != 0 {
+		f := scrape(t, base)
+		if got := count(f, "presence_upstream_lost_total", "source", "sip", "reason", "terminated"); got != 0 {
 			t.Errorf("lost as terminated %v; a rejection is no plain termination", got)
+		}
+		if got := subscribes(f, "retry"); got != 0 {
+			t.Errorf("%v retries after a rejection", got)
 		}
 	})
 }

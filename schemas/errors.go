@@ -1,5 +1,7 @@
 package schemas
 
+import "errors"
+
 // Error codes, as they appear in replies (docs/contract.md, Error codes).
 const (
 	CodeBadRequest        = "bad_request"
@@ -24,3 +26,13 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// AsError makes any error an error of docs/contract.md (Error codes): one
+// that is keeps its code, any other is internal, with its text.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}

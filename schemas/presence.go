@@ -34,6 +34,29 @@ var availabilityBands = []struct {
 	{Offline, 18000, 18500},
 }
 
+// AvailabilityBand is an availability name and the numbers it owns on the
+// Skype for Business scale.
+type AvailabilityBand struct {
+	Name Availability
+	// From and To bound the numbers the name owns, To 0 meaning no bound
+	// (Unknown owns only 0); Value is what a source with no number uses.
+	From, To, Value int
+}
+
+// Availabilities lists every availability name in the order of the scale,
+// Unknown last: what an input may give.
+func Availabilities() []AvailabilityBand {
+	out := make([]AvailabilityBand, 0, len(availabilityBands)+1)
+	for i, b := range availabilityBands {
+		band := AvailabilityBand{Name: b.name, From: b.floor, Value: b.value}
+		if i+1 < len(availabilityBands) {
+			band.To = availabilityBands[i+1].floor - 1
+		}
+		out = append(out, band)
+	}
+	return append(out, AvailabilityBand{Name: Unknown})
+}
+
 // ParseAvailability accepts an availability name, case-insensitively.
 func ParseAvailability(s string) (Availability, bool) {
 	for _, b := range availabilityBands {

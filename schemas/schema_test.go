@@ -487,6 +487,7 @@ func TestSchemaEnumsMatchGo(t *testing.T) {
 		{"availability", read("presence.schema.json", "$defs", "availability", "enum"), sorted(
 			string(schemas.Available), string(schemas.AvailableIdle), string(schemas.Busy), string(schemas.BusyIdle),
 			string(schemas.DoNotDisturb), string(schemas.BeRightBack), string(schemas.Away), string(schemas.Offline), string(schemas.Unknown))},
+		{"availabilities", read("presence.schema.json", "$defs", "availability", "enum"), sorted(availabilityNames()...)},
 		{"source", read("presence.schema.json", "$defs", "source", "enum"), sorted(
 			schemas.SourceGraph, schemas.SourceAttendant, schemas.SourcePSTN, schemas.SourceSIP, schemas.SourceNone)},
 		{"presence source", read("presence.schema.json", "$defs", "presence_source", "enum"), sorted(
@@ -502,6 +503,34 @@ func TestSchemaEnumsMatchGo(t *testing.T) {
 	for _, tt := range tests {
 		if !slices.Equal(tt.got, tt.want) {
 			t.Errorf("%s: schema has %v, Go has %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func availabilityNames() []string {
+	var names []string
+	for _, b := range schemas.Availabilities() {
+		names = append(names, string(b.Name))
+	}
+	return names
+}
+
+// TestAvailabilitiesFollowTheScale: each band starts where the one before
+// ends, holds its default, and maps back to its name.
+func TestAvailabilitiesFollowTheScale(t *testing.T) {
+	bands := schemas.Availabilities()
+	for i, b := range bands {
+		if b.Name == schemas.Unknown {
+			if i != len(bands)-1 || b.From != 0 || b.To != 0 || b.Value != 0 {
+				t.Errorf("Unknown: %+v at %d of %d; want last, owning only 0", b, i, len(bands))
+			}
+			continue
+		}
+		if i > 0 && b.From != bands[i-1].To+1 {
+			t.Errorf("%s starts at %d; the band before ends at %d", b.Name, b.From, bands[i-1].To)
+		}
+		if b.Value < b.From || b.To != 0 && b.Value > b.To || schemas.AvailabilityOf(b.Value) != b.Name || b.Name.Value() != b.Value {
+			t.Errorf("%+v: its default is outside it or maps to %s", b, schemas.AvailabilityOf(b.Value))
 		}
 	}
 }

@@ -108,6 +108,43 @@ type Health struct {
 	Stats   map[string]any
 }
 
+// EndpointReporter is a source with endpoints (SIP) whose state is read at
+// scrape time, for metrics.
+type EndpointReporter interface {
+	// Endpoints tells how each endpoint stands, in configured order.
+	Endpoints() []EndpointStats
+}
+
+// EndpointStats is how one endpoint stands, for metrics.
+type EndpointStats struct {
+	// Name is the endpoint's configured name (application, user).
+	Name string
+	Up   bool
+	// Dialogs counts the subscription dialogs held on it.
+	Dialogs int
+}
+
+// AccountReporter is a source with accounts (Graph) whose state is read at
+// scrape time, for metrics.
+type AccountReporter interface {
+	// Accounts tells how each account stands, in configured order.
+	Accounts() []AccountStats
+}
+
+// AccountStats is how one account stands, for metrics.
+type AccountStats struct {
+	// ID is the account's configured id.
+	ID string
+	// Requests counts the requests made since the start, by the HTTP
+	// status of the answer; 0 counts those that got no answer.
+	Requests map[int]uint64
+	// BudgetUsed is the part of the account's request budget spent in its
+	// window.
+	BudgetUsed float64
+	// LastCycle is how long the last poll of all the account's agents took.
+	LastCycle time.Duration
+}
+
 // ErrTerminated is an upstream subscription ended by the server in a way that
 // asks for a new one at once (a timeout, a deactivated subscription).
 var ErrTerminated = errors.New("subscription terminated upstream")

@@ -123,8 +123,8 @@ func (w *Worker) fed(source string) (sources.Fed, bool) {
 // lifecycle; the caller holds w.mu.
 func (w *Worker) view(a *agent) view {
 	claim, held := w.claims[a.Key]
-	return view{wanted: a.wanted(), route: w.routeOf(a), owns: w.owns(a.Key), fenced: w.fenced, upn: a.TeamsUPN,
-		claimHeld: held, claimMine: held && claim.Worker == w.cfg.ID, holderAlive: held && w.alive[claim.Worker]}
+	return view{wanted: a.wanted(), route: w.routeOf(a), owns: w.owns(a.Key), fenced: w.lease.Fenced(), upn: a.TeamsUPN,
+		claimHeld: held, claimMine: held && claim.Worker == w.cfg.ID, holderAlive: held && w.members.Alive[claim.Worker]}
 }
 
 // step runs one event through the agent's state machine and returns the
@@ -222,10 +222,7 @@ func (w *Worker) carryOut(a *agent, eff effect) {
 	case effReleaseStale:
 		w.releaseStale(a)
 	case effReadLive:
-		select {
-		case w.liveChanged <- struct{}{}:
-		default:
-		}
+		w.lease.Poke()
 	case effDeleteInterest:
 		w.deleteInterest(key, eff.lease)
 	case effForget:
@@ -448,7 +445,7 @@ func (w *Worker) claim(ctx context.Context, a sources.Agent, source string, rev 
 			// Its holder is gone, which the live workers this worker knows
 			// may not show yet: read them first, or the attempt would hand
 			// the agent over to the dead worker as soon as it succeeded.
-			w.refreshLive(ctx, false)
+			w.lease.Refresh(ctx)
 		}
 		// Ours from an earlier run, or a dead worker's: take it over.
 		if rev, ok, err := w.stores.Claims.Update(ctx, a.Key, c, heldRev); err != nil || ok {

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -72,16 +71,6 @@ func checkSyncAgents(agents []schemas.AgentRef) error {
 	return nil
 }
 
-// asError makes any error an error of docs/contract.md (Error codes), keeping
-// the code of one that is.
-func asError(err error) *schemas.Error {
-	var e *schemas.Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return &schemas.Error{Code: schemas.CodeInternal, Message: err.Error()}
-}
-
 // Subscribe adds a UCC's interest in agents. Each agent is answered on its
 // own: a bad entry fails alone.
 func (w *Worker) Subscribe(ctx context.Context, req schemas.SubscribeRequest) (_ schemas.AgentsReply, err error) {
@@ -113,7 +102,7 @@ func (w *Worker) addInterests(ctx context.Context, req schemas.SubscribeRequest)
 			err = checkTeamsUPN(ref.TeamsUPN)
 		}
 		if err != nil {
-			reply.Agents[i] = schemas.AgentResult{URI: ref.URI, Error: asError(err)}
+			reply.Agents[i] = schemas.AgentResult{URI: ref.URI, Error: schemas.AsError(err)}
 			continue
 		}
 		reply.Agents[i] = w.result(u, ref.TeamsUPN, true)
@@ -202,7 +191,7 @@ func (w *Worker) Unsubscribe(ctx context.Context, req schemas.UnsubscribeRequest
 	for i, raw := range req.URIs {
 		u, err := schemas.ParseURI(raw)
 		if err != nil {
-			reply.Agents[i] = schemas.AgentResult{URI: raw, Error: asError(err)}
+			reply.Agents[i] = schemas.AgentResult{URI: raw, Error: schemas.AsError(err)}
 			continue
 		}
 		key := u.Key()
@@ -263,7 +252,7 @@ func (w *Worker) Get(_ context.Context, req schemas.GetRequest) (_ schemas.Agent
 	for i, raw := range req.URIs {
 		u, err := schemas.ParseURI(raw)
 		if err != nil {
-			reply.Agents[i] = schemas.AgentResult{URI: raw, Error: asError(err)}
+			reply.Agents[i] = schemas.AgentResult{URI: raw, Error: schemas.AsError(err)}
 			continue
 		}
 		reply.Agents[i] = w.result(u, "", false)
@@ -291,11 +280,11 @@ type QueuedInput struct {
 func (w *Worker) ServedGeneration() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.servedGen
+	return w.members.Generation
 }
 
 // ServedChanged is signalled whenever ServedGeneration grows.
-func (w *Worker) ServedChanged() <-chan struct{} { return w.servedChanged }
+func (w *Worker) ServedChanged() <-chan struct{} { return w.lease.ServedChanged() }
 
 // Serves reports whether this worker answers the agent's inputs now.
 func (w *Worker) Serves(key string) bool {
@@ -400,7 +389,7 @@ func (w *Worker) input(ctx context.Context, ins []QueuedInput) []InputResult {
 			Message: fmt.Sprintf("key %q is not the key of a normalised URI (%s is %s)", key, u.URI, u.Key())})
 	}
 	w.mu.Lock()
-	if ins[0].Generation != w.servedGen {
+	if ins[0].Generation != w.members.Generation {
 		w.mu.Unlock()
 		return leave(Stale)
 	}

@@ -46,7 +46,7 @@ func (w *Worker) Explain(ctx context.Context, req schemas.ExplainRequest) (schem
 	if c, held := w.claims[key]; held {
 		ex.Claim = &c
 	}
-	owner := owner(key, w.live)
+	owner := w.members.Owner(key)
 	w.mu.Unlock()
 	if ev, ok := w.presence.get(key); ok {
 		p := ev.Presence

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/worker/membership"
 )
 
 // Counts are what this worker holds now: its view of the service's agents
@@ -34,7 +35,7 @@ func (w *Worker) Counts() Counts {
 
 // counts is Counts for a caller that holds w.mu.
 func (w *Worker) counts() Counts {
-	c := Counts{States: map[string]map[schemas.State]int{}, LiveWorkers: len(w.live)}
+	c := Counts{States: map[string]map[schemas.State]int{}, LiveWorkers: len(w.members.Live)}
 	for _, a := range w.agents {
 		if !a.wanted() {
 			continue
@@ -82,12 +83,12 @@ func (w *Worker) Health() Health {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	started := !w.started.IsZero()
-	since := w.clock.Since(w.lastBeat)
+	since := w.lease.SinceBeat()
 	return Health{
 		Running:    started && !w.leaving && int(w.loopsUp.Load()) == w.loopsStarted,
 		Stopping:   w.leaving,
-		Fenced:     w.fenced,
+		Fenced:     w.lease.Fenced(),
 		SinceBeat:  since,
-		LeaseFresh: started && since < w.cfg.WorkerLease*2/3,
+		LeaseFresh: started && since < membership.FenceAfter(w.cfg.WorkerLease),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/worker/membership"
 )
 
 // StateStore is the presence_state bucket and the events that go out with it.
@@ -45,16 +46,11 @@ type ClaimStore interface {
 	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Claim], error)
 }
 
-// WorkerStore is the presence_workers bucket: who is alive.
+// WorkerStore is the presence_workers bucket: who is alive. The lease
+// joins, beats and lists through it (membership.Store).
 type WorkerStore interface {
-	// Join records this worker as alive as it starts; it fails when another
-	// live process holds the id.
-	Join(ctx context.Context, w schemas.WorkerInfo) error
-	// Beat records this worker as alive for one more lease; it fails when
-	// another process took the id since.
-	Beat(ctx context.Context, w schemas.WorkerInfo) error
+	membership.Store
 	Alive(ctx context.Context, id string) (bool, error)
-	List(ctx context.Context) ([]schemas.WorkerInfo, error)
 	Leave(ctx context.Context, id string) error
 	// Watch streams workers beating, leaving and gone.
 	Watch(ctx context.Context) (<-chan schemas.Change[schemas.WorkerInfo], error)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources"
+	"github.com/contactcenter/presence-provider/worker/membership"
 )
 
 // Config is how a worker behaves.
@@ -114,26 +115,12 @@ type Worker struct {
 	// on 1,024 about one does.
 	storing  [1024]sync.Mutex
 	presence presenceCache
-	// live is the sorted ids of the live workers, this one included: who
-	// owns which agent follows from it. alive also has the leaving ones.
-	live  []string
-	alive map[string]bool
-	// fenced is set while this worker cannot reach NATS: it holds nothing
-	// upstream then, since its lease may run out.
-	fenced   bool
-	lastBeat time.Time
-	fence    clockwork.Timer
-	// leaving is set while Stop hands the agents over; servedLive is the
-	// live list from before, by which this worker still answers the inputs
-	// of what it owned until the others have taken over.
-	leaving    bool
-	servedLive []string
-	// servedGen counts the changes of the agents this worker serves;
-	// servedChanged (capacity 1) is signalled at each.
-	servedGen     uint64
-	servedChanged chan struct{}
-	// liveChanged asks the heartbeat to read the live workers now; capacity 1.
-	liveChanged chan struct{}
+	// lease is this worker's membership; members is what its last event
+	// told: who is live, and so who owns which agent.
+	lease   *membership.Lease
+	members membership.Members
+	// leaving is set while Stop hands the agents over.
+	leaving bool
 	// rows names the agents whose AgentRow changed, for status pages.
 	rows rowChanges
 }
@@ -155,7 +142,7 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Worker{
+	w := &Worker{
 		obs:    obs,
 		cfg:    cfg,
 		stores: stores,
@@ -173,14 +160,13 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		queued:        make(chan struct{}, 1),
 		claims:        map[string]schemas.Claim{},
 		unstored:      map[string]*observation{},
-		live:          []string{cfg.ID},
-		alive:         map[string]bool{cfg.ID: true},
-		liveChanged:   make(chan struct{}, 1),
-		servedChanged: make(chan struct{}, 1),
+		members:       membership.Alone(cfg.ID),
 		presence:      presenceCache{events: map[string]schemas.Event{}, published: map[string]uint64{}},
 		ctx:           context.Background(),
 		attempts:      context.Background(),
 	}
+	w.lease = membership.New(membership.Config{ID: cfg.ID, Length: cfg.WorkerLease}, stores.Workers, clock, w.log, (*leaseEvents)(w))
+	return w
 }
 
 // AddSource enables a source of the registry (sources.Registry) under its
@@ -199,13 +185,9 @@ func (w *Worker) AddSource(name string, s sources.Source) {
 // buckets, and runs the throttle and the sources until Stop.
 func (w *Worker) Start(ctx context.Context) error {
 	w.started = w.clock.Now()
-	// Joining under an id this worker's earlier process left takes its
-	// entry, and with it its claims and its share of the agents, at once.
-	if err := w.stores.Workers.Join(ctx, schemas.WorkerInfo{ID: w.cfg.ID, Started: w.started.UTC()}); err != nil {
+	if err := w.lease.Join(ctx, w.started); err != nil {
 		return err
 	}
-	w.lastBeat = w.started
-	w.refreshLive(ctx, false)
 	// Sources outlive the worker's own loops: shutdown still unsubscribes
 	// through them.
 	sourceCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
@@ -229,7 +211,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		return fmt.Errorf("worker: watch buckets: %w", err)
 	}
 	w.run(&w.loops, "throttle", func() { w.dispatch(loopCtx) })
-	w.run(&w.loops, "heartbeat", func() { w.heartbeat(loopCtx) })
+	w.run(&w.loops, "heartbeat", func() { w.lease.Run(loopCtx) })
 	w.log.Info().Int("sources", len(w.sources)).Msg("worker running")
 	return nil
 }
@@ -256,7 +238,7 @@ func (w *Worker) watch(ctx context.Context) error {
 	w.run(&w.loops, "state watch", func() { applyChanges(states, w.stateChanged, loads[0]) })
 	w.run(&w.loops, "claim watch", func() { applyChanges(claims, w.claimChanged, loads[1]) })
 	w.run(&w.loops, "interest watch", func() { applyChanges(interests, w.interestChanged, loads[2]) })
-	w.run(&w.loops, "worker watch", func() { w.watchWorkers(workers) })
+	w.run(&w.loops, "worker watch", func() { w.lease.Follow(workers) })
 	// Replies and ownership answer from what the buckets hold: a worker
 	// that answered before reading it would tell of agents it does not
 	// know yet (a get right after a restart would miss the last change).
@@ -317,8 +299,8 @@ func (w *Worker) run(group *sync.WaitGroup, name string, f func()) {
 // by then is taken over when this worker's lease runs out. A second Stop
 // returns at once.
 func (w *Worker) Stop(ctx context.Context) {
+	again := w.lease.StartLeaving()
 	w.mu.Lock()
-	again := w.leaving
 	w.leaving = true
 	w.mu.Unlock()
 	if again {
@@ -326,11 +308,9 @@ func (w *Worker) Stop(ctx context.Context) {
 	}
 	w.cancelAttempts()
 	w.handOver(ctx)
+	w.lease.Stop()
 	w.mu.Lock()
 	w.closing = true
-	if w.fence != nil {
-		w.fence.Stop()
-	}
 	for _, a := range w.agents {
 		a.stopTimer()
 	}
@@ -461,14 +441,4 @@ func (w *Worker) recoverPanic(where string) {
 	if r := recover(); r != nil {
 		w.log.Error().Str("in", where).Interface("panic", r).Stack().Msg("recovered from panic")
 	}
-}
-
-func (w *Worker) beat(ctx context.Context) error {
-	w.mu.Lock()
-	info := schemas.WorkerInfo{ID: w.cfg.ID, Started: w.started.UTC(), Leaving: w.leaving}
-	w.mu.Unlock()
-	if err := w.stores.Workers.Beat(ctx, info); err != nil {
-		return fmt.Errorf("worker: beat: %w", err)
-	}
-	return nil
 }

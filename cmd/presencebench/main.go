@@ -27,6 +27,7 @@ import (
 
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/config"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources/attendant"
 	"github.com/contactcenter/presence-provider/worker"
@@ -37,6 +38,10 @@ var heapProfile string
 // withHistory keeps the events in presence_history, as presenced does.
 var withHistory bool
 
+// syncInterval is how the embedded server syncs its store, as
+// PRESENCE_SYNC_INTERVAL sets it: 0 before each acknowledgement.
+var syncInterval config.SyncInterval
+
 func main() {
 	agents := flag.Int("agents", 100000, "unique agents")
 	uccs := flag.Int("uccs", 10, "UCCs subscribing every agent")
@@ -45,6 +50,7 @@ func main() {
 	samples := flag.Int("samples", 2000, "inputs timed one by one for the latency")
 	flag.StringVar(&heapProfile, "heapprofile", "", "write a heap profile after the subscribe phase to this file")
 	flag.BoolVar(&withHistory, "history", true, "keep the events in presence_history, as presenced does; false measures the path without it")
+	flag.Func("sync", "how the embedded server syncs JetStream to disk, as PRESENCE_SYNC_INTERVAL: always (presenced's default) or an interval such as 2m", syncInterval.Decode)
 	phases := flag.String("phases", "subscribe,change,latency,durable,metrics", "the phases to run, comma-separated")
 	flag.IntVar(&durable.inputs, "durable-inputs", 100000, "inputs for the durable path's sustained rate")
 	flag.IntVar(&durable.agents, "durable-agents", 1000, "agents the sustained rate's inputs go to, in turn")
@@ -85,7 +91,7 @@ type provider struct {
 // their cost is counted; obs (nil for none) observes the worker, and
 // history keeps the events in presence_history.
 func start(dir string, obs worker.Observer, history bool) (*provider, error) {
-	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: dir}, zerolog.Nop())
+	ns, err := bus.StartEmbedded(bus.EmbeddedOptions{Listen: "127.0.0.1:0", DataDir: dir, SyncInterval: time.Duration(syncInterval)}, zerolog.Nop())
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +148,7 @@ func run(phases []string, agents, uccs, batch, inputs, samples, metricsRounds in
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Printf("machine: %d cores, %s; store: file (JetStream, embedded); presence_history: %v\n", runtime.NumCPU(), runtime.Version(), withHistory)
+	fmt.Printf("machine: %d cores, %s; store: file (JetStream, embedded), sync %s; presence_history: %v\n", runtime.NumCPU(), runtime.Version(), syncInterval, withHistory)
 	var p *provider
 	for _, phase := range phases {
 		if p == nil && phase != "metrics" {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -44,13 +45,28 @@ func connect(ctx context.Context, opts options, stdout, stderr io.Writer) (*env,
 		return nil, nil, err
 	}
 	refused, stop := context.WithCancelCause(ctx)
+	// A server that refuses the credentials refuses each reconnect, every
+	// couple of seconds: say so once, and again only when the error
+	// changes or after the connection was back.
+	var mu sync.Mutex
+	var told string
 	nc, err := client.Connect(opts.url, auth, nats.Name("presencectl"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				stop(err)
 				return
 			}
-			fmt.Fprintln(stderr, "presencectl:", err)
+			mu.Lock()
+			defer mu.Unlock()
+			if err.Error() != told {
+				told = err.Error()
+				fmt.Fprintln(stderr, "presencectl:", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			mu.Lock()
+			defer mu.Unlock()
+			told = ""
 		}))
 	if err != nil {
 		stop(nil)
@@ -222,7 +238,7 @@ func status(e *env, _ *cmdFlags, _ []string) error {
 			states = append(states, fmt.Sprintf("%s=%d", state, n))
 		}
 		sort.Strings(states)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, yes(s.Enabled), yes(s.Healthy), dash(strings.Join(states, " ")), s.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, yes(s.Enabled), yes(s.Healthy), dash(strings.Join(states, " ")), schemas.SourceText(name, s))
 	}
 	return tw.Flush()
 }
@@ -261,11 +277,6 @@ func (e *env) input(rep schemas.InputReply, err error) error {
 	}
 	fmt.Fprintf(e.out, "stored, seq %d\n", rep.Seq)
 	return nil
-}
-
-// settled is a state that waiting for cannot change.
-func settled(s schemas.State) bool {
-	return s == schemas.StateActive || s == schemas.StateFailed || s == schemas.StateUnsupported
 }
 
 // wait polls the agents of a subscribe reply until each is active, failed
@@ -366,7 +377,14 @@ func watch(e *env, _ *cmdFlags, args []string) error {
 	notice := func(n client.Notice) {
 		switch n.Kind {
 		case client.Disconnected:
-			fmt.Fprintln(e.err, "presencectl watch: lost NATS (the provider went away?); reconnecting")
+			switch {
+			case errors.Is(n.Err, nats.ErrConnectionClosed):
+				fmt.Fprintf(e.err, "presencectl watch: the connection to NATS closed for good (%v)\n", n.Err)
+			case n.Err != nil:
+				fmt.Fprintf(e.err, "presencectl watch: NATS still out of reach: %v; retrying\n", n.Err)
+			default:
+				fmt.Fprintln(e.err, "presencectl watch: lost NATS (the provider went away?); reconnecting")
+			}
 		case client.Reconnected:
 			fmt.Fprintln(e.err, "presencectl watch: NATS is back")
 		case client.ProviderGone:
@@ -379,7 +397,12 @@ func watch(e *env, _ *cmdFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	<-e.refused.Done() // an interrupt, or the server's refusal
+	select {
+	case <-e.refused.Done(): // an interrupt, or the server's refusal
+	case <-w.Done(): // nothing more can come
+		_ = w.Stop()
+		return w.Err()
+	}
 	err = w.Stop()
 	if cause := context.Cause(e.refused); errors.Is(cause, nats.ErrPermissionViolation) {
 		return cause

@@ -13,9 +13,15 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/config"
+	"github.com/contactcenter/presence-provider/internal/buildinfo"
+	"github.com/contactcenter/presence-provider/schemas"
 )
 
 // Exit statuses: a script tells a refusal from a mistake on the line.
@@ -55,7 +61,11 @@ type command struct {
 	flags            func(fs *flag.FlagSet, f *cmdFlags)
 	// minArgs and maxArgs bound the arguments after the flags (-1: any).
 	minArgs, maxArgs int
-	run              func(e *env, f *cmdFlags, args []string) error
+	// local commands need no NATS.
+	local bool
+	run   func(e *env, f *cmdFlags, args []string) error
+	// more, when set, adds to the command's help what its arguments take.
+	more func(w io.Writer)
 }
 
 // cmdFlags holds every subcommand flag; each command registers its own.
@@ -88,12 +98,13 @@ var commands = []command{
 		flags: func(fs *flag.FlagSet, f *cmdFlags) {
 			fs.StringVar(&f.activity, "activity", "", "activity token, e.g. InACall")
 			fs.StringVar(&f.device, "device", "", "device, e.g. Computer")
-		}, minArgs: 2, maxArgs: 2, run: attendantInput},
+		}, minArgs: 2, maxArgs: 2, run: attendantInput, more: availabilityHelp},
 	{name: "call", args: "-ucc UCC -call ID URI connected|ended", what: "report a call on a PSTN agent",
 		flags: func(fs *flag.FlagSet, f *cmdFlags) {
 			uccFlag(fs, f)
 			fs.StringVar(&f.callID, "call", "", "the call's `id`")
 		}, minArgs: 2, maxArgs: 2, run: pstnCall},
+	{name: "version", what: "print presencectl's version and the commit it was built from", local: true, run: printVersion},
 }
 
 func uccFlag(fs *flag.FlagSet, f *cmdFlags) { fs.StringVar(&f.ucc, "ucc", "", "the UCC's `id`") }
@@ -124,7 +135,12 @@ func usage(w io.Writer) {
 }
 
 func commandUsage(w io.Writer, c command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: presencectl %s %s\n\n%s.\n\nflags:\n", c.name, c.args, c.what)
+	fmt.Fprintf(w, "usage: presencectl %s %s\n\n%s.\n", c.name, c.args, c.what)
+	if c.more != nil {
+		fmt.Fprintln(w)
+		c.more(w)
+	}
+	fmt.Fprint(w, "\nflags:\n")
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fmt.Fprint(w, footer)
@@ -184,12 +200,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var f cmdFlags
-	fs := flag.NewFlagSet("presencectl "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	opts.register(fs)
-	if cmd.flags != nil {
-		cmd.flags(fs, &f)
-	}
+	fs := newFlagSet(cmd, &opts, &f)
 	positional, err := parseAnywhere(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		commandUsage(stdout, cmd, fs)
@@ -204,9 +215,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	if cmd.local {
+		if err := cmd.run(&env{opts: opts, out: stdout, err: stderr, ctx: ctx}, &f, positional); err != nil {
+			fmt.Fprintf(stderr, "presencectl %s: %v\n", name, err)
+			return exitFailed
+		}
+		return exitOK
+	}
 	e, closeConn, err := connect(ctx, opts, stdout, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "presencectl:", err)
+		fmt.Fprintln(stderr, "presencectl:", withHint(err, opts.url))
 		return exitFailed
 	}
 	defer closeConn()
@@ -218,11 +236,62 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = cause
 		}
 		if !errors.Is(err, errReported) {
-			fmt.Fprintf(stderr, "presencectl %s: %v\n", name, err)
+			fmt.Fprintf(stderr, "presencectl %s: %v\n", name, withHint(err, opts.url))
 		}
 		return exitFailed
 	}
 	return exitOK
+}
+
+// availabilityHelp lists what AVAILABILITY takes, from the contract's types.
+func availabilityHelp(w io.Writer) {
+	fmt.Fprintln(w, "AVAILABILITY is one of these (in any case), each owning a range of the")
+	fmt.Fprintln(w, "Skype for Business scale; the provider stores the default in brackets:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, b := range schemas.Availabilities() {
+		var band string
+		switch {
+		case b.Name == schemas.Unknown:
+			band = "0"
+		case b.To == 0:
+			band = fmt.Sprintf("%d and above", b.From)
+		default:
+			band = fmt.Sprintf("%d-%d", b.From, b.To)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t(%d)\n", b.Name, band, b.Value)
+	}
+	_ = tw.Flush()
+}
+
+func printVersion(e *env, _ *cmdFlags, _ []string) error {
+	_, err := fmt.Fprintln(e.out, buildinfo.Line("presencectl", ""))
+	return err
+}
+
+// startHint is how a newcomer gets a provider to talk to.
+const startHint = "start one (PRESENCE_CONFIG=examples/Config.xml go run ./cmd/presenced), " +
+	"or set PRESENCE_NATS_URL (or -nats) to the NATS the provider uses"
+
+// withHint adds what to do when there is no NATS or no provider at url.
+func withHint(err error, url string) error {
+	switch {
+	case errors.Is(err, nats.ErrNoServers):
+		return fmt.Errorf("%w: no NATS answers at %s, so no provider runs there: %s", err, config.RedactURLs(url), startHint)
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w: NATS at %s answers, but no provider listens on it: %s", err, config.RedactURLs(url), startHint)
+	}
+	return err
+}
+
+// newFlagSet holds the command's flags and the ones every command takes.
+func newFlagSet(c command, o *options, f *cmdFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("presencectl "+c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.register(fs)
+	if c.flags != nil {
+		c.flags(fs, f)
+	}
+	return fs
 }
 
 // parseAnywhere reads flags wherever they stand among the arguments, so

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
 	"github.com/contactcenter/presence-provider/sources/attendant"
@@ -132,6 +134,12 @@ func TestReadableOutput(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^attendant +yes +yes +active=1`).MatchString(out) {
 		t.Fatalf("status printed %q", out)
 	}
+	// Every row says what it is: the sources turned off and none too.
+	for _, row := range []string{`sip +no +no +- +off: Config\.xml does not enable it`, `none +no +no +- +agents no enabled source serves \(state unsupported\)`} {
+		if !regexp.MustCompile(`(?m)^` + row + `$`).MatchString(out) {
+			t.Errorf("status has no row %q:\n%s", row, out)
+		}
+	}
 	// -wait, off a terminal: a plain line each time the counts change, the
 	// last when every agent settled.
 	code, _, errs := ctl(t, env, "subscribe", "-ucc", "u2", "-wait", agent, "sip:other@attendant.example")
@@ -183,5 +191,70 @@ func TestWatchSaysWhenTheProviderGoes(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch did not end on interrupt")
+	}
+}
+
+// TestWithoutAProvider: with nothing at the URL, or a NATS no provider
+// serves, the error says how to start one or where to point presencectl.
+func TestWithoutAProvider(t *testing.T) {
+	noNATS := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
+	for name, tc := range map[string]struct{ url, want string }{
+		"no NATS":     {noNATS, "no NATS answers at " + noNATS + ", so no provider runs there"},
+		"no provider": {provtest.Server(t).ClientURL(), "answers, but no provider listens on it"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out, errs bytes.Buffer
+			code := run(context.Background(), []string{"-nats", tc.url, "-timeout", "10s", "get", "sip:a1@attendant.example"}, &out, &errs)
+			if code != exitFailed || !strings.Contains(errs.String(), tc.want) ||
+				!strings.Contains(errs.String(), "start one (PRESENCE_CONFIG=examples/Config.xml go run ./cmd/presenced), or set PRESENCE_NATS_URL") {
+				t.Errorf("exit %d, stderr %q; want exit 1, %q and how to start a provider", code, errs.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestVersion: one line, the module version the toolchain recorded (and no
+// NATS needed).
+func TestVersion(t *testing.T) {
+	var out, errs bytes.Buffer
+	code := run(context.Background(), []string{"-nats", "nats://127.0.0.1:1", "version"}, &out, &errs)
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		t.Fatal("the test binary has no build information")
+	}
+	want := "presencectl " + info.Main.Version
+	if code != exitOK || errs.Len() != 0 || strings.Count(out.String(), "\n") != 1 || !strings.HasPrefix(out.String(), want) {
+		t.Errorf("version: exit %d, stdout %q, stderr %q; want one line starting %q", code, out.String(), errs.String(), want)
+	}
+}
+
+// TestHelpAttendantListsTheAvailabilities: every name the contract's JSON
+// Schema allows, with its band of the scale.
+func TestHelpAttendantListsTheAvailabilities(t *testing.T) {
+	var out, errs bytes.Buffer
+	if code := run(context.Background(), []string{"help", "attendant"}, &out, &errs); code != exitOK {
+		t.Fatalf("help attendant: exit %d, %s", code, errs.String())
+	}
+	data, err := schemas.JSONSchemas.ReadFile("json/presence.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Defs struct {
+			Availability struct {
+				Enum []string `json:"enum"`
+			} `json:"availability"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil || len(schema.Defs.Availability.Enum) == 0 {
+		t.Fatalf("presence.schema.json availability enum: %v", err)
+	}
+	for _, name := range schema.Defs.Availability.Enum {
+		if !regexp.MustCompile(`(?m)^  ` + name + ` +(\d+-\d+|\d+ and above|0) +\(\d+\)$`).MatchString(out.String()) {
+			t.Errorf("help attendant has no line for %s with its band:\n%s", name, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "  Busy           6000-7499        (6500)") {
+		t.Errorf("help attendant does not give Busy's band 6000-7499 and default 6500:\n%s", out.String())
 	}
 }

@@ -146,7 +146,7 @@ func TestSecondDaemonOnTheSameDataDirectory(t *testing.T) {
 		"PRESENCE_DATA_DIR=" + dataDir,
 		"PRESENCE_WORKER_ID=second",
 	})
-	want := fmt.Sprintf("presenced: bus: data directory %s is in use by process %d; one presenced per PRESENCE_DATA_DIR", dataDir, first.cmd.Process.Pid)
+	want := fmt.Sprintf("presenced: bus: data directory %s is in use by process %d: a presenced already runs on it; stop it first, or give this one its own PRESENCE_DATA_DIR (and PRESENCE_EMBEDDED_LISTEN, PRESENCE_HTTP_LISTEN)", dataDir, first.cmd.Process.Pid)
 	if lines := errorLines(stderr); code == 0 || len(lines) != 1 || lines[0] != want {
 		t.Fatalf("second presenced: exit %d, error lines %q; want non-zero and %q\n%s", code, lines, want, stderr)
 	}
@@ -171,6 +171,8 @@ func TestSecondDaemonOnTheSameDataDirectory(t *testing.T) {
 	first.stop(t)
 }
 
+// TestListenAddressInUse: each address in use stops start-up with one line
+// that names the port and the setting to change.
 func TestListenAddressInUse(t *testing.T) {
 	presenced, _ := build(t)
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -178,20 +180,60 @@ func TestListenAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	for name, env := range map[string][]string{
-		"client": {"PRESENCE_EMBEDDED_LISTEN=" + taken.Addr().String()},
-		"http":   {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)), "PRESENCE_HTTP_LISTEN=" + taken.Addr().String()},
+	sipConfig := filepath.Join(t.TempDir(), "Config.xml")
+	if err := os.WriteFile(sipConfig, []byte(fmt.Sprintf(`<config><PresenceProvider>
+		<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="tcp" Listen="%s">
+		  <ApplicationEndpoint OwnerUri="sip:presenceprovider@example.com" PoolFqdn="127.0.0.1:1" />
+		</UcmaPresenceSource></PresenceProvider></config>`, taken.Addr())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tt := range map[string]struct {
+		env []string
+		fix string
+	}{
+		"client": {[]string{"PRESENCE_EMBEDDED_LISTEN=" + taken.Addr().String()}, "set PRESENCE_EMBEDDED_LISTEN to a free address"},
+		"http": {[]string{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)), "PRESENCE_HTTP_LISTEN=" + taken.Addr().String()},
+			"set PRESENCE_HTTP_LISTEN to a free address"},
 		// Insecure: open routes are refused before any port is tried.
-		"cluster": {fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)), "PRESENCE_CLUSTER_LISTEN=" + taken.Addr().String(),
-			"PRESENCE_CLUSTER_ROUTES=nats-route://" + taken.Addr().String(), "PRESENCE_INSECURE=true"},
+		"cluster": {[]string{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)), "PRESENCE_CLUSTER_LISTEN=" + taken.Addr().String(),
+			"PRESENCE_CLUSTER_ROUTES=nats-route://" + taken.Addr().String(), "PRESENCE_INSECURE=true"}, "set PRESENCE_CLUSTER_LISTEN to a free address"},
+		"sip": {[]string{fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)), "PRESENCE_CONFIG=" + sipConfig},
+			"change the Listen attribute of UcmaPresenceSource in PRESENCE_CONFIG " + sipConfig},
 	} {
 		t.Run(name, func(t *testing.T) {
-			code, _, stderr := exited(t, presenced, append(env, "PRESENCE_DATA_DIR="+t.TempDir()))
+			code, _, stderr := exited(t, presenced, append(tt.env, "PRESENCE_DATA_DIR="+t.TempDir()))
 			lines := errorLines(stderr)
 			if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "address already in use") || !strings.Contains(lines[0], strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)) {
 				t.Fatalf("exit %d, error lines %q; want non-zero and one line naming the port in use\n%s", code, lines, stderr)
 			}
+			if !strings.Contains(lines[0], tt.fix) {
+				t.Errorf("error line %q does not say how to fix it (%q)", lines[0], tt.fix)
+			}
 		})
+	}
+}
+
+// TestSecondProviderWithTheSameSettings: a second start of the quickstart
+// while the first runs says that a provider already runs, and how to run a
+// second one; a start without PRESENCE_CONFIG says what that leaves on.
+func TestSecondProviderWithTheSameSettings(t *testing.T) {
+	presenced, _ := build(t)
+	env := []string{
+		fmt.Sprintf("PRESENCE_EMBEDDED_LISTEN=127.0.0.1:%d", freeport.T(t)),
+		fmt.Sprintf("PRESENCE_HTTP_LISTEN=127.0.0.1:%d", freeport.T(t)),
+		"PRESENCE_DATA_DIR=" + t.TempDir(),
+		"PRESENCE_CONFIG=",
+	}
+	first := startDaemon(t, presenced, env)
+	warned := regexp.MustCompile(`(?m)^\{"level":"warn".*"message":"PRESENCE_CONFIG is not set: only the PSTN source \(tel: URIs\) is on`)
+	if !warned.MatchString(first.logs.String()) {
+		t.Errorf("a start without PRESENCE_CONFIG does not say what that means:\n%s", first.logs.String())
+	}
+	code, _, stderr := exited(t, presenced, env)
+	lines := errorLines(stderr)
+	if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "a presenced already runs here") ||
+		!strings.Contains(lines[0], "PRESENCE_HTTP_LISTEN, PRESENCE_EMBEDDED_LISTEN and PRESENCE_DATA_DIR") {
+		t.Fatalf("second start: exit %d, error lines %q; want one saying a presenced already runs and what to change\n%s", code, lines, stderr)
 	}
 }
 

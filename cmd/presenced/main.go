@@ -8,10 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/contactcenter/presence-provider/bus"
 	"github.com/contactcenter/presence-provider/client"
 	"github.com/contactcenter/presence-provider/config"
+	"github.com/contactcenter/presence-provider/internal/buildinfo"
 	"github.com/contactcenter/presence-provider/internal/slogzero"
 	"github.com/contactcenter/presence-provider/ops"
 	"github.com/contactcenter/presence-provider/schemas"
@@ -125,7 +127,7 @@ func answer(args []string, stdout, stderr io.Writer) (code int, done bool) {
 		usage(stderr, flags)
 		return 2, true
 	case *showVersion:
-		fmt.Fprintln(stdout, versionLine())
+		fmt.Fprintln(stdout, buildinfo.Line("presenced", version))
 		return 0, true
 	case *healthcheck:
 		return checkHealth(stdout, stderr), true
@@ -152,31 +154,6 @@ Flags:
 	}
 }
 
-// versionLine is the version, with the commit when the binary was built from
-// a git checkout.
-func versionLine() string {
-	line := "presenced " + version
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return line
-	}
-	var commit, modified string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			commit = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = ", modified"
-			}
-		}
-	}
-	if commit != "" {
-		line += " (commit " + commit + modified + ")"
-	}
-	return line
-}
-
 // daemon is what start made and stop ends, in this order.
 type daemon struct {
 	log  zerolog.Logger
@@ -194,6 +171,10 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	if proc.ConfigFile != "" {
 		var warnings []config.Warning
 		if provider, warnings, err = config.Load(proc.ConfigFile); err != nil {
+			var unreadable *fs.PathError
+			if errors.As(err, &unreadable) && unreadable.Path == proc.ConfigFile {
+				err = fmt.Errorf("%w; set PRESENCE_CONFIG to a Config.xml this process may read, e.g. examples/Config.xml", err)
+			}
 			return nil, err
 		}
 		for _, w := range warnings {
@@ -201,6 +182,11 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 		}
 	}
 	log.Info().Object("config", provider).Str("file", proc.ConfigFile).Msg("PresenceProviderConfiguration")
+	if proc.ConfigFile == "" {
+		// Said at start, or agents of the other sources would be
+		// subscribed without a word as source none, unsupported.
+		log.Warn().Msg("PRESENCE_CONFIG is not set: only the PSTN source (tel: URIs) is on and every other agent is unsupported; set PRESENCE_CONFIG to a Config.xml, e.g. examples/Config.xml, for the attendant, SIP and Teams sources")
+	}
 	log.Info().Object("process", proc).Msg("process configuration")
 	if proc.Insecure {
 		log.Warn().Msg("PRESENCE_INSECURE=true: the embedded NATS server may listen beyond loopback or open routes with no authentication; anyone who reaches it can forge presence")
@@ -215,14 +201,14 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	// Bound first: an address in use stops start-up before NATS starts.
 	if proc.HTTPListen != "" {
 		if d.ops, err = ops.Listen(proc.HTTPListen, log); err != nil {
-			return nil, err
+			return nil, httpListenError(proc.HTTPListen, err)
 		}
 	}
 	var ns *server.Server
 	if proc.NATSURL == "" {
 		opts := bus.EmbeddedOptions{Listen: proc.EmbeddedListen, DataDir: proc.DataDir, Name: proc.ServerName,
 			Cluster:    bus.ClusterOptions{Name: proc.ClusterName, Listen: proc.ClusterListen, Routes: proc.ClusterRoutes},
-			ConfigFile: proc.NATSConfig, Insecure: proc.Insecure}
+			ConfigFile: proc.NATSConfig, Insecure: proc.Insecure, SyncInterval: time.Duration(proc.SyncInterval)}
 		if d.ns, err = bus.StartEmbedded(opts, log); err != nil {
 			return nil, err
 		}
@@ -373,6 +359,14 @@ func addSources(w *worker.Worker, calls *bus.Calls, dialogs sip.DialogStore, pro
 			continue
 		}
 		src, err := s.build()
+		var listen *net.OpError
+		if s.name == schemas.SourceSIP && errors.As(err, &listen) && listen.Op == "listen" {
+			fix := "change the Listen attribute of UcmaPresenceSource in PRESENCE_CONFIG " + proc.ConfigFile
+			if proc.SIPListen != "" {
+				fix = "change PRESENCE_SIP_LISTEN"
+			}
+			err = fmt.Errorf("%w; another presenced or SIP stack may hold the address: stop it, or %s", err, fix)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ func chromium(t testing.TB) string {
 }
 
 // screenshotDir is where the test keeps its screenshot:
-// PRESENCE_SCREENSHOT_DIR (an absolute path; the README's picture is made
+// PRESENCE_SCREENSHOT_DIR (an absolute path; the docs' pictures are made
 // with PRESENCE_SCREENSHOT_DIR=$PWD/docs/img), else the test's own folder.
 func screenshotDir(t *testing.T) string {
 	if dir := os.Getenv("PRESENCE_SCREENSHOT_DIR"); dir != "" {
@@ -62,8 +63,8 @@ func js(script string, args ...any) string { return fmt.Sprintf(script, args...)
 // run nothing, and a click on an agent opens its explanation.
 func TestStatusPageInChromium(t *testing.T) {
 	browser := chromium(t)
-	presenced, presencectl := build(t)
-	url, base := startPageDaemon(t, presenced)
+	presenced, _ := build(t)
+	url, base := startPageDaemon(t, presenced, attendantConfig(t))
 	ucc := natsClient(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -101,12 +102,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	input("sip:agent4@attendant.example", "DoNotDisturb", "Presenting")
 	input(hostile, "Busy", html)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
-		chromedp.WindowSize(1400, 900))
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	tab, cancelTab := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
-	defer cancelTab()
+	tab := newTab(t, ctx, browser)
 
 	key := schemas.Key(agent)
 	row := fmt.Sprintf(`tr[data-key="%s"]`, key)
@@ -186,12 +182,148 @@ func TestStatusPageInChromium(t *testing.T) {
 		until("every agent shown again", js(`%s.split(',').length === %d`, shown, len(agents)+1)),
 	)
 
+	do(until("the summary counts every agent", js(`document.getElementById('totals').textContent.startsWith('%d agents')`, len(agents)+1)))
+
+	// The sources in words, the times in ISO 8601, nothing out of its panel
+	// on a laptop's window or a phone's, long URIs and activities included.
+	sources := eval(`document.querySelector('#sources tbody').textContent`).(string)
+	if strings.ContainsAny(sources, "{}[]\"") || !strings.Contains(sources, "agents no enabled source serves") {
+		t.Errorf("the sources panel is not in words: %q", sources)
+	}
+	since := eval(`document.querySelector('#workers tbody td:nth-child(4)').textContent`).(string)
+	if !isoSecond.MatchString(since) {
+		t.Errorf("the worker's start %q is not ISO 8601 in UTC", since)
+	}
+	checkLayout(t, tab)
+
+	do(chromedp.EmulateViewport(1280, 720),
+		chromedp.Click(row+" button.agent"),
+		chromedp.WaitVisible("#explain"),
+		until("the agent's explanation", js(`document.getElementById('explain-uri').textContent === %q &&
+			document.getElementById('explain-body').textContent.includes('"uri": %q')`, agent, agent)),
+	)
+	checkLayout(t, tab) // the explain panel too
+}
+
+// isoSecond is a time as the page writes it.
+var isoSecond = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$`)
+
+// windows are the sizes the page must read well at: a laptop's browser
+// window and a phone's.
+var windows = []struct {
+	name          string
+	width, height int64
+}{{"laptop", 1280, 720}, {"phone", 390, 844}}
+
+// overflowing lists, as text, every element of the header, the panels and
+// the explain panel (when open) that reaches beyond its panel, or whose content is wider than itself, and
+// whether the page is wider than the window.
+const overflowing = `(() => {
+  const out = [];
+  const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + String(e.className).split(' ').join('.') : '');
+  for (const panel of document.querySelectorAll('header, .panel, #agents-section, #explain')) {
+    const p = panel.getBoundingClientRect();
+    for (const e of panel.querySelectorAll('*')) {
+      const r = e.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue;
+      if (r.left < p.left - 1 || r.right > p.right + 1) out.push(name(e) + ' reaches out of ' + name(panel) + ': ' + e.textContent.slice(0, 60));
+      else if (e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1) out.push(name(e) + ' is cut off: ' + e.textContent.slice(0, 60));
+    }
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) out.push('the page is wider than the window: ' + document.documentElement.scrollWidth + 'px');
+  return out;
+})()`
+
+// checkLayout sets each window size in turn and fails the test for every
+// element out of its panel.
+func checkLayout(t *testing.T, tab context.Context) {
+	t.Helper()
+	for _, w := range windows {
+		// Reading the boxes lays the page out again for the new size.
+		if err := chromedp.Do(tab, chromedp.EmulateViewport(w.width, w.height)); err != nil {
+			t.Fatal(err)
+		}
+		bad, err := chromedp.Run(tab, chromedp.Evaluate[[]string](overflowing))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bad {
+			t.Errorf("%s window %dx%d: %s", w.name, w.width, w.height, b)
+		}
+	}
+}
+
+// newTab opens a headless Chromium tab that ends with the test.
+func newTab(t *testing.T, ctx context.Context, browser string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
+		chromedp.WindowSize(1280, 720))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc)
+	tab, cancelTab := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
+	t.Cleanup(cancelTab)
+	return tab
+}
+
+// TestStatusPagePictures draws the pictures of the README and
+// docs/operating.md from a realistic first hour: the example Config.xml,
+// two UCCs, agents in every availability, a PSTN call and an agent no
+// enabled source serves. It checks the layout at both window sizes too,
+// and presencectl explain.
+func TestStatusPagePictures(t *testing.T) {
+	browser := chromium(t)
+	presenced, presencectl := build(t)
+	url, base := startPageDaemon(t, presenced, "../../examples/Config.xml")
+	ucc := natsClient(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	team := []string{"sip:anna.jansen@attendant.example", "sip:bram.devries@attendant.example", "sip:chloe.martin@attendant.example",
+		"sip:daan.smit@attendant.example", "sip:eva.bakker@domain2.com", "sip:femke.visser@attendant.example",
+		"tel:+31201234567", "tel:+31612345678", "sip:gijs.mulder@contoso.com"}
+	for _, sub := range []struct {
+		ucc    string
+		agents []string
+	}{{"ucc_app01", team}, {"ucc_app02", team[:4]}} {
+		var refs []schemas.AgentRef
+		for _, u := range sub.agents {
+			refs = append(refs, schemas.AgentRef{URI: u})
+		}
+		if _, err := ucc.Subscribe(ctx, schemas.SubscribeRequest{UCC: sub.ucc, Agents: refs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, in := range []struct{ uri, availability, activity string }{
+		{team[0], "Available", ""}, {team[1], "Busy", "InACall"}, {team[2], "Away", "Lunch"},
+		{team[3], "DoNotDisturb", "Presenting"}, {team[4], "BeRightBack", ""},
+	} {
+		if rep, err := ucc.Attendant(ctx, schemas.Key(in.uri), schemas.AttendantInput{Availability: in.availability, Activity: in.activity}); err != nil || !rep.OK {
+			t.Fatalf("attendant input for %s: %+v, %v", in.uri, rep, err)
+		}
+	}
+	if rep, err := ucc.PSTN(ctx, schemas.Key(team[6]), schemas.PSTNInput{UCC: "ucc_app01", CallID: "call-4711", State: schemas.CallConnected}); err != nil || !rep.OK {
+		t.Fatalf("PSTN call: %+v, %v", rep, err)
+	}
+
+	tab := newTab(t, ctx, browser)
+	drawn := chromedp.Poll[chromedp.Void](js(`document.getElementById('shown').textContent.includes('%d agents') &&
+		document.querySelector('#sources tbody')?.textContent.includes('busy agents 1') &&
+		document.querySelector('tr[data-key="%s"] td:nth-child(2)')?.textContent === 'Busy (6500)'`, len(team), schemas.Key(team[1])),
+		chromedp.WithPollingTimeout(30*time.Second))
+	if err := chromedp.Do(tab, chromedp.Navigate(base), drawn); err != nil {
+		t.Fatalf("the page never showed the team: %v", err)
+	}
+	checkLayout(t, tab)
+
 	dir := screenshotDir(t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shot := func(name string) {
+	shot := func(name string, width, height int64) {
 		t.Helper()
+		if err := chromedp.Do(tab, chromedp.EmulateViewport(width, height)); err != nil {
+			t.Fatal(err)
+		}
 		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
@@ -202,18 +334,21 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", file)
 	}
-	do(until("the summary counts every agent", js(`document.getElementById('totals').textContent.startsWith('%d agents')`, len(agents)+1)))
-	shot("status-page.png")
+	shot("status-page.png", 1280, 720)
+	shot("status-page-phone.png", 390, 844)
 
-	do(chromedp.Click(row+" button.agent"),
+	agent := team[1]
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 720),
+		chromedp.Click(fmt.Sprintf(`tr[data-key="%s"] button.agent`, schemas.Key(agent))),
 		chromedp.WaitVisible("#explain"),
-		until("the agent's explanation", js(`document.getElementById('explain-uri').textContent === %q &&
-			document.getElementById('explain-body').textContent.includes('"uri": %q')`, agent, agent)),
-	)
-	shot("status-page-explain.png")
+		chromedp.Poll[chromedp.Void](js(`document.getElementById('explain-body').textContent.includes('"uri": %q')`, agent),
+			chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Fatalf("the explain panel: %v", err)
+	}
+	shot("status-page-explain.png", 1280, 720)
 
 	// presencectl explain, as an operator reads it in a terminal: the
-	// README's second picture.
+	// picture of docs/operating.md.
 	out, err := exec.Command(presencectl, "-nats", url, "explain", agent).CombinedOutput()
 	if err != nil {
 		t.Fatalf("presencectl explain: %v\n%s", err, out)
@@ -223,19 +358,21 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Fatalf("presencectl explain tells no %q:\n%s", want, out)
 		}
 	}
-	terminal := `<body style="margin:0;background:#1d1f21"><pre style="margin:0;padding:16px;color:#e0e0e0;font:14px monospace">` +
+	terminal := `<body style="margin:0;background:#1d1f21"><pre style="margin:0;padding:16px;color:#e0e0e0;font:14px monospace;white-space:pre-wrap;overflow-wrap:anywhere">` +
 		"$ presencectl explain " + agent + "\n" + stdhtml.EscapeString(string(out)) + "</pre></body>"
-	do(chromedp.Navigate("data:text/html;base64," + base64.StdEncoding.EncodeToString([]byte(terminal))))
-	shot("presencectl-explain.png")
+	if err := chromedp.Do(tab, chromedp.Navigate("data:text/html;base64,"+base64.StdEncoding.EncodeToString([]byte(terminal)))); err != nil {
+		t.Fatal(err)
+	}
+	shot("presencectl-explain.png", 1000, 600)
 }
 
-// startPageDaemon runs presenced with the attendant source on an embedded
+// startPageDaemon runs presenced with the Config.xml given on an embedded
 // NATS; it returns the NATS URL and the status page's address.
-func startPageDaemon(tb testing.TB, presenced string) (url, page string) {
+func startPageDaemon(tb testing.TB, presenced, config string) (url, page string) {
 	tb.Helper()
 	url = fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(tb))
 	d := startDaemon(tb, presenced, []string{
-		"PRESENCE_CONFIG=" + attendantConfig(tb),
+		"PRESENCE_CONFIG=" + config,
 		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
 		"PRESENCE_DATA_DIR=" + tb.TempDir(),
 	})
@@ -262,7 +399,7 @@ func BenchmarkStatusPage(b *testing.B) {
 	const n = 10_000
 	browser := chromium(b)
 	presenced, _ := build(b)
-	url, base := startPageDaemon(b, presenced)
+	url, base := startPageDaemon(b, presenced, attendantConfig(b))
 	ucc := natsClient(b, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -263,6 +263,25 @@ func (e *Env) Subscribe(ucc string, uris ...string) schemas.AgentsReply {
 	return rep
 }
 
+// AttendantOnceUp sets an attendant agent's presence once the provider
+// answers (after a restart, its worker may still be reconnecting) and
+// returns the seq stored. The input goes once: one retried after a lost
+// answer would be applied twice, since the provider keeps inputs durably.
+func (e *Env) AttendantOnceUp(uri, availability string) uint64 {
+	e.t.Helper()
+	Eventually(e.t, "the provider to answer", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := e.Client.Get(ctx, schemas.GetRequest{})
+		return err == nil
+	})
+	rep, err := e.Client.Attendant(e.Ctx(), schemas.Key(uri), schemas.AttendantInput{Availability: availability})
+	if err != nil || !rep.OK {
+		e.t.Fatalf("attendant input %s for %s: %v %+v", availability, uri, err, rep)
+	}
+	return rep.Seq
+}
+
 // AdvanceUntil moves the fake clock on in small steps until cond holds, for
 // tests that need time to pass but do not measure it.
 func (e *Env) AdvanceUntil(what string, cond func() bool) {

@@ -1,11 +1,16 @@
-// Package siptest runs real SIP servers for tests: Kamailio as a presence
-// server (SUBSCRIBE/NOTIFY/PUBLISH, REGISTER with digest auth) and sipp as a
-// scripted, misbehaving presence server for fault tests.
+// Package siptest runs real SIP peers for tests: Kamailio as a presence
+// server (SUBSCRIBE/NOTIFY/PUBLISH, REGISTER with digest auth), sipp as a
+// scripted, misbehaving presence server for fault tests, and user agents
+// nobody on the team wrote: baresip (a notifier of its own presence, or a
+// publisher into Kamailio), linphonec (a notifier for its friends) and
+// sipsak (one-shot requests). Each peer's configuration is in peers/ (or,
+// for Kamailio, kamailio.go), filled in with free loopback ports per test.
 //
-// Both are external programs (Debian packages kamailio,
-// kamailio-presence-modules and sip-tester). When one is missing the test is
-// skipped, except with CI=true where a missing server is a failure: CI must
-// not go green by skipping the tests that matter.
+// All are external programs (Debian packages kamailio,
+// kamailio-presence-modules, sip-tester, baresip-core, linphone-cli and
+// sipsak). When one is missing the test is skipped, except with CI=true
+// where a missing peer is a failure: CI must not go green by skipping the
+// tests that matter.
 //
 // The package uses the standard library only (and internal/freeport), so
 // that it adds no dependency to the module. Helpers that take a testing.TB call t.Fatal and must run on
@@ -18,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,7 +83,7 @@ type process struct {
 func startProcess(cmd *exec.Cmd, out *syncBuffer) (*process, error) {
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -124,31 +130,40 @@ func (p *process) stop(sig syscall.Signal) {
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(p.cmd.Process)
 		<-p.done
 	}
 	// Workers left behind by a crashed main process share its group.
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	killGroup(p.cmd.Process)
 }
 
 // portBound reports whether some process has bound 127.0.0.1:port (UDP) or
-// listens on it (TCP), by reading /proc/net. It lets a test wait for sipp,
-// which answers nothing that could serve as a probe. ok is false when
-// /proc/net cannot be read.
+// listens on it (TCP), there or on a wildcard address, IPv6's dual-stack
+// one included (linphonec binds that), by reading /proc/net. It lets a test
+// wait for a server that answers nothing that could serve as a probe. ok is
+// false when /proc/net cannot be read.
 func portBound(proto string, port int) (bound, ok bool) {
-	data, err := os.ReadFile("/proc/net/" + proto)
-	if err != nil {
-		return false, false
+	addrs := map[string][]string{
+		proto: {fmt.Sprintf("0100007F:%04X", port), // 127.0.0.1 in host (little-endian) order
+			fmt.Sprintf("00000000:%04X", port)},
+		proto + "6": {fmt.Sprintf("%032X:%04X", 0, port)},
 	}
-	want := fmt.Sprintf("0100007F:%04X", port) // 127.0.0.1 in host (little-endian) order
-	wildcard := fmt.Sprintf("00000000:%04X", port)
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 4 || (f[1] != want && f[1] != wildcard) {
+	for _, table := range []string{proto, proto + "6"} {
+		data, err := os.ReadFile("/proc/net/" + table)
+		if err != nil {
+			if table == proto {
+				return false, false
+			}
 			continue
 		}
-		if proto == "udp" || f[3] == "0A" { // 0A: TCP_LISTEN
-			return true, true
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || !slices.Contains(addrs[table], f[1]) {
+				continue
+			}
+			if proto == "udp" || f[3] == "0A" { // 0A: TCP_LISTEN
+				return true, true
+			}
 		}
 	}
 	return false, true

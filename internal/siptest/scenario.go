@@ -31,10 +31,55 @@ func ServeScenario() string {
 // ends it with NOTIFY "terminated;reason=deactivated", after which RFC 6665
 // says the subscriber should subscribe again at once.
 func DeactivatedScenario(after time.Duration) string {
-	return scenario("deactivated", accept+
+	return TerminatedScenario(after, "terminated;reason=deactivated", false)
+}
+
+// TerminatedScenario accepts the first subscription, then after the pause
+// ends it with a NOTIFY whose Subscription-State is state (such as
+// "terminated;reason=probation;retry-after=2"), with an open PIDF when
+// withBody is set (RFC 6665 section 4.1.3: the last NOTIFY of an
+// invariant resource carries its state).
+func TerminatedScenario(after time.Duration, state string, withBody bool) string {
+	return scenario(state, accept+
 		fmt.Sprintf(`<pause milliseconds="%d"/>`, after.Milliseconds())+"\n"+
-		notify("terminated;reason=deactivated", false)+
+		notify(state, withBody)+
 		`<recv response="200" next="end"/>`)
+}
+
+// SilentNotifierScenario answers the first SUBSCRIBE 200 and never sends
+// it a NOTIFY, as linphonec does for a watcher that is not its friend; the
+// rest of that dialog (a refresh, the un-SUBSCRIBE) is served normally.
+func SilentNotifierScenario() string {
+	return scenario("silent notifier", response(200, "OK", "Expires: [$expires]")+`<nop next="subscribe"/>`)
+}
+
+// NotifyFirstScenario sends the first subscription's NOTIFY (active, open
+// PIDF) before its 200, which RFC 6665 section 4.1.2.4 allows.
+func NotifyFirstScenario() string {
+	return scenario("NOTIFY before 200", notify("active;expires=[$expires]", true)+
+		response(200, "OK", "Expires: [$expires]")+`<recv response="200" next="subscribe"/>`)
+}
+
+// AcceptedScenario answers the first SUBSCRIBE 202 Accepted (RFC 3265's
+// answer for a subscription not yet authorized; RFC 6665 keeps it valid),
+// then NOTIFYs as for a 200.
+func AcceptedScenario() string {
+	return scenario("202", response(202, "Accepted", "Expires: [$expires]")+
+		notify("active;expires=[$expires]", true)+`<recv response="200" next="subscribe"/>`)
+}
+
+// ShortNotifyExpiresScenario grants the first SUBSCRIBE what it asked, then
+// says in its NOTIFY that the subscription ends in seconds.
+func ShortNotifyExpiresScenario(seconds int) string {
+	return scenario("NOTIFY shortens", response(200, "OK", "Expires: [$expires]")+
+		notify(fmt.Sprintf("active;expires=%d", seconds), true)+`<recv response="200" next="subscribe"/>`)
+}
+
+// NoExpiresScenario answers the first SUBSCRIBE 200 without Expires, as
+// linphonec does to a refresh; the subscription lasts what was asked.
+func NoExpiresScenario() string {
+	return scenario("200 without Expires", response(200, "OK", "")+
+		notify("active;expires=[$expires]", true)+`<recv response="200" next="subscribe"/>`)
 }
 
 // RetryAfterScenario answers the first SUBSCRIBE with 503 Service
@@ -55,6 +100,16 @@ func RejectedScenario() string {
 	return scenario("rejected", response(200, "OK", "Expires: [$expires]")+
 		notify("terminated;reason=rejected", false)+
 		`<recv response="200" next="end"/>`)
+}
+
+// IntervalTooBriefScenario answers the first SUBSCRIBE 423 Interval Too
+// Brief with Min-Expires: minExpires, or with no Min-Expires when it is 0.
+func IntervalTooBriefScenario(minExpires int) string {
+	extra := ""
+	if minExpires > 0 {
+		extra = fmt.Sprintf("Min-Expires: %d", minExpires)
+	}
+	return scenario("423", responseNext(423, "Interval Too Brief", extra, "subscribe"))
 }
 
 // FailureScenario answers the first SUBSCRIBE with a final failure such as

@@ -16,6 +16,23 @@ let renderQueued = false;
 
 const $ = (id) => document.getElementById(id);
 
+// Each cell carries its column's name, which a narrow window shows beside
+// the value (page.css) when the table is laid out as one card a row.
+const columns = (table) => Array.from(document.querySelectorAll(`#${table} thead th`), (th) => th.textContent);
+const AGENT_COLUMNS = columns("agents");
+const SOURCE_COLUMNS = columns("sources");
+
+function label(tr, names) {
+  tr.childNodes.forEach((td, i) => { td.dataset.label = names[i] || ""; });
+}
+
+// iso writes a time as everything else the provider shows it: ISO 8601 in
+// UTC, to the second, whatever the browser's locale.
+function iso(t) {
+  const d = new Date(t);
+  return Number.isNaN(d.getTime()) ? String(t) : d.toISOString().replace(/\.\d+Z$/, "Z");
+}
+
 function el(tag, text, className) {
   const e = document.createElement(tag);
   if (text !== undefined && text !== null) e.textContent = String(text);
@@ -89,12 +106,13 @@ function agentRow(r) {
   tr.appendChild(first);
   const avail = r.availability ? `${r.availability} (${r.value})` : "none";
   tr.appendChild(el("td", avail, "avail " + (AVAILABILITIES.has(r.availability) ? r.availability : "")));
-  tr.appendChild(el("td", r.activity || ""));
+  tr.appendChild(el("td", r.activity || "", "words"));
   tr.appendChild(el("td", r.source || ""));
   tr.appendChild(el("td", r.state || "", "state " + (STATES.has(r.state) ? r.state : "")));
   tr.appendChild(el("td", r.uccs || 0, "num"));
-  tr.appendChild(el("td", r.holder || ""));
+  tr.appendChild(el("td", r.holder || "", "words"));
   tr.appendChild(el("td", r.seq || "", "num"));
+  label(tr, AGENT_COLUMNS);
   return tr;
 }
 
@@ -120,11 +138,9 @@ function renderSummary(s) {
     tr.appendChild(health);
     const counts = Object.entries(src.states || {}).filter(([, n]) => n > 0).map(([st, n]) => `${st} ${n}`);
     tr.appendChild(el("td", counts.join(", ") || "0"));
-    let detail = src.detail || "";
-    for (const [k, v] of Object.entries(src.stats || {})) {
-      detail += (detail ? "; " : "") + `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`;
-    }
-    tr.appendChild(el("td", detail));
+    // In words, made by the server as presencectl status tells them.
+    tr.appendChild(el("td", src.words || "", "words"));
+    label(tr, SOURCE_COLUMNS);
     sources.appendChild(tr);
   }
   $("sources").tBodies[0].replaceChildren(sources);
@@ -132,12 +148,12 @@ function renderSummary(s) {
   const workers = document.createDocumentFragment();
   for (const w of s.workers || []) {
     const tr = document.createElement("tr");
-    tr.appendChild(el("td", w.id + (w.id === s.worker ? " (this one)" : "")));
+    tr.appendChild(el("td", w.id + (w.id === s.worker ? " (this one)" : ""), "words"));
     const state = el("td");
     state.appendChild(w.leaving ? badge("leaving", "warn") : badge("live", "ok"));
     tr.appendChild(state);
-    tr.appendChild(el("td", w.host || ""));
-    tr.appendChild(el("td", w.started ? new Date(w.started).toLocaleString() : ""));
+    tr.appendChild(el("td", w.host || "", "words"));
+    tr.appendChild(el("td", w.started ? iso(w.started) : ""));
     workers.appendChild(tr);
   }
   $("workers").tBodies[0].replaceChildren(workers);

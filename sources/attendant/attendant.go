@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/jonboulle/clockwork"
 
@@ -60,8 +61,15 @@ func (*Source) Subscribe(context.Context, sources.Agent) error { return nil }
 // Unsubscribe has nothing to end upstream.
 func (*Source) Unsubscribe(context.Context, sources.Agent) error { return nil }
 
-// Health is always good: the source depends on nothing.
-func (*Source) Health() sources.Health { return sources.Health{Healthy: true} }
+// Health is always good: the source depends on nothing. Its detail says
+// which agents it serves, so that a status explains its row.
+func (s *Source) Health() sources.Health {
+	patterns := make([]string, len(s.patterns))
+	for i, re := range s.patterns {
+		patterns[i] = "`" + re.String() + "`"
+	}
+	return sources.Health{Healthy: true, Detail: "fed by inputs, for the URIs that match " + strings.Join(patterns, ", ")}
+}
 
 // Input validates an input and returns the presence it describes.
 func (s *Source) Input(_ context.Context, _ sources.Agent, body []byte) (schemas.Presence, error) {
@@ -72,7 +80,7 @@ func (s *Source) Input(_ context.Context, _ sources.Agent, body []byte) (schemas
 	availability, ok := schemas.ParseAvailability(in.Availability)
 	if !ok {
 		return schemas.Presence{}, &schemas.Error{Code: schemas.CodeInvalidInput,
-			Message: fmt.Sprintf("availability %q is not one of Available, AvailableIdle, Busy, BusyIdle, DoNotDisturb, BeRightBack, Away, Offline, Unknown", in.Availability)}
+			Message: fmt.Sprintf("availability %q is not one of %s", in.Availability, availabilityList())}
 	}
 	value := in.AvailabilityValue
 	switch {
@@ -107,4 +115,13 @@ func (s *Source) Input(_ context.Context, _ sources.Agent, body []byte) (schemas
 func modalitiesOf(a schemas.Availability) schemas.Modalities {
 	on := a != schemas.Offline && a != schemas.Unknown
 	return schemas.Modalities{Audio: on, Video: on, Text: on}
+}
+
+// availabilityList names the availabilities an input may give.
+func availabilityList() string {
+	var names []string
+	for _, b := range schemas.Availabilities() {
+		names = append(names, string(b.Name))
+	}
+	return strings.Join(names, ", ")
 }

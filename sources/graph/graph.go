@@ -141,7 +141,9 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 			// it stays down, and its agents retry with the reason.
 			acct.broken = fmt.Errorf("graph: account %s: %w: %w", a.ID, sources.ErrSourceDown, err)
 			acct.failures, acct.lastError = cfg.FailingAfter, acct.broken.Error()
-			s.log.Error().Err(acct.broken).Msg("Graph account unusable")
+			// Said once, at start, with the fix: nothing else is wrong.
+			s.log.Warn().Err(acct.broken).Str("account", a.ID).
+				Msg("Graph account unusable: its agents retry until it has a credential; set the variable its ClientSecretEnv names (default PRESENCE_GRAPH_CLIENT_SECRET) or its CertificateFile, or set enabled=\"false\" on MsGraphPresenceSource")
 		}
 		acct.answers = map[int]uint64{}
 		acct.client = &client{http: cfg.HTTPClient, base: strings.TrimRight(cfg.BaseURL, "/"), cred: cred,
@@ -545,28 +547,14 @@ func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
 	u.Graph = g
 }
 
-// AccountStats is how one account stands, for metrics.
-type AccountStats struct {
-	// ID is the account's configured id.
-	ID string
-	// Requests counts the requests made since the start, by Graph's
-	// HTTP status; 0 counts those that got no answer.
-	Requests map[int]uint64
-	// BudgetUsed is the part of the account's requestsPer30Seconds spent
-	// in the last 30 seconds.
-	BudgetUsed float64
-	// LastCycle is how long the last poll of all the account's agents took.
-	LastCycle time.Duration
-}
-
 // Accounts tells how each account stands, in configured order.
-func (s *Source) Accounts() []AccountStats {
+func (s *Source) Accounts() []sources.AccountStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
-	stats := make([]AccountStats, 0, len(s.accounts))
+	stats := make([]sources.AccountStats, 0, len(s.accounts))
 	for _, acct := range s.accounts {
-		stats = append(stats, AccountStats{ID: acct.cfg.ID, Requests: maps.Clone(acct.answers),
+		stats = append(stats, sources.AccountStats{ID: acct.cfg.ID, Requests: maps.Clone(acct.answers),
 			BudgetUsed: float64(acct.budget.used(now)) / float64(s.cfg.RequestsPer30s), LastCycle: acct.lastCycle})
 	}
 	return stats

@@ -101,12 +101,23 @@ func parsePIDF(body []byte) (schemas.Presence, error) {
 	if err := decode(body, &doc); err != nil {
 		return schemas.Presence{}, fmt.Errorf("pidf: %w", err)
 	}
-	open := false
+	open, known := false, false
 	for _, t := range doc.Tuples {
-		open = open || strings.EqualFold(strings.TrimSpace(t.Basic), "open")
+		switch strings.ToLower(strings.TrimSpace(t.Basic)) {
+		case "open":
+			open, known = true, true
+		case "closed":
+			known = true
+		}
 	}
 	p := schemas.Presence{Availability: schemas.Offline}
-	if open {
+	switch {
+	case !known:
+		// RFC 3863's basic is open or closed; anything else (baresip's
+		// "?" before it knows, "unknown" from a fresh one), or no basic at
+		// all, says nothing of the user: Unknown, never Offline.
+		p.Availability = schemas.Unknown
+	case open:
 		p.Availability = schemas.Available
 		for _, person := range doc.Persons {
 			for _, a := range person.Activities.Items {

@@ -31,6 +31,14 @@ type dialog struct {
 	target    sip.Uri // the remote target: the agent URI until the server's Contact is known
 	refresh   clockwork.Timer
 	expires   time.Time // when the server ends the subscription unless refreshed
+	// asked is the expiry the dialog's SUBSCRIBEs ask for: the configured
+	// one, or the server's Min-Expires once it answered 423.
+	asked time.Duration
+	// notified is set by the dialog's first NOTIFY; timerN, running from
+	// the 2xx of the first SUBSCRIBE until then, fails the subscription
+	// when no NOTIFY comes (RFC 6665 section 4.1.2.4).
+	notified bool
+	timerN   clockwork.Timer
 	// stored is the CSeq ceiling last written to the dialog store: this
 	// holder sends no CSeq above it, so the next one may start past it.
 	stored uint32
@@ -55,6 +63,14 @@ func (d *dialog) stopRefresh() {
 	if d.refresh != nil {
 		d.refresh.Stop()
 		d.refresh = nil
+	}
+}
+
+func (d *dialog) stopTimers() {
+	d.stopRefresh()
+	if d.timerN != nil {
+		d.timerN.Stop()
+		d.timerN = nil
 	}
 }
 
@@ -92,11 +108,11 @@ func (s *Source) subscribeOn(ctx context.Context, ep *endpoint, a sources.Agent)
 	if err := sip.ParseUri(a.URI, &agentURI); err != nil {
 		return &sources.PermanentError{Err: fmt.Errorf("agent URI %q: %w", a.URI, err)}
 	}
-	d := &dialog{agent: a, ep: ep, agentURI: agentURI, target: agentURI,
+	d := &dialog{agent: a, ep: ep, agentURI: agentURI, target: agentURI, asked: s.cfg.Expires,
 		callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12)}
 	req := s.track(d)
 
-	res, err := s.send(ctx, ep, req)
+	res, req, err := s.sendSubscribe(ctx, d, req)
 	if err == nil && res.StatusCode >= 300 {
 		err = statusError(res)
 	}
@@ -110,11 +126,87 @@ func (s *Source) subscribeOn(ctx context.Context, ep *endpoint, a sources.Agent)
 	}
 	d.cseq = max(d.cseq, req.CSeq().SeqNo) // a digest retry took the next number
 	s.establish(d, res.To(), res.Contact(), res.GetHeaders("Record-Route"), true)
-	s.granted(d, res, s.cfg.Expires)
+	s.granted(d, res, d.asked)
+	if !d.notified {
+		s.startTimerN(d)
+	}
 	s.mu.Unlock()
 	s.store(ctx, d)
 	s.log.Info().Str("uri", a.URI).Str("endpoint", ep.cfg.Name).Str("call_id", d.callID).Msg("SIP subscription up")
 	return nil
+}
+
+// sendSubscribe sends one of the dialog's SUBSCRIBEs. A 423 Interval Too
+// Brief is answered as RFC 3261 section 10.2.8 (carried into RFC 6665)
+// says: once more, in the same dialog, asking for the server's Min-Expires,
+// which the dialog asks for from then on. It returns the request that got
+// the answer.
+func (s *Source) sendSubscribe(ctx context.Context, d *dialog, req *sip.Request) (*sip.Response, *sip.Request, error) {
+	res, err := s.send(ctx, d.ep, req)
+	if err != nil || res.StatusCode != 423 {
+		return res, req, err
+	}
+	least, ok := minExpiresOf(res)
+	s.mu.Lock()
+	d.cseq = max(d.cseq, req.CSeq().SeqNo)
+	if !ok || least <= d.asked {
+		s.mu.Unlock()
+		return res, req, nil // nothing longer to ask: the 423 is the answer
+	}
+	d.asked = least
+	retry := d.request(int(least / time.Second))
+	s.mu.Unlock()
+	s.log.Info().Str("uri", d.agent.URI).Str("call_id", d.callID).Dur("min_expires", least).
+		Msg("SIP server wants a longer subscription (423 Interval Too Brief): asking its Min-Expires")
+	res, err = s.send(ctx, d.ep, retry)
+	return res, retry, err
+}
+
+// minExpiresOf is a 423's Min-Expires.
+func minExpiresOf(res *sip.Response) (time.Duration, bool) {
+	h := res.GetHeader("Min-Expires")
+	if h == nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(h.Value()))
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// startTimerN fails the subscription when no NOTIFY comes within Timer N
+// of its first 2xx (RFC 6665 section 4.1.2.4): a notifier that accepts and
+// never notifies (linphonec for a watcher it does not count as a friend)
+// would leave the agent active with no presence for ever. The failure
+// counts for the agent's back-off; the dialog is ended at the notifier so
+// that it holds none beside the next. The caller holds s.mu.
+func (s *Source) startTimerN(d *dialog) {
+	d.timerN = s.clock.AfterFunc(s.cfg.TimerN, func() {
+		s.mu.Lock()
+		if s.closing || s.byCallID[d.callID] != d || d.notified {
+			s.mu.Unlock()
+			return
+		}
+		var req *sip.Request
+		if d.established() {
+			req = d.request(0)
+		}
+		ctx := s.ctx
+		s.effects.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.effects.Done()
+			s.log.Warn().Str("uri", d.agent.URI).Str("endpoint", d.ep.cfg.Name).Str("call_id", d.callID).
+				Dur("timer_n", s.cfg.TimerN).Msg("SIP subscription failed: no NOTIFY within Timer N of the 2xx")
+			s.lose(d, fmt.Errorf("no NOTIFY within %s of the SUBSCRIBE's 2xx (RFC 6665 Timer N)", s.cfg.TimerN))
+			if req != nil {
+				if err := s.end(ctx, d, req); err != nil {
+					s.log.Info().Err(err).Str("uri", d.agent.URI).Msg("could not end the SIP dialog that got no NOTIFY")
+				}
+			}
+		}()
+	})
 }
 
 // granted applies a 2xx to a SUBSCRIBE of the dialog: its new expiry and
@@ -122,7 +214,7 @@ func (s *Source) subscribeOn(ctx context.Context, ep *endpoint, a sources.Agent)
 // time) or after at most within; the caller holds s.mu, then stores the
 // dialog.
 func (s *Source) granted(d *dialog, res *sip.Response, within time.Duration) {
-	expires := expiresOf(res, s.cfg.Expires)
+	expires := expiresOf(res, d.asked)
 	d.expires = s.clock.Now().Add(expires)
 	s.scheduleRefresh(d, min(expires*4/5, within))
 }
@@ -187,15 +279,15 @@ func (s *Source) refreshDialog(d *dialog) {
 		s.store(ctx, d)
 		s.mu.Lock()
 	}
-	req := d.request(int(s.cfg.Expires / time.Second))
+	req := d.request(int(d.asked / time.Second))
 	s.mu.Unlock()
-	res, err := s.send(ctx, d.ep, req)
+	res, req, err := s.sendSubscribe(ctx, d, req)
 	if err == nil && res.StatusCode < 300 {
 		s.mu.Lock()
 		d.cseq = max(d.cseq, req.CSeq().SeqNo)
 		current := s.byCallID[d.callID] == d
 		if current {
-			s.granted(d, res, s.cfg.Expires)
+			s.granted(d, res, d.asked)
 		}
 		s.mu.Unlock()
 		if current {
@@ -214,7 +306,7 @@ func (s *Source) refreshDialog(d *dialog) {
 
 // forget drops a dialog from the tables; the caller holds s.mu.
 func (s *Source) forget(d *dialog) {
-	d.stopRefresh()
+	d.stopTimers()
 	if s.byCallID[d.callID] == d {
 		delete(s.byCallID, d.callID)
 	}
@@ -250,7 +342,19 @@ func (s *Source) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 	if d != nil && !d.established() {
+		// The NOTIFY came before the 2xx (RFC 6665 section 4.1.2.4): it
+		// establishes the dialog and is applied.
 		s.establish(d, &sip.ToHeader{Params: req.From().Params}, req.Contact(), req.GetHeaders("Record-Route"), false)
+	}
+	if d != nil {
+		d.notified = true
+		if d.timerN != nil {
+			d.timerN.Stop()
+			d.timerN = nil
+		}
+		if !state.terminated {
+			s.shortened(d, state.expires)
+		}
 	}
 	s.mu.Unlock()
 
@@ -268,6 +372,29 @@ func (s *Source) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s.applyNotify(d, req, state)
+}
+
+// notifyExpiresSlack is how much earlier than the granted expiry a NOTIFY's
+// must be to count as shortening the subscription: servers give whole
+// seconds that count down (Kamailio), not a change.
+const notifyExpiresSlack = 2 * time.Second
+
+// shortened applies the expires of a NOTIFY's Subscription-State, which
+// RFC 6665 section 4.1.3 makes authoritative, when it ends the subscription
+// before the 2xx said: the refresh comes in time. A later one is not taken,
+// since a notifier's word in its NOTIFY can be wrong that way (linphonec
+// says 600 whatever it granted) and a refresh too late loses the
+// subscription. The caller holds s.mu.
+func (s *Source) shortened(d *dialog, expires time.Duration) {
+	if expires == 0 || d.expires.IsZero() {
+		return
+	}
+	at := s.clock.Now().Add(expires)
+	if !at.Before(d.expires.Add(-notifyExpiresSlack)) {
+		return
+	}
+	d.expires = at
+	s.scheduleRefresh(d, expires*4/5)
 }
 
 // headerValue is a header's value, empty when the message has none.
@@ -295,8 +422,14 @@ func (s *Source) applyNotify(d *dialog, req *sip.Request, state subscriptionStat
 		case errors.Is(err, errNoState):
 		case err != nil:
 			s.log.Warn().Err(err).Str("uri", d.agent.URI).Msg("NOTIFY body not understood; presence kept")
+		case p.Availability == schemas.Unknown && !s.reportedOf(d.agent.Key):
+			// Nothing was known of the agent: it stays so (no presence
+			// known yet) until the notifier knows.
 		case d.last == nil || !d.last.SameAs(p):
 			d.last = &p
+			s.mu.Lock()
+			s.reported[d.agent.Key] = true
+			s.mu.Unlock()
 			s.sink.Observe(d.agent, p)
 		}
 	}
@@ -307,11 +440,20 @@ func (s *Source) applyNotify(d *dialog, req *sip.Request, state subscriptionStat
 	}
 }
 
+// reportedOf says whether this stack reported a presence of the agent since
+// it was handed the agent.
+func (s *Source) reportedOf(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reported[key]
+}
+
 // subscriptionState is the Subscription-State header (RFC 6665 section 4.1.3).
 type subscriptionState struct {
 	terminated bool
 	reason     string
 	retryAfter time.Duration
+	expires    time.Duration // 0: none given
 }
 
 func parseSubscriptionState(req *sip.Request) subscriptionState {
@@ -330,25 +472,41 @@ func parseSubscriptionState(req *sip.Request) subscriptionState {
 			if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 				st.retryAfter = time.Duration(n) * time.Second
 			}
+		case "expires":
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				st.expires = time.Duration(n) * time.Second
+			}
 		}
 	}
 	return st
 }
 
-// err is what a terminated subscription means for the worker: subscribe
-// again at once after a timeout or deactivation, or count a failure.
+// err is what a terminated subscription means for the worker, reason by
+// reason as RFC 6665 section 4.1.3 says: deactivated and timeout subscribe
+// again at once (retry-after means nothing for them); probation and giveup
+// retry later, after retry-after when given, as a failure that backs off;
+// rejected, noresource and invariant must not be subscribed again, so the
+// agent fails until a UCC subscribes it again (invariant's last NOTIFY
+// carried the final state, which stays); no reason, or one RFC 6665 does
+// not define, may subscribe again at any time, but not before a
+// retry-after.
 func (st subscriptionState) err() error {
 	base := fmt.Errorf("terminated by the server (reason %q)", st.reason)
 	switch st.reason {
-	case "deactivated", "timeout", "":
-		if st.retryAfter == 0 {
-			return fmt.Errorf("%w: %w", base, sources.ErrTerminated)
+	case "deactivated", "timeout":
+		return fmt.Errorf("%w: %w", base, sources.ErrTerminated)
+	case "rejected", "noresource", "invariant":
+		return &sources.PermanentError{Err: fmt.Errorf("%w: RFC 6665 says not to subscribe again", base)}
+	case "probation", "giveup":
+		if st.retryAfter > 0 {
+			return &sources.RetryAfterError{After: st.retryAfter, Err: base}
 		}
+		return base
 	}
 	if st.retryAfter > 0 {
 		return &sources.RetryAfterError{After: st.retryAfter, Err: base}
 	}
-	return base
+	return fmt.Errorf("%w: %w", base, sources.ErrTerminated)
 }
 
 // statusError turns a final failure answer into an error, keeping the
@@ -384,5 +542,5 @@ func (s *Source) track(d *dialog) *sip.Request {
 	}
 	s.byCallID[d.callID] = d
 	s.byAgent[d.agent.Key] = d
-	return d.request(int(s.cfg.Expires / time.Second))
+	return d.request(int(d.asked / time.Second))
 }

@@ -125,7 +125,7 @@ func (s *Source) setHealth(ep *endpoint, up bool, detail string) {
 		return
 	}
 	if !up {
-		s.log.Warn().Str("endpoint", ep.cfg.Name).Str("uri", ep.uri.String()).Str("reason", detail).Msg("SIP endpoint down")
+		s.log.Warn().Str("endpoint", ep.cfg.Name).Str("uri", ep.uri.String()).Str("reason", detail).Msg("SIP endpoint down: check that a SIP server answers at its PoolFqdn, or set enabled=\"false\" on UcmaPresenceSource")
 		s.mu.Lock()
 		var lost []*dialog
 		for _, d := range s.byAgent {

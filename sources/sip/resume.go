@@ -121,7 +121,7 @@ func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
 	defer d.sendMu.Unlock()
 	req := s.track(d)
 
-	res, err := s.send(ctx, d.ep, req)
+	res, req, err := s.sendSubscribe(ctx, d, req)
 	if err == nil && res.StatusCode >= 300 {
 		err = statusError(res)
 	}
@@ -134,6 +134,9 @@ func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
 		return fmt.Errorf("sip: resume on the %s endpoint: %w", d.ep.cfg.Name, err)
 	}
 	d.cseq = max(d.cseq, req.CSeq().SeqNo)
+	// The earlier holder reported the dialog's state: a NOTIFY that it is
+	// not known any more makes it Unknown.
+	s.reported[a.Key] = true
 	s.establish(d, nil, res.Contact(), nil, true)
 	s.granted(d, res, notifyTimeoutCheck)
 	s.mu.Unlock()
@@ -155,7 +158,7 @@ func (s *Source) restore(a sources.Agent, rec schemas.Dialog) (*dialog, error) {
 		return nil, fmt.Errorf("sip: stored dialog is on endpoint %q, not configured here: %w", rec.Endpoint, sources.ErrNothingToResume)
 	}
 	d := &dialog{agent: a, ep: ep, callID: rec.CallID, localTag: rec.LocalTag, remoteTag: rec.RemoteTag,
-		cseq: rec.CSeq, stored: rec.CSeq, storedExpires: rec.Expires}
+		cseq: rec.CSeq, stored: rec.CSeq, storedExpires: rec.Expires, asked: s.cfg.Expires}
 	bad := func(what string, err error) error {
 		return fmt.Errorf("sip: stored dialog: %s: %w (%w)", what, err, sources.ErrNothingToResume)
 	}
@@ -187,6 +190,7 @@ func (s *Source) restore(a sources.Agent, rec schemas.Dialog) (*dialog, error) {
 func (s *Source) Detach(ctx context.Context, a sources.Agent) error {
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
+	delete(s.reported, a.Key)
 	d := s.byAgent[a.Key]
 	if d != nil {
 		s.forget(d)

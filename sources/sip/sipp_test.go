@@ -90,14 +90,3 @@ func TestSilenceBacksOff(t *testing.T) {
 	}
 	provtest.Eventually(t, "active after the retry", func() bool { return env.State(agent) == schemas.StateActive })
 }
-
-func TestRejectedCountsAgainstTheLimit(t *testing.T) {
-	sipp := siptest.StartSippServer(t, siptest.RejectedScenario(), siptest.SippOptions{})
-	env, _ := provider(t, sip.Config{Transport: "udp", Application: appEndpoint(sipp.Addr())},
-		func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
-	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "a counted failure", func() bool {
-		c := claimOf(t, env, agent)
-		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "rejected")
-	})
-}

@@ -48,6 +48,10 @@ type Config struct {
 	KeepAlive time.Duration
 	// RequestTimeout bounds one transaction (SIP's own Timer B is 32 s).
 	RequestTimeout time.Duration
+	// TimerN is how long after the 2xx of a new subscription its first
+	// NOTIFY may take before the subscription counts as failed (RFC 6665
+	// section 4.1.2.4); zero takes DefaultTimerN. Tests shorten it.
+	TimerN time.Duration
 	// Dialogs keeps the subscription dialogs for the agents' next holders
 	// (Resume); nil keeps none, and a NOTIFY for a dialog not held here is
 	// answered 481.
@@ -73,6 +77,8 @@ const (
 	DefaultRegisterExpires = 600 * time.Second
 	DefaultKeepAlive       = 30 * time.Second
 	DefaultRequestTimeout  = 32 * time.Second
+	// DefaultTimerN is RFC 6665's Timer N, 64 × T1 (T1 = 500 ms).
+	DefaultTimerN = 64 * 500 * time.Millisecond
 )
 
 // Source keeps the SIP subscriptions of the agents the worker hands it.
@@ -101,6 +107,10 @@ type Source struct {
 	closing  bool
 	byCallID map[string]*dialog
 	byAgent  map[string]*dialog
+	// reported are the agents whose presence this stack reported since it
+	// was handed them: a NOTIFY that says the notifier does not know is
+	// Unknown for them, and leaves the others with no presence known.
+	reported map[string]bool
 	// waiting are agents that failed while no endpoint was up; they are
 	// subscribed again as soon as one is back.
 	waiting map[string]sources.Agent
@@ -121,9 +131,12 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
+	if cfg.TimerN == 0 {
+		cfg.TimerN = DefaultTimerN
+	}
 	s := &Source{cfg: cfg, clock: clock, sink: sink, log: log.With().Str("source", "sip").Logger(),
 		transport: strings.ToUpper(cfg.Transport), ctx: context.Background(), serving: make(chan struct{}),
-		byCallID: map[string]*dialog{}, byAgent: map[string]*dialog{}, waiting: map[string]sources.Agent{}}
+		byCallID: map[string]*dialog{}, byAgent: map[string]*dialog{}, reported: map[string]bool{}, waiting: map[string]sources.Agent{}}
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -268,7 +281,7 @@ func (s *Source) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	for _, d := range s.byCallID {
-		d.stopRefresh()
+		d.stopTimers()
 	}
 	s.mu.Unlock()
 	s.effects.Wait()
@@ -342,6 +355,7 @@ func (s *Source) order() (endpoints []*endpoint, anyUp bool) {
 func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
+	delete(s.reported, a.Key)
 	d := s.byAgent[a.Key]
 	var req *sip.Request
 	if d != nil {
@@ -468,27 +482,18 @@ func callIDOf(req *sip.Request) string {
 	return ""
 }
 
-// EndpointStats is how one endpoint stands, for metrics.
-type EndpointStats struct {
-	// Name is the endpoint's configured name (application, user).
-	Name string
-	Up   bool
-	// Dialogs counts the subscription dialogs held on it.
-	Dialogs int
-}
-
 // Endpoints tells how each endpoint stands, in configured order.
-func (s *Source) Endpoints() []EndpointStats {
+func (s *Source) Endpoints() []sources.EndpointStats {
 	s.mu.Lock()
 	perEndpoint := map[*endpoint]int{}
 	for _, d := range s.byAgent {
 		perEndpoint[d.ep]++
 	}
 	s.mu.Unlock()
-	stats := make([]EndpointStats, 0, len(s.endpoints))
+	stats := make([]sources.EndpointStats, 0, len(s.endpoints))
 	for _, ep := range s.endpoints {
 		up, _ := ep.status()
-		stats = append(stats, EndpointStats{Name: ep.cfg.Name, Up: up, Dialogs: perEndpoint[ep]})
+		stats = append(stats, sources.EndpointStats{Name: ep.cfg.Name, Up: up, Dialogs: perEndpoint[ep]})
 	}
 	return stats
 }
