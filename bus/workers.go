@@ -197,7 +197,6 @@ func (s *Workers) beat(ctx context.Context, w schemas.WorkerInfo, data []byte) e
 	s.mu.Lock()
 	rev := s.rev
 	s.mu.Unlock()
-	var err error
 	for range 3 {
 		written, err := withLeader(ctx, leaderWait, schemas.BucketWorkers, func(ctx context.Context) (uint64, error) {
 			if rev == 0 {
