@@ -335,6 +335,9 @@ func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
 	if s.batches != nil {
 		return s.subscribeBatched(ctx, a)
 	}
+	if err := s.endLeftDialog(ctx, a); err != nil {
+		return err
+	}
 	endpoints, anyUp := s.order()
 	var errs []error
 	for _, ep := range endpoints {
