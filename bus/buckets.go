@@ -113,10 +113,7 @@ const StartupWait = 2 * time.Minute
 // unavailable tells an error of a JetStream that does not answer yet (no
 // leader, a leader being elected) from an answer.
 func unavailable(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		(errors.As(err, &apiErr) && apiErr.Code == 503)
+	return noLeader(err) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // createBucket retries until ctx ends: a node of a cluster that starts

@@ -24,7 +24,9 @@ func (s *Claims) Create(ctx context.Context, key string, c schemas.Claim) (uint6
 	if err != nil {
 		return 0, false, err
 	}
-	rev, err := s.kv.Create(ctx, key, data)
+	rev, err := withLeader(ctx, leaderWait, schemas.BucketClaims, func(ctx context.Context) (uint64, error) {
+		return s.kv.Create(ctx, key, data)
+	})
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, false, nil
 	}
@@ -37,7 +39,9 @@ func (s *Claims) Update(ctx context.Context, key string, c schemas.Claim, revisi
 	if err != nil {
 		return 0, false, err
 	}
-	rev, err := s.kv.Update(ctx, key, data, revision)
+	rev, err := withLeader(ctx, leaderWait, schemas.BucketClaims, func(ctx context.Context) (uint64, error) {
+		return s.kv.Update(ctx, key, data, revision)
+	})
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return 0, false, nil
 	}
@@ -46,7 +50,9 @@ func (s *Claims) Update(ctx context.Context, key string, c schemas.Claim, revisi
 
 // Get reads a claim.
 func (s *Claims) Get(ctx context.Context, key string) (schemas.Claim, uint64, bool, error) {
-	e, err := s.kv.Get(ctx, key)
+	e, err := withLeader(ctx, leaderWait, schemas.BucketClaims, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return s.kv.Get(ctx, key)
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return schemas.Claim{}, 0, false, nil
 	}
@@ -62,7 +68,10 @@ func (s *Claims) Get(ctx context.Context, key string) (schemas.Claim, uint64, bo
 
 // Delete gives a claim up if it is still at revision.
 func (s *Claims) Delete(ctx context.Context, key string, revision uint64) error {
-	return s.kv.Delete(ctx, key, jetstream.LastRevision(revision))
+	_, err := withLeader(ctx, leaderWait, schemas.BucketClaims, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.kv.Delete(ctx, key, jetstream.LastRevision(revision))
+	})
+	return err
 }
 
 // Watch streams every worker's claims.

@@ -39,13 +39,17 @@ func (s *Dialogs) Put(ctx context.Context, key string, d schemas.Dialog) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.kv.Put(ctx, key, data)
+	_, err = withLeader(ctx, leaderWait, schemas.BucketDialogs, func(ctx context.Context) (uint64, error) {
+		return s.kv.Put(ctx, key, data)
+	})
 	return err
 }
 
 // Get reads the agent's dialog.
 func (s *Dialogs) Get(ctx context.Context, key string) (schemas.Dialog, bool, error) {
-	e, err := s.kv.Get(ctx, key)
+	e, err := withLeader(ctx, leaderWait, schemas.BucketDialogs, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return s.kv.Get(ctx, key)
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return schemas.Dialog{}, false, nil
 	}
@@ -61,7 +65,9 @@ func (s *Dialogs) Get(ctx context.Context, key string) (schemas.Dialog, bool, er
 
 // Delete forgets the agent's dialog.
 func (s *Dialogs) Delete(ctx context.Context, key string) error {
-	err := s.kv.Delete(ctx, key)
+	_, err := withLeader(ctx, leaderWait, schemas.BucketDialogs, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.kv.Delete(ctx, key)
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}

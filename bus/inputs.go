@@ -64,6 +64,10 @@ const (
 	queueCheck = 250 * time.Millisecond
 	// purgeEvery purges applied inputs of a queue that is not filling.
 	purgeEvery = 5 * time.Second
+	// electionSlack is how long before the stream's leader was elected an
+	// input found never stored is put down to the election rather than to
+	// a full stream: the server's clock may differ a little from ours.
+	electionSlack = 2 * time.Second
 )
 
 // inputQueue applies the inputs of the presence_inputs stream this worker
@@ -222,7 +226,8 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 		go func() {
 			defer appliers.Done()
 			for run := range work {
-				done <- runResult{run: run, current: q.applyRun(ctx, run[0].gen, run)}
+				current, left := q.applyUntil(ctx, stop, run[0].gen, run)
+				done <- runResult{run: run, current: current, left: left}
 			}
 		}()
 	}
@@ -276,7 +281,7 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 				ready = append(ready, subject)
 			}
 			for _, in := range r.run {
-				finished[in.seq] = true
+				finished[in.seq] = !slices.ContainsFunc(r.left, func(l queued) bool { return l.seq == in.seq })
 			}
 			replay = replay || !r.current
 			var last jetstream.Msg
@@ -306,7 +311,7 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 			var lost []*ticket
 			in.t, lost = q.replies.take(in.subject, in.data)
 			in.refused = in.t.refused
-			q.refuseLost(lost)
+			q.refuseLost(ctx, lost)
 			pending = append(pending, inflight{seq: in.seq, msg: m, size: len(in.data)})
 			pendingBytes += len(in.data)
 			if len(waiting[in.subject]) == 0 && !out[in.subject] {
@@ -321,10 +326,13 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 }
 
 // runResult is a run of one agent's inputs an applier is done with; current
-// is false when the agents this worker serves changed under it.
+// is false when the agents this worker serves changed under it. left are
+// those it stopped before it could store (no leader): never acknowledged,
+// they are for whoever reads the stream next.
 type runResult struct {
 	run     []queued
 	current bool
+	left    []queued
 }
 
 // read feeds the consumer's messages to run until ctx ends, opening the
@@ -364,20 +372,48 @@ func (q *inputQueue) read(ctx context.Context, out chan<- jetstream.Msg) {
 	}
 }
 
-// refuseLost answers overloaded the inputs that were never stored, when this
-// worker serves their agent.
-func (q *inputQueue) refuseLost(lost []*ticket) {
+// refuseLost answers the inputs that were never stored, when this worker
+// serves their agent, on a goroutine of its own: it asks the stream why.
+// An input that came before the stream's leader was elected (or while it
+// has none) found no leader and is refused unavailable; a later one found
+// the stream full and is refused overloaded.
+func (q *inputQueue) refuseLost(ctx context.Context, lost []*ticket) {
+	var mine []*ticket
 	for _, t := range lost {
 		if q.servesSubject(t.subject) {
-			q.send(addressed(inputError(overloaded()), t.reply))
+			mine = append(mine, t)
 		}
 	}
+	if len(mine) == 0 {
+		return
+	}
+	go func() {
+		ask, cancel := context.WithTimeout(ctx, leaderAttempt)
+		info, err := q.stream.Info(ask)
+		cancel()
+		var elected time.Time
+		switch {
+		case err != nil && unavailable(err):
+			elected = time.Now()
+		case err == nil && info.Cluster != nil && info.Cluster.LeaderSince != nil:
+			elected = *info.Cluster.LeaderSince
+		}
+		leaderless := noLeaderAnswer(schemas.StreamInputs)
+		leaderless.Message += "; the input was not stored: send it again"
+		for _, t := range mine {
+			refusal := overloaded()
+			if elected.After(t.at.Add(-electionSlack)) {
+				refusal = leaderless
+			}
+			q.send(addressed(inputError(refusal), t.reply))
+		}
+	}()
 }
 
 // apply applies a replay's inputs, each agent's in order, and reports
 // whether the agents this worker serves changed under it: then the inputs
 // it left, and their tickets, are for the next replay.
-func (q *inputQueue) apply(ctx context.Context, gen uint64, todo []queued) (changed bool) {
+func (q *inputQueue) apply(ctx, stop context.Context, gen uint64, todo []queued) (changed bool) {
 	var stale atomic.Bool
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, inputAppliers)
@@ -386,7 +422,7 @@ func (q *inputQueue) apply(ctx context.Context, gen uint64, todo []queued) (chan
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			if !q.applyRun(ctx, gen, run) {
+			if current, left := q.applyUntil(ctx, stop, gen, run); !current || len(left) > 0 {
 				stale.Store(true)
 			}
 		}()
@@ -395,10 +431,36 @@ func (q *inputQueue) apply(ctx context.Context, gen uint64, todo []queued) (chan
 	return stale.Load()
 }
 
+// applyUntil applies a run of one subject's inputs (see applyRun) and
+// applies again, with pauses, those whose write met no JetStream leader,
+// until they are stored or stop ends; left are those still not stored
+// then. Their requesters were answered unavailable; each input, stored in
+// presence_inputs, is applied once a leader is back.
+func (q *inputQueue) applyUntil(ctx, stop context.Context, gen uint64, run []queued) (current bool, left []queued) {
+	pause := firstLeaderPause
+	for {
+		current, again := q.applyRun(ctx, gen, run)
+		if !current || len(again) == 0 {
+			return current, nil
+		}
+		q.log.Info().Str("subject", run[0].subject).Int("inputs", len(again)).
+			Msg("inputs met no JetStream leader; applying them again once one is back")
+		select {
+		case <-stop.Done():
+			return true, again
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, maxLeaderPause)
+		run = again
+	}
+}
+
 // applyRun applies inputs of one subject, in order, and answers them;
 // false means the agents this worker serves changed since gen: the inputs
-// are left to the replay.
-func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (current bool) {
+// are left to the replay. again are the inputs whose write met no
+// JetStream leader in time: answered unavailable, they are to be applied
+// again, with nobody left to answer.
+func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (current bool, again []queued) {
 	answers := make([]*nats.Msg, len(run))
 	park := false
 	defer func() {
@@ -407,7 +469,7 @@ func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (cu
 			for i := range answers {
 				answers[i] = inputError(internalError(fmt.Sprintf("handler failed: %v", r)))
 			}
-			current, park = true, false
+			current, park, again = true, false, nil
 		}
 		for i, in := range run {
 			switch {
@@ -421,14 +483,14 @@ func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (cu
 	}()
 	subject := run[0].subject
 	if subject == probeSubject {
-		return true
+		return true, nil
 	}
 	tokens := strings.Split(subject, ".")
 	if len(tokens) != 4 {
 		for i := range answers {
 			answers[i] = inputError(&schemas.Error{Code: schemas.CodeBadRequest, Message: "input subject is not presence.in.<source>.<key>"})
 		}
-		return true
+		return true, nil
 	}
 	var ins []worker.QueuedInput
 	var at []int // the run's index of each of ins
@@ -448,11 +510,16 @@ func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (cu
 		switch {
 		case res.Verdict == worker.Stale:
 			park = true
-			return false
+			return false, nil
 		case res.Verdict == worker.NotMine:
 			park = true
-			return true
+			return true, nil
 		case run[i].refused:
+		case isUnavailable(res.Err):
+			answers[i] = inputError(storedUnavailable())
+			retry := run[i]
+			retry.t = nil
+			again = append(again, retry)
 		case res.Err != nil:
 			e := schemas.AsError(res.Err)
 			q.log.Warn().Str("subject", subject).Str("code", e.Code).Str("error", e.Message).Msg("input refused")
@@ -462,7 +529,7 @@ func (q *inputQueue) applyRun(ctx context.Context, gen uint64, run []queued) (cu
 			answers[i] = &nats.Msg{Data: data}
 		}
 	}
-	return true
+	return true, again
 }
 
 // bySubject groups inputs by subject, each group in order, the groups in
@@ -489,7 +556,7 @@ func bySubject(ins []queued) [][]queued {
 func (q *inputQueue) replay(ctx, stop context.Context) uint64 {
 	for {
 		gen := q.h.ServedGeneration()
-		changed, err := q.replayFrom(ctx, gen)
+		changed, err := q.replayFrom(ctx, stop, gen)
 		if err == nil && !changed {
 			return gen
 		}
@@ -513,14 +580,20 @@ func retryReplay(err error) time.Duration {
 	return time.Second
 }
 
-func (q *inputQueue) replayFrom(ctx context.Context, gen uint64) (changed bool, err error) {
-	floor, last, err := q.bounds(ctx)
+func (q *inputQueue) replayFrom(ctx, stop context.Context, gen uint64) (changed bool, err error) {
+	var last uint64
+	floor, err := withLeader(ctx, leaderWait, schemas.StreamInputs, func(ctx context.Context) (floor uint64, err error) {
+		floor, last, err = q.bounds(ctx)
+		return floor, err
+	})
 	if err != nil || last <= floor {
 		return false, err
 	}
-	oc, err := q.js.OrderedConsumer(ctx, schemas.StreamInputs, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: floor + 1,
-		InactiveThreshold: replayIdle})
+	oc, err := withLeader(ctx, leaderWait, schemas.StreamInputs, func(ctx context.Context) (jetstream.Consumer, error) {
+		return q.js.OrderedConsumer(ctx, schemas.StreamInputs, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: floor + 1,
+			InactiveThreshold: replayIdle})
+	})
 	if err != nil {
 		return false, err
 	}
@@ -553,7 +626,7 @@ func (q *inputQueue) replayFrom(ctx context.Context, gen uint64) (changed bool, 
 		if len(todo) == 0 {
 			break // the rest is gone (purged or aged out)
 		}
-		if q.apply(ctx, gen, todo) {
+		if q.apply(ctx, stop, gen, todo) {
 			return true, nil
 		}
 	}
@@ -655,6 +728,14 @@ func (q *inputQueue) purge(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return floor + 1 - info.State.FirstSeq, nil
+}
+
+// storedUnavailable answers an input that is stored but met no leader for
+// the agent's presence in time.
+func storedUnavailable() *schemas.Error {
+	e := noLeaderAnswer(schemas.BucketState)
+	e.Message += "; the input is kept and applied, in order, once a leader is back"
+	return e
 }
 
 func overloaded() *schemas.Error {

@@ -206,12 +206,12 @@ func internalError(msg string) *schemas.Error {
 }
 
 // statusOf is the micro error code: a caller's mistake is 400, ours 500,
-// no room for an input 503.
+// no room for an input or no leader 503.
 func statusOf(e *schemas.Error) int {
 	switch e.Code {
 	case schemas.CodeInternal:
 		return 500
-	case schemas.CodeOverloaded:
+	case schemas.CodeOverloaded, schemas.CodeUnavailable:
 		return 503
 	}
 	return 400

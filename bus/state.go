@@ -27,7 +27,9 @@ func decodeEvent(data []byte, rev uint64) (schemas.Event, error) {
 
 // Load returns the agent's current event with Seq set to its revision.
 func (s *States) Load(ctx context.Context, key string) (schemas.Event, bool, error) {
-	e, err := s.kv.Get(ctx, key)
+	e, err := withLeader(ctx, leaderWait, schemas.BucketState, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return s.kv.Get(ctx, key)
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return schemas.Event{}, false, nil
 	}
@@ -46,12 +48,12 @@ func (s *States) Swap(ctx context.Context, ev schemas.Event, revision uint64) (u
 	if err != nil {
 		return 0, false, err
 	}
-	var rev uint64
-	if revision == 0 {
-		rev, err = s.kv.Create(ctx, ev.Key, data)
-	} else {
-		rev, err = s.kv.Update(ctx, ev.Key, data, revision)
-	}
+	rev, err := withLeader(ctx, leaderWait, schemas.BucketState, func(ctx context.Context) (uint64, error) {
+		if revision == 0 {
+			return s.kv.Create(ctx, ev.Key, data)
+		}
+		return s.kv.Update(ctx, ev.Key, data, revision)
+	})
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return 0, false, nil
 	}

@@ -201,14 +201,13 @@ func (s *Workers) beat(ctx context.Context, w schemas.WorkerInfo, data []byte) e
 	s.mu.Lock()
 	rev := s.rev
 	s.mu.Unlock()
-	var err error
 	for range 3 {
-		var written uint64
-		if rev == 0 {
-			written, err = s.kv.Create(ctx, w.ID, data)
-		} else {
-			written, err = s.kv.Update(ctx, w.ID, data, rev)
-		}
+		written, err := withLeader(ctx, leaderWait, schemas.BucketWorkers, func(ctx context.Context) (uint64, error) {
+			if rev == 0 {
+				return s.kv.Create(ctx, w.ID, data)
+			}
+			return s.kv.Update(ctx, w.ID, data, rev)
+		})
 		if err == nil {
 			s.setRev(written)
 			return nil
@@ -218,7 +217,9 @@ func (s *Workers) beat(ctx context.Context, w schemas.WorkerInfo, data []byte) e
 		}
 		// Not where this process left it: its lease ran out, or a write
 		// whose answer was lost moved it, or another process holds it.
-		e, err := s.kv.Get(ctx, w.ID)
+		e, err := withLeader(ctx, leaderWait, schemas.BucketWorkers, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+			return s.kv.Get(ctx, w.ID)
+		})
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			rev = 0

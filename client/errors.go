@@ -38,6 +38,9 @@ var (
 	ErrNotPSTNAgent      = &Error{Code: schemas.CodeNotPSTNAgent}
 	ErrInvalidInput      = &Error{Code: schemas.CodeInvalidInput}
 	ErrInternal          = &Error{Code: schemas.CodeInternal}
+	// ErrUnavailable: NATS JetStream had no leader in time (a cluster
+	// electing one); the message says how many seconds to wait.
+	ErrUnavailable = &Error{Code: schemas.CodeUnavailable}
 )
 
 func fromWire(e *schemas.Error, uri string) *Error {

@@ -13,6 +13,9 @@ const (
 	CodeInternal          = "internal"
 	// CodeOverloaded refuses an input the durable input queue has no room for.
 	CodeOverloaded = "overloaded"
+	// CodeUnavailable refuses what met no NATS JetStream leader in time (a
+	// cluster electing one); its message says how many seconds to wait.
+	CodeUnavailable = "unavailable"
 )
 
 // Error is an error a caller can act on: a stable code and a message that

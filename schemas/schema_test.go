@@ -497,7 +497,7 @@ func TestSchemaEnumsMatchGo(t *testing.T) {
 			string(schemas.StateFailed), string(schemas.StateUnsupported))},
 		{"error code", read("error-reply.schema.json", "$defs", "error_code", "enum"), sorted(
 			schemas.CodeBadRequest, schemas.CodeInvalidURI, schemas.CodeInvalidUPN, schemas.CodeNotAttendantAgent,
-			schemas.CodeNotPSTNAgent, schemas.CodeInvalidInput, schemas.CodeInternal, schemas.CodeOverloaded)},
+			schemas.CodeNotPSTNAgent, schemas.CodeInvalidInput, schemas.CodeInternal, schemas.CodeOverloaded, schemas.CodeUnavailable)},
 		{"call state", read("pstn-input.schema.json", "properties", "state", "enum"), sorted(schemas.CallConnected, schemas.CallEnded)},
 	}
 	for _, tt := range tests {

@@ -83,8 +83,8 @@ func StartOn(t testing.TB, ns *server.Server, cfg worker.Config, clock clockwork
 	return StartQueue(t, ns, cfg, bus.InputQueueOptions{}, clock, add)
 }
 
-// StartQueue is StartOn with the input queue's bounds; its WorkerID and
-// Replicas are the worker's and 1.
+// StartQueue is StartOn with the input queue's bounds; its WorkerID is the
+// worker's, and its Replicas (1 when 0) those of every bucket and stream.
 func StartQueue(t testing.TB, ns *server.Server, cfg worker.Config, queue bus.InputQueueOptions, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
 	return start(t, "", ns, cfg, clock, nil, queue, adding(add))
@@ -103,6 +103,13 @@ func StartWithoutHistory(t testing.TB, ns *server.Server, cfg worker.Config, clo
 func Join(t testing.TB, url string, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
 	t.Helper()
 	return start(t, url, nil, cfg, clock, nil, bus.InputQueueOptions{}, adding(add))
+}
+
+// JoinCluster is Join for a NATS cluster (url lists its nodes) with every
+// bucket and stream on replicas nodes.
+func JoinCluster(t testing.TB, url string, replicas int, cfg worker.Config, clock clockwork.Clock, add func(w *worker.Worker, clock clockwork.Clock)) *Env {
+	t.Helper()
+	return start(t, url, nil, cfg, clock, nil, bus.InputQueueOptions{Replicas: replicas}, adding(add))
 }
 
 // adding adapts a function that adds sources from the worker and the clock.
@@ -147,7 +154,7 @@ func start(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock
 func startWith(t testing.TB, url string, ns *server.Server, cfg worker.Config, clock clockwork.Clock, faults func(worker.Stores) worker.Stores,
 	queue bus.InputQueueOptions, add func(Parts), history bool) *Env {
 	t.Helper()
-	queue.WorkerID, queue.Replicas = cfg.ID, 1
+	queue.WorkerID, queue.Replicas = cfg.ID, max(queue.Replicas, 1)
 	logs := &Logs{}
 	log := zerolog.New(logs).With().Timestamp().Logger()
 	t.Cleanup(func() {
@@ -160,12 +167,12 @@ func startWith(t testing.TB, url string, ns *server.Server, cfg worker.Config, c
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: bucketLease}, log)
+	stores, err := conn.Buckets(ctx, bus.BucketOptions{Replicas: queue.Replicas, WorkerLease: bucketLease}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if history {
-		if stores.History, err = conn.HistoryStream(ctx, bus.HistoryOptions{MaxAge: time.Hour, MaxBytes: 1 << 30, Replicas: 1}, log); err != nil {
+		if stores.History, err = conn.HistoryStream(ctx, bus.HistoryOptions{MaxAge: time.Hour, MaxBytes: 1 << 30, Replicas: queue.Replicas}, log); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -188,7 +195,7 @@ func startWith(t testing.TB, url string, ns *server.Server, cfg worker.Config, c
 		t.Fatal(err)
 	}
 	t.Cleanup(observer.Close)
-	looking, err := observer.Buckets(ctx, bus.BucketOptions{Replicas: 1, WorkerLease: bucketLease}, zerolog.Nop())
+	looking, err := observer.Buckets(ctx, bus.BucketOptions{Replicas: queue.Replicas, WorkerLease: bucketLease}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,8 @@ func (s *Source) unstore(ctx context.Context, d *dialog) {
 // Subscribe first ends the dialog or waits until it is surely over
 // (endLeftDialog).
 func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
-	if s.cfg.Dialogs == nil {
+	if s.cfg.Dialogs == nil || s.batches != nil {
+		// mssip keeps no dialog for a next holder: it batches anew.
 		return sources.ErrNothingToResume
 	}
 	get, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -228,6 +229,10 @@ func (s *Source) restore(a sources.Agent, rec schemas.Dialog) (*dialog, error) {
 // NATS does while a worker is fenced) is ended instead: the next holder
 // would take it for expired and subscribe anew beside it.
 func (s *Source) Detach(ctx context.Context, a sources.Agent) error {
+	if s.batches != nil {
+		// Nothing is left for the next holder: the agent leaves its batch.
+		return s.Unsubscribe(ctx, a)
+	}
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
 	delete(s.reported, a.Key)
