@@ -264,7 +264,7 @@ func availabilityHelp(w io.Writer) {
 }
 
 func printVersion(e *env, _ *cmdFlags, _ []string) error {
-	_, err := fmt.Fprintln(e.out, buildinfo.Line("presencectl", ""))
+	_, err := fmt.Fprintln(e.out, buildinfo.Line("presencectl"))
 	return err
 }
 

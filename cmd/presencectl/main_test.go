@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/contactcenter/presence-provider/client"
+	"github.com/contactcenter/presence-provider/internal/buildinfo"
 	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
@@ -213,16 +213,12 @@ func TestWithoutAProvider(t *testing.T) {
 	}
 }
 
-// TestVersion: one line, the module version the toolchain recorded (and no
-// NATS needed).
+// TestVersion: one line, the product's version, the same as presenced's
+// (and no NATS needed).
 func TestVersion(t *testing.T) {
 	var out, errs bytes.Buffer
 	code := run(context.Background(), []string{"-nats", "nats://127.0.0.1:1", "version"}, &out, &errs)
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		t.Fatal("the test binary has no build information")
-	}
-	want := "presencectl " + info.Main.Version
+	want := "presencectl " + buildinfo.Version
 	if code != exitOK || errs.Len() != 0 || strings.Count(out.String(), "\n") != 1 || !strings.HasPrefix(out.String(), want) {
 		t.Errorf("version: exit %d, stdout %q, stderr %q; want one line starting %q", code, out.String(), errs.String(), want)
 	}

@@ -35,9 +35,6 @@ import (
 	"github.com/contactcenter/presence-provider/worker"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "1.0.0"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -127,7 +124,7 @@ func answer(args []string, stdout, stderr io.Writer) (code int, done bool) {
 		usage(stderr, flags)
 		return 2, true
 	case *showVersion:
-		fmt.Fprintln(stdout, buildinfo.Line("presenced", version))
+		fmt.Fprintln(stdout, buildinfo.Line("presenced"))
 		return 0, true
 	case *healthcheck:
 		return checkHealth(stdout, stderr), true
@@ -271,11 +268,11 @@ func start(ctx context.Context, proc config.Process, log zerolog.Logger) (_ *dae
 	if err := d.w.Start(running); err != nil {
 		return nil, err
 	}
-	if d.svc, err = d.conn.Serve(running, d.w, version, inputs, log); err != nil {
+	if d.svc, err = d.conn.Serve(running, d.w, buildinfo.Version, inputs, log); err != nil {
 		d.w.Stop(ctx)
 		return nil, err
 	}
-	ready := log.Info().Str("worker", proc.WorkerID).Str("version", version)
+	ready := log.Info().Str("worker", proc.WorkerID).Str("version", buildinfo.Version)
 	if d.ops != nil {
 		d.ops.Serve(d.w, d.conn, d.w, d.metrics)
 		ready = ready.Str("http", d.ops.Addr())

@@ -1,23 +1,19 @@
-// Package buildinfo reads what the Go toolchain recorded in a binary: the
-// module version and the git commit it was built from, for the -version
-// flag of presenced and presencectl's version command.
+// Package buildinfo is the product's version and the git commit the
+// toolchain recorded in a binary, for the -version flag of presenced and
+// presencectl's version command.
 package buildinfo
 
 import "runtime/debug"
 
-// Line is name and version, with the commit when the binary was built from a
-// git checkout, e.g. "presencectl v1.2.0 (commit 5ec40f2..., modified)".
-// An empty version is the module's: its tag under go install, "(devel)" in
-// a checkout.
-func Line(name, version string) string {
+// Version is the product's version, one for presenced and presencectl; a
+// release sets it with -ldflags "-X github.com/contactcenter/presence-provider/internal/buildinfo.Version=...".
+var Version = "1.0.0"
+
+// Line is name and Version, with the commit when the binary was built from
+// a git checkout, e.g. "presencectl 1.0.0 (commit 5ec40f2..., modified)".
+func Line(name string) string {
 	info, ok := debug.ReadBuildInfo()
-	if version == "" {
-		version = "(unknown)"
-		if ok && info.Main.Version != "" {
-			version = info.Main.Version
-		}
-	}
-	line := name + " " + version
+	line := name + " " + Version
 	if !ok {
 		return line
 	}
