@@ -126,6 +126,10 @@ func (s *Source) sendSubscribe(ctx context.Context, d *dialog, req *sip.Request)
 		return res, req, err
 	}
 	least, ok := minExpiresOf(res)
+	if h := res.GetHeader("Min-Expires"); h != nil && !ok {
+		s.log.Warn().Str("uri", d.agent.URI).Str("min_expires", h.Value()).Dur("most", maxMinExpires).
+			Msg("SIP server's Min-Expires is not a length to ask for: the 423 fails the subscription")
+	}
 	s.mu.Lock()
 	d.cseq = max(d.cseq, req.CSeq().SeqNo)
 	if !ok || least <= d.asked {
@@ -141,14 +145,20 @@ func (s *Source) sendSubscribe(ctx context.Context, d *dialog, req *sip.Request)
 	return res, retry, err
 }
 
-// minExpiresOf is a 423's Min-Expires.
+// maxMinExpires is the longest Min-Expires a 423 may ask for: a subscription
+// outliving a day would leave a dead holder's dialog live that long, and a
+// larger value could pass what the Expires header holds (2^32-1 s), wrapping
+// to 0, a fetch. Above it the 423 is the answer, a failure.
+const maxMinExpires = 24 * time.Hour
+
+// minExpiresOf is a 423's Min-Expires, when it is one to ask for.
 func minExpiresOf(res *sip.Response) (time.Duration, bool) {
 	h := res.GetHeader("Min-Expires")
 	if h == nil {
 		return 0, false
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(h.Value()))
-	if err != nil || n <= 0 {
+	if err != nil || n <= 0 || n > int(maxMinExpires/time.Second) {
 		return 0, false
 	}
 	return time.Duration(n) * time.Second, true

@@ -188,6 +188,18 @@ func TestIntervalTooBrief(t *testing.T) {
 			t.Fatalf("%d SUBSCRIBEs; want the first and one asking 5 s", n)
 		}
 	})
+	// A Min-Expires past any sane length (here 2^32 s, which as a uint32
+	// Expires would wrap to 0, a fetch) is not asked for: the 423 fails.
+	t.Run("Min-Expires beyond a day", func(t *testing.T) {
+		sipp := siptest.StartSippServer(t, siptest.IntervalTooBriefScenario(1<<32), siptest.SippOptions{})
+		env, _ := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())},
+			func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+		env.Subscribe("ucc_app01", agent)
+		waitOneFailure(t, env, agent, "423")
+		if n := sipp.Received("SUBSCRIBE"); n != 1 {
+			t.Fatalf("%d SUBSCRIBEs; want one, no retry asking the Min-Expires", n)
+		}
+	})
 	t.Run("no Min-Expires", func(t *testing.T) {
 		sipp := siptest.StartSippServer(t, siptest.IntervalTooBriefScenario(0), siptest.SippOptions{})
 		env, _ := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())},
