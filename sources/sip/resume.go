@@ -177,6 +177,11 @@ func (s *Source) endLeftDialog(ctx context.Context, a sources.Agent) error {
 		s.log.Warn().Err(err).Str("uri", a.URI).Msg("a stored SIP dialog cannot be ended from here; subscribing anew")
 		return nil
 	}
+	// A resume that gave up may still have reached the server, with CSeqs
+	// up to a reserve above the record's: the un-SUBSCRIBE goes past them,
+	// or the server refuses a CSeq that does not grow. Sent, it ends the
+	// dialog, so no later request of the dialog needs a CSeq above it.
+	d.cseq += cseqReserve
 	if err := s.end(ctx, d, d.request(0)); err != nil {
 		return fmt.Errorf("sip: the stored dialog (Call-ID %s) may still be live at the server; no new subscription beside it until it is ended or until %s: %w",
 			d.callID, surelyOver.UTC().Format(time.RFC3339), err)

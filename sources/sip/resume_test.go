@@ -285,8 +285,13 @@ func TestDetachEndsADialogTheStoreMissed(t *testing.T) {
 // to the Via of each request, the sender itself, not through the gate.
 type gate struct {
 	conn net.PacketConn
+	to   string
 	mu   sync.Mutex
 	open bool
+	// holding keeps what comes while shut, in held, for release: requests
+	// that reach the server late, after their sender gave up on them.
+	holding bool
+	held    [][]byte
 }
 
 func startGate(t *testing.T, to string) *gate {
@@ -299,7 +304,7 @@ func startGate(t *testing.T, to string) *gate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gate{conn: conn}
+	g := &gate{conn: conn, to: to}
 	go func() {
 		buf := make([]byte, 65535)
 		for {
@@ -309,6 +314,9 @@ func startGate(t *testing.T, to string) *gate {
 			}
 			g.mu.Lock()
 			open := g.open
+			if !open && g.holding {
+				g.held = append(g.held, append([]byte(nil), buf[:n]...))
+			}
 			g.mu.Unlock()
 			if open {
 				_, _ = conn.WriteTo(buf[:n], dst)
@@ -325,6 +333,24 @@ func (g *gate) setOpen(open bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.open = open
+}
+
+// hold keeps what comes while shut, for release.
+func (g *gate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.holding = true
+}
+
+// release forwards what was held, in order, and holds nothing more.
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	dst, _ := net.ResolveUDPAddr("udp", g.to)
+	for _, b := range g.held {
+		_, _ = g.conn.WriteTo(b, dst)
+	}
+	g.held, g.holding = nil, false
 }
 
 // A resume that times out proves nothing about the dialog it tried to
@@ -385,5 +411,53 @@ func TestResumeThatTimesOutLeavesNoSecondDialog(t *testing.T) {
 	rec, _, _ := store.Get(ctx, agent.Key)
 	if rec.CallID != now[0].CallID {
 		t.Fatalf("stored dialog %s; want the new one, %s", rec.CallID, now[0].CallID)
+	}
+}
+
+// A resume whose refresh reaches the server after the resume gave up has
+// taken the stored CSeq + 1 there: the un-SUBSCRIBE that ends the dialog
+// before a new subscription must go above it, or the server refuses it
+// (a CSeq that does not grow) and the agent never gets subscribed again.
+func TestEndAfterALateResumeGoesAboveItsCSeq(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	g := startGate(t, k.Addr())
+	first, second := startStack(t, k, store), startStackTo(t, g.addr(), store)
+	const uri = "sip:agent5@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := first.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	old := dialogsOf(t, k, uri)
+	if len(old) != 1 {
+		t.Fatalf("%d dialogs after subscribing; want 1", len(old))
+	}
+	rec, _, _ := store.Get(ctx, agent.Key)
+
+	g.hold()
+	if err := second.src.Resume(ctx, agent); err == nil || errors.Is(err, sources.ErrNothingToResume) {
+		t.Fatalf("resume over a held link: %v; want it to fail", err)
+	}
+	g.release()
+	resumeCSeq := fmt.Sprint(rec.CSeq + 1)
+	provtest.Eventually(t, "the late resume at the server", func() bool {
+		for _, r := range k.Requests() {
+			if r.Method == "SUBSCRIBE" && r.CallID == old[0].CallID && r.CSeq == resumeCSeq {
+				return true
+			}
+		}
+		return false
+	})
+	g.setOpen(true)
+	if err := second.src.Subscribe(ctx, agent); err != nil {
+		t.Fatalf("subscribe after the late resume: %v", err)
+	}
+	now := dialogsOf(t, k, uri)
+	if len(now) != 1 || now[0].CallID == old[0].CallID {
+		t.Fatalf("dialogs %+v; want one, new (the old was %s)", now, old[0].CallID)
 	}
 }
