@@ -166,7 +166,8 @@ func (s *Source) endLeftDialog(ctx context.Context, a sources.Agent) error {
 	surelyOver := rec.Expires.Add(s.cfg.Expires)
 	switch {
 	case err != nil:
-		return fmt.Errorf("sip: read the stored dialog before subscribing anew: %w", err)
+		// The store's outage, not the agent's failure.
+		return fmt.Errorf("sip: read the stored dialog before subscribing anew: %w: %w", err, sources.ErrSourceDown)
 	case !found || !surelyOver.After(s.clock.Now()):
 		return nil
 	}
@@ -183,8 +184,17 @@ func (s *Source) endLeftDialog(ctx context.Context, a sources.Agent) error {
 	// dialog, so no later request of the dialog needs a CSeq above it.
 	d.cseq += cseqReserve
 	if err := s.end(ctx, d, d.request(0)); err != nil {
-		return fmt.Errorf("sip: the stored dialog (Call-ID %s) may still be live at the server; no new subscription beside it until it is ended or until %s: %w",
+		err = fmt.Errorf("sip: the stored dialog (Call-ID %s) may still be live at the server; no new subscription beside it until it is ended or until %s: %w",
 			d.callID, surelyOver.UTC().Format(time.RFC3339), err)
+		if errors.Is(err, errNoAnswer) && !errors.Is(err, errUntrusted) && ctx.Err() == nil {
+			// The server's outage, not the agent's failure: the agent
+			// waits for an endpoint to be back, as Subscribe's own do.
+			s.mu.Lock()
+			s.waiting[a.Key] = a
+			s.mu.Unlock()
+			err = fmt.Errorf("%w: %w", err, sources.ErrSourceDown)
+		}
+		return err
 	}
 	s.unstore(ctx, d)
 	s.log.Info().Str("uri", a.URI).Str("call_id", d.callID).Msg("stored SIP dialog ended before subscribing anew")

@@ -24,8 +24,9 @@ import (
 type memDialogs struct {
 	mu sync.Mutex
 	m  map[string]schemas.Dialog
-	// unreachable fails every Put, as NATS does while a worker is fenced.
-	unreachable bool
+	// unreachable fails every Put, as NATS does while a worker is fenced;
+	// unreadable fails every Get, as NATS does while it is down.
+	unreachable, unreadable bool
 }
 
 func (s *memDialogs) Put(_ context.Context, key string, d schemas.Dialog) error {
@@ -41,6 +42,9 @@ func (s *memDialogs) Put(_ context.Context, key string, d schemas.Dialog) error 
 func (s *memDialogs) Get(_ context.Context, key string) (schemas.Dialog, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.unreadable {
+		return schemas.Dialog{}, false, errors.New("nats: no responders available for request")
+	}
 	d, ok := s.m[key]
 	return d, ok, nil
 }
@@ -459,5 +463,35 @@ func TestEndAfterALateResumeGoesAboveItsCSeq(t *testing.T) {
 	now := dialogsOf(t, k, uri)
 	if len(now) != 1 || now[0].CallID == old[0].CallID {
 		t.Fatalf("dialogs %+v; want one, new (the old was %s)", now, old[0].CallID)
+	}
+}
+
+// A stored dialog that cannot be ended because its server does not answer,
+// or a dialog store that cannot be read, is an outage, not the agent's
+// failure: the subscribe fails as the source being down (not counted
+// toward giving the agent up), and an agent whose endpoint did not answer
+// waits for it to come back.
+func TestLeftDialogNotEndedInAnOutageIsSourceDown(t *testing.T) {
+	const uri = "sip:agent6@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	store := &memDialogs{m: map[string]schemas.Dialog{agent.Key: {Endpoint: "application", CallID: "left-dialog",
+		LocalTag: "l1", RemoteTag: "r1", Target: "sip:agent6@127.0.0.1", CSeq: 17, Expires: time.Now().Add(time.Minute)}}}
+	g := startGate(t, "127.0.0.1:9") // shut for good: the server does not answer
+	st := startStackTo(t, g.addr(), store)
+
+	err := st.src.Subscribe(ctx, agent)
+	if !errors.Is(err, sources.ErrSourceDown) || !strings.Contains(err.Error(), "may still be live") {
+		t.Fatalf("subscribe while the left dialog's server does not answer: %v; want the source down", err)
+	}
+	if n := st.src.Health().Stats["waiting_for_endpoint"]; n != 1 {
+		t.Fatalf("%v agents waiting for an endpoint; want the one whose left dialog got no answer", n)
+	}
+
+	store.mu.Lock()
+	store.unreadable = true
+	store.mu.Unlock()
+	if err := st.src.Subscribe(ctx, agent); !errors.Is(err, sources.ErrSourceDown) {
+		t.Fatalf("subscribe while the dialog store is unreadable: %v; want the source down", err)
 	}
 }
