@@ -50,6 +50,14 @@ func (s *Source) reserveNeeded(d *dialog) bool {
 	return s.cfg.Dialogs != nil && d.cseq+2 > d.stored
 }
 
+// surelyOver is when a stored dialog has surely ended at the server: a
+// holder that died just after a refresh may have extended it by one expiry
+// as that holder asked (a server's Min-Expires may be longer than the
+// configured one) past the record.
+func (s *Source) surelyOver(rec schemas.Dialog) time.Time {
+	return rec.Expires.Add(max(s.cfg.Expires, time.Duration(rec.AskedS)*time.Second))
+}
+
 // store records the dialog for the agent's next holder, CSeq reserved
 // ahead. A failed write is logged: the reserve of the last one still holds.
 func (s *Source) store(ctx context.Context, d *dialog) {
@@ -58,7 +66,7 @@ func (s *Source) store(ctx context.Context, d *dialog) {
 	}
 	s.mu.Lock()
 	rec := schemas.Dialog{Endpoint: d.ep.cfg.Name, CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag,
-		Target: d.target.String(), CSeq: d.cseq + cseqReserve, Expires: d.expires.UTC()}
+		Target: d.target.String(), CSeq: d.cseq + cseqReserve, Expires: d.expires.UTC(), AskedS: int(d.asked / time.Second)}
 	for _, r := range d.routeSet {
 		rec.RouteSet = append(rec.RouteSet, r.String())
 	}
@@ -109,11 +117,9 @@ func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
 		return fmt.Errorf("sip: read stored dialog: %w", err)
 	case !found:
 		return sources.ErrNothingToResume
-	case !rec.Expires.Add(s.cfg.Expires).After(s.clock.Now()):
-		// A holder that died just after a refresh may have extended the
-		// dialog by one expiry beyond the record: only past that is it
-		// surely over. Before, the refresh tells (481 if it ended): a new
-		// subscription beside a live dialog would make two.
+	case !s.surelyOver(rec).After(s.clock.Now()):
+		// Before, the refresh tells (481 if it ended): a new subscription
+		// beside a live dialog would make two.
 		return fmt.Errorf("sip: stored dialog expired at %s: %w", rec.Expires.Format(time.RFC3339), sources.ErrNothingToResume)
 	}
 	d, err := s.restore(a, rec)
@@ -163,7 +169,7 @@ func (s *Source) endLeftDialog(ctx context.Context, a sources.Agent) error {
 	get, cancel := context.WithTimeout(ctx, storeTimeout)
 	rec, found, err := s.cfg.Dialogs.Get(get, a.Key)
 	cancel()
-	surelyOver := rec.Expires.Add(s.cfg.Expires)
+	surelyOver := s.surelyOver(rec)
 	switch {
 	case err != nil:
 		// The store's outage, not the agent's failure.
@@ -278,7 +284,7 @@ func (s *Source) Detach(ctx context.Context, a sources.Agent) error {
 
 // heldElsewhere says whether a NOTIFY for a dialog this stack does not hold
 // may belong to one another worker holds, or is about to resume: its
-// agent's stored dialog is this one and has not expired. A 481 would end
+// agent's stored dialog is this one and is not surely over. A 481 would end
 // the subscription for every worker, so it is answered only when no worker
 // can hold the dialog; when that cannot be known (the store does not
 // answer), the NOTIFY is answered 200 and dropped, and an orphan dialog
@@ -302,7 +308,7 @@ func (s *Source) heldElsewhere(req *sip.Request) bool {
 		s.log.Warn().Err(err).Str("uri", uri.URI).Msg("NOTIFY for a dialog not held here, store unreadable: answered 200 and dropped")
 		return true
 	}
-	held := found && rec.CallID == callID.Value() && rec.Expires.After(s.clock.Now())
+	held := found && rec.CallID == callID.Value() && s.surelyOver(rec).After(s.clock.Now())
 	if held {
 		s.log.Debug().Str("uri", uri.URI).Msg("NOTIFY for a dialog held or resumed elsewhere: answered 200 and dropped")
 	}

@@ -495,3 +495,37 @@ func TestLeftDialogNotEndedInAnOutageIsSourceDown(t *testing.T) {
 		t.Fatalf("subscribe while the dialog store is unreadable: %v; want the source down", err)
 	}
 }
+
+// After a 423 the dialog asks for the server's Min-Expires, longer than the
+// configured expiry, and the record says so: a holder gone just after a
+// refresh leaves the dialog live that long past the record, so a next
+// holder still resumes it then rather than subscribing anew beside it.
+func TestStoredDialogLingersAsLongAsAsked(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{MinExpires: 1200})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	first, second := startStack(t, k, store), startStack(t, k, store)
+	const uri = "sip:agent7@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := first.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, _ := store.Get(ctx, agent.Key)
+	if rec.AskedS != 1200 {
+		t.Fatalf("stored %+v; want asked_s 1200, the Min-Expires", rec)
+	}
+	// Past the record by more than the configured 600 s, within the 1200 s asked.
+	rec.Expires = time.Now().Add(-15 * time.Minute)
+	if err := store.Put(ctx, agent.Key, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.src.Resume(ctx, agent); err != nil {
+		t.Fatalf("resume within the expiry asked past the record: %v; want it resumed", err)
+	}
+	if now := dialogsOf(t, k, uri); len(now) != 1 || now[0].CallID != rec.CallID || !strings.Contains(now[0].Contact, fmt.Sprint(second.port)) {
+		t.Fatalf("dialogs %+v; want the stored one, %s, to the second stack", now, rec.CallID)
+	}
+}
