@@ -174,7 +174,16 @@ func (s *Source) endLeftDialog(ctx context.Context, a sources.Agent) error {
 	case err != nil:
 		// The store's outage, not the agent's failure.
 		return fmt.Errorf("sip: read the stored dialog before subscribing anew: %w: %w", err, sources.ErrSourceDown)
-	case !found || !surelyOver.After(s.clock.Now()):
+	case !found:
+		return nil
+	}
+	// An earlier holder had a dialog for the agent and may have reported
+	// its presence: a NOTIFY that the notifier does not know the agent
+	// (any more) makes it Unknown here, never leaves the earlier state.
+	s.mu.Lock()
+	s.reported[a.Key] = true
+	s.mu.Unlock()
+	if !surelyOver.After(s.clock.Now()) {
 		return nil
 	}
 	d, err := s.restore(a, rec)

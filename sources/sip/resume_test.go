@@ -529,3 +529,38 @@ func TestStoredDialogLingersAsLongAsAsked(t *testing.T) {
 		t.Fatalf("dialogs %+v; want the stored one, %s, to the second stack", now, rec.CallID)
 	}
 }
+
+// The earlier holder reported the agent's presence: when the resume fails
+// and the agent is subscribed anew, a notifier that says it does not know
+// the agent any more makes it Unknown, not the earlier holder's kept.
+func TestUnknownAfterAFailedResumeIsReported(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	first, second := startStack(t, k, store), startStack(t, k, store)
+	const uri = "sip:agent8@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := first.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	etag := k.Publish(t, uri, siptest.PIDF(uri, "open", "", ""), 120)
+	provtest.Eventually(t, "Available at the first holder", func() bool {
+		p, _ := first.sink.last()
+		return p.Availability == schemas.Available
+	})
+	if err := first.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	k.ModifyPublish(t, uri, etag, siptest.PIDF(uri, "unknown", "", ""), 120)
+	k.Restart(t)
+	if err := second.src.Resume(ctx, agent); err == nil {
+		t.Fatal("resume after a server restart succeeded; want the 481")
+	}
+	if err := second.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	provtest.Eventually(t, "Unknown at the next holder", func() bool {
+		p, n := second.sink.last()
+		return n > 0 && p.Availability == schemas.Unknown
+	})
+}
