@@ -415,11 +415,18 @@ func (s *Source) applyNotify(d *dialog, req *sip.Request, state subscriptionStat
 			// Nothing was known of the agent: it stays so (no presence
 			// known yet) until the notifier knows.
 		case d.last == nil || !d.last.SameAs(p):
-			d.last = &p
+			// A NOTIFY under way when the worker let the dialog go
+			// (Unsubscribe, Detach) is no longer the agent's here.
 			s.mu.Lock()
-			s.reported[d.agent.Key] = true
+			current := s.byCallID[d.callID] == d
+			if current {
+				s.reported[d.agent.Key] = true
+			}
 			s.mu.Unlock()
-			s.sink.Observe(d.agent, p)
+			if current {
+				d.last = &p
+				s.sink.Observe(d.agent, p)
+			}
 		}
 	}
 	d.notifyMu.Unlock()
