@@ -91,3 +91,18 @@ func TestNotifyUnderWayWhenUnsubscribedIsNotApplied(t *testing.T) {
 		t.Fatalf("observed %v, reported %v after the unsubscribe; want nothing", sink.observed, s.reportedOf(d.agent.Key))
 	}
 }
+
+// A refresh can take four CSeqs (a 423 retry, each with a digest retry):
+// the dialog is stored before one that could pass the CSeq stored.
+func TestRefreshReservesTheCSeqsOfA423(t *testing.T) {
+	s := unservedSource(t, clockwork.NewRealClock(), &seen{})
+	d := tracked(t, s, "sip:agent2@example.com")
+	d.stored = d.cseq + 3
+	if !s.reserveNeeded(d) {
+		t.Fatalf("CSeq %d, stored %d: no store before a refresh that may send 4 more", d.cseq, d.stored)
+	}
+	d.stored = d.cseq + 4
+	if s.reserveNeeded(d) {
+		t.Fatalf("CSeq %d, stored %d: a store before a refresh that fits", d.cseq, d.stored)
+	}
+}

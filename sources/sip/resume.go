@@ -30,9 +30,12 @@ const (
 	// cseqReserve is how far above its last CSeq a holder records the
 	// dialog's CSeq: the server refuses a CSeq that does not grow, and a
 	// holder that dies after sending leaves its last CSeq unrecorded. A
-	// refresh takes one number, two with a digest retry; the dialog is
-	// stored after each, so the reserve runs out only if many stores fail.
+	// refresh takes up to cseqPerRefresh numbers; the dialog is stored
+	// after each, so the reserve runs out only if many stores fail.
 	cseqReserve = 16
+	// cseqPerRefresh is the most CSeqs one refresh takes: the SUBSCRIBE,
+	// its digest retry, the 423's retry and that one's digest retry.
+	cseqPerRefresh = 4
 	// storeTimeout bounds one write or read of the dialog store.
 	storeTimeout = 5 * time.Second
 	// notifyTimeoutCheck is when a resumed dialog is refreshed first: a
@@ -47,7 +50,7 @@ const (
 // reserveNeeded says whether the dialog's next refresh could pass the CSeq
 // last stored: the dialog is stored first then. The caller holds s.mu.
 func (s *Source) reserveNeeded(d *dialog) bool {
-	return s.cfg.Dialogs != nil && d.cseq+2 > d.stored
+	return s.cfg.Dialogs != nil && d.cseq+cseqPerRefresh > d.stored
 }
 
 // surelyOver is when a stored dialog has surely ended at the server: a
