@@ -30,6 +30,7 @@ type dialog struct {
 	routeSet  []sip.Uri
 	target    sip.Uri // the remote target: the agent URI until the server's Contact is known
 	refresh   clockwork.Timer
+	refreshAt time.Time // when refresh fires
 	expires   time.Time // when the server ends the subscription unless refreshed
 	// asked is the expiry the dialog's SUBSCRIBEs ask for: the configured
 	// one, or the server's Min-Expires once it answered 423.
@@ -236,6 +237,7 @@ func (s *Source) scheduleRefresh(d *dialog, after time.Duration) {
 	if s.closing {
 		return
 	}
+	d.refreshAt = s.clock.Now().Add(after)
 	d.refresh = s.clock.AfterFunc(after, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -370,10 +372,10 @@ const notifyExpiresSlack = 2 * time.Second
 
 // shortened applies the expires of a NOTIFY's Subscription-State, which
 // RFC 6665 section 4.1.3 makes authoritative, when it ends the subscription
-// before the 2xx said: the refresh comes in time. A later one is not taken,
-// since a notifier's word in its NOTIFY can be wrong that way (linphonec
-// says 600 whatever it granted) and a refresh too late loses the
-// subscription. The caller holds s.mu.
+// before the 2xx said: the refresh comes in time, never later than it was
+// due. A later one is not taken, since a notifier's word in its NOTIFY can
+// be wrong that way (linphonec says 600 whatever it granted) and a refresh
+// too late loses the subscription. The caller holds s.mu.
 func (s *Source) shortened(d *dialog, expires time.Duration) {
 	if expires == 0 || d.expires.IsZero() {
 		return
@@ -383,7 +385,11 @@ func (s *Source) shortened(d *dialog, expires time.Duration) {
 		return
 	}
 	d.expires = at
-	s.scheduleRefresh(d, expires*4/5)
+	// Only ever sooner: a refresh due before (the check after a resume)
+	// stays.
+	if after := expires * 4 / 5; d.refresh == nil || s.clock.Now().Add(after).Before(d.refreshAt) {
+		s.scheduleRefresh(d, after)
+	}
 }
 
 // headerValue is a header's value, empty when the message has none.

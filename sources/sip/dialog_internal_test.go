@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/jonboulle/clockwork"
@@ -104,5 +105,25 @@ func TestRefreshReservesTheCSeqsOfA423(t *testing.T) {
 	d.stored = d.cseq + 4
 	if s.reserveNeeded(d) {
 		t.Fatalf("CSeq %d, stored %d: a store before a refresh that fits", d.cseq, d.stored)
+	}
+}
+
+// A NOTIFY that shortens the subscription brings the refresh forward, and
+// never puts off one due sooner (the check after a resume).
+func TestShortenedNeverPostponesTheRefresh(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	s := unservedSource(t, clock, &seen{})
+	d := tracked(t, s, "sip:agent3@example.com")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d.expires = clock.Now().Add(600 * time.Second)
+	s.scheduleRefresh(d, notifyTimeoutCheck)
+	s.shortened(d, 500*time.Second)
+	if want := clock.Now().Add(notifyTimeoutCheck); !d.refreshAt.Equal(want) {
+		t.Fatalf("refresh at %s; want it kept at %s", d.refreshAt, want)
+	}
+	s.shortened(d, 10*time.Second)
+	if want := clock.Now().Add(8 * time.Second); !d.refreshAt.Equal(want) {
+		t.Fatalf("refresh at %s; want it brought forward to %s", d.refreshAt, want)
 	}
 }
