@@ -284,6 +284,25 @@ func TestDetachEndsADialogTheStoreMissed(t *testing.T) {
 	}
 }
 
+// leftBehind has the stack subscribe the agent and let it go as at a
+// hand-over: one dialog at Kamailio, stored for the next holder.
+func leftBehind(t *testing.T, k *siptest.Kamailio, st *stack, uri string) (sources.Agent, siptest.Subscription) {
+	t.Helper()
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := st.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	old := dialogsOf(t, k, uri)
+	if len(old) != 1 {
+		t.Fatalf("%d dialogs after subscribing; want 1", len(old))
+	}
+	return agent, old[0]
+}
+
 // gate forwards UDP datagrams to a server while open and drops them while
 // shut: requests that never reach it, as on a cut link. The server answers
 // to the Via of each request, the sender itself, not through the gate.
@@ -367,18 +386,8 @@ func TestResumeThatTimesOutLeavesNoSecondDialog(t *testing.T) {
 	g := startGate(t, k.Addr())
 	first, second := startStack(t, k, store), startStackTo(t, g.addr(), store)
 	const uri = "sip:agent4@example.com"
-	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	agent, old := leftBehind(t, k, first, uri)
 	ctx := context.Background()
-	if err := first.src.Subscribe(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	if err := first.src.Detach(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	old := dialogsOf(t, k, uri)
-	if len(old) != 1 {
-		t.Fatalf("%d dialogs after subscribing; want 1", len(old))
-	}
 
 	// The link to the server is cut: the resume gets no answer.
 	err := second.src.Resume(ctx, agent)
@@ -399,17 +408,17 @@ func TestResumeThatTimesOutLeavesNoSecondDialog(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := dialogsOf(t, k, uri)
-	if len(now) != 1 || now[0].CallID == old[0].CallID || !strings.Contains(now[0].Contact, fmt.Sprint(second.port)) {
-		t.Fatalf("dialogs %+v; want one, new, to the second stack (the old was %s)", now, old[0].CallID)
+	if len(now) != 1 || now[0].CallID == old.CallID || !strings.Contains(now[0].Contact, fmt.Sprint(second.port)) {
+		t.Fatalf("dialogs %+v; want one, new, to the second stack (the old was %s)", now, old.CallID)
 	}
 	// The old dialog ended before the new one began.
 	var order []string
 	for _, r := range k.Requests() {
-		if r.Method == "SUBSCRIBE" && (r.CallID == old[0].CallID && r.ToTag != "" || r.ToTag == "") {
+		if r.Method == "SUBSCRIBE" && (r.CallID == old.CallID && r.ToTag != "" || r.ToTag == "") {
 			order = append(order, r.CallID)
 		}
 	}
-	if len(order) < 3 || order[len(order)-1] != now[0].CallID || order[len(order)-2] != old[0].CallID {
+	if len(order) < 3 || order[len(order)-1] != now[0].CallID || order[len(order)-2] != old.CallID {
 		t.Fatalf("SUBSCRIBEs by Call-ID %v; want the old dialog's last request just before the new one", order)
 	}
 	rec, _, _ := store.Get(ctx, agent.Key)
@@ -428,18 +437,8 @@ func TestEndAfterALateResumeGoesAboveItsCSeq(t *testing.T) {
 	g := startGate(t, k.Addr())
 	first, second := startStack(t, k, store), startStackTo(t, g.addr(), store)
 	const uri = "sip:agent5@example.com"
-	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	agent, old := leftBehind(t, k, first, uri)
 	ctx := context.Background()
-	if err := first.src.Subscribe(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	if err := first.src.Detach(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	old := dialogsOf(t, k, uri)
-	if len(old) != 1 {
-		t.Fatalf("%d dialogs after subscribing; want 1", len(old))
-	}
 	rec, _, _ := store.Get(ctx, agent.Key)
 
 	g.hold()
@@ -450,7 +449,7 @@ func TestEndAfterALateResumeGoesAboveItsCSeq(t *testing.T) {
 	resumeCSeq := fmt.Sprint(rec.CSeq + 1)
 	provtest.Eventually(t, "the late resume at the server", func() bool {
 		for _, r := range k.Requests() {
-			if r.Method == "SUBSCRIBE" && r.CallID == old[0].CallID && r.CSeq == resumeCSeq {
+			if r.Method == "SUBSCRIBE" && r.CallID == old.CallID && r.CSeq == resumeCSeq {
 				return true
 			}
 		}
@@ -461,8 +460,8 @@ func TestEndAfterALateResumeGoesAboveItsCSeq(t *testing.T) {
 		t.Fatalf("subscribe after the late resume: %v", err)
 	}
 	now := dialogsOf(t, k, uri)
-	if len(now) != 1 || now[0].CallID == old[0].CallID {
-		t.Fatalf("dialogs %+v; want one, new (the old was %s)", now, old[0].CallID)
+	if len(now) != 1 || now[0].CallID == old.CallID {
+		t.Fatalf("dialogs %+v; want one, new (the old was %s)", now, old.CallID)
 	}
 }
 
@@ -505,14 +504,8 @@ func TestStoredDialogLingersAsLongAsAsked(t *testing.T) {
 	store := &memDialogs{m: map[string]schemas.Dialog{}}
 	first, second := startStack(t, k, store), startStack(t, k, store)
 	const uri = "sip:agent7@example.com"
-	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	agent, _ := leftBehind(t, k, first, uri)
 	ctx := context.Background()
-	if err := first.src.Subscribe(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	if err := first.src.Detach(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
 	rec, _, _ := store.Get(ctx, agent.Key)
 	if rec.AskedS != 1200 {
 		t.Fatalf("stored %+v; want asked_s 1200, the Min-Expires", rec)
