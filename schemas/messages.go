@@ -158,6 +158,11 @@ type Dialog struct {
 	// the entry again: the next holder starts above it.
 	CSeq    uint32    `json:"cseq"`
 	Expires time.Time `json:"expires"`
+	// AskedS is the expiry, in seconds, the holder's SUBSCRIBEs ask for
+	// (the server's Min-Expires after a 423): a holder gone just after a
+	// refresh may have extended the dialog by this much past Expires. Zero
+	// (written before it existed): the configured expiry.
+	AskedS int `json:"asked_s,omitempty"`
 }
 
 // WorkerInfo is the value of presence_workers <worker id>.

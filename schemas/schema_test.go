@@ -135,7 +135,7 @@ func TestSchemasAcceptGoValues(t *testing.T) {
 		{"call", "call", schemas.Call{UCC: "ucc_app01", CallID: "c-123", Connected: observed}},
 		{"dialog", "dialog", schemas.Dialog{Endpoint: "application", CallID: "a84b4c76e66710", LocalTag: "1928301774",
 			RemoteTag: "a6c85cf", Target: "sip:presence@10.0.0.5:5060;transport=udp",
-			RouteSet: []string{"sip:proxy.example.com;lr"}, CSeq: 117, Expires: observed}},
+			RouteSet: []string{"sip:proxy.example.com;lr"}, CSeq: 117, Expires: observed, AskedS: 3600}},
 		{"explain", "explain-request", schemas.ExplainRequest{URI: "sip:user1@domain.com"}},
 		{"explanation", "explanation", schemas.Explanation{URI: "sip:user1@domain.com", Key: key1, Subject: schemas.EventSubject(key1),
 			Worker: "w1", Route: schemas.Route{Source: schemas.SourceSIP, Rule: "sip: URI"},

@@ -30,6 +30,7 @@ type dialog struct {
 	routeSet  []sip.Uri
 	target    sip.Uri // the remote target: the agent URI until the server's Contact is known
 	refresh   clockwork.Timer
+	refreshAt time.Time // when refresh fires
 	expires   time.Time // when the server ends the subscription unless refreshed
 	// asked is the expiry the dialog's SUBSCRIBEs ask for: the configured
 	// one, or the server's Min-Expires once it answered 423.
@@ -126,6 +127,10 @@ func (s *Source) sendSubscribe(ctx context.Context, d *dialog, req *sip.Request)
 		return res, req, err
 	}
 	least, ok := minExpiresOf(res)
+	if h := res.GetHeader("Min-Expires"); h != nil && !ok {
+		s.log.Warn().Str("uri", d.agent.URI).Str("min_expires", h.Value()).Dur("most", maxMinExpires).
+			Msg("SIP server's Min-Expires is not a length to ask for: the 423 fails the subscription")
+	}
 	s.mu.Lock()
 	d.cseq = max(d.cseq, req.CSeq().SeqNo)
 	if !ok || least <= d.asked {
@@ -141,14 +146,20 @@ func (s *Source) sendSubscribe(ctx context.Context, d *dialog, req *sip.Request)
 	return res, retry, err
 }
 
-// minExpiresOf is a 423's Min-Expires.
+// maxMinExpires is the longest Min-Expires a 423 may ask for: a subscription
+// outliving a day would leave a dead holder's dialog live that long, and a
+// larger value could pass what the Expires header holds (2^32-1 s), wrapping
+// to 0, a fetch. Above it the 423 is the answer, a failure.
+const maxMinExpires = 24 * time.Hour
+
+// minExpiresOf is a 423's Min-Expires, when it is one to ask for.
 func minExpiresOf(res *sip.Response) (time.Duration, bool) {
 	h := res.GetHeader("Min-Expires")
 	if h == nil {
 		return 0, false
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(h.Value()))
-	if err != nil || n <= 0 {
+	if err != nil || n <= 0 || n > int(maxMinExpires/time.Second) {
 		return 0, false
 	}
 	return time.Duration(n) * time.Second, true
@@ -226,6 +237,7 @@ func (s *Source) scheduleRefresh(d *dialog, after time.Duration) {
 	if s.closing {
 		return
 	}
+	d.refreshAt = s.clock.Now().Add(after)
 	d.refresh = s.clock.AfterFunc(after, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -360,10 +372,10 @@ const notifyExpiresSlack = 2 * time.Second
 
 // shortened applies the expires of a NOTIFY's Subscription-State, which
 // RFC 6665 section 4.1.3 makes authoritative, when it ends the subscription
-// before the 2xx said: the refresh comes in time. A later one is not taken,
-// since a notifier's word in its NOTIFY can be wrong that way (linphonec
-// says 600 whatever it granted) and a refresh too late loses the
-// subscription. The caller holds s.mu.
+// before the 2xx said: the refresh comes in time, never later than it was
+// due. A later one is not taken, since a notifier's word in its NOTIFY can
+// be wrong that way (linphonec says 600 whatever it granted) and a refresh
+// too late loses the subscription. The caller holds s.mu.
 func (s *Source) shortened(d *dialog, expires time.Duration) {
 	if expires == 0 || d.expires.IsZero() {
 		return
@@ -373,7 +385,11 @@ func (s *Source) shortened(d *dialog, expires time.Duration) {
 		return
 	}
 	d.expires = at
-	s.scheduleRefresh(d, expires*4/5)
+	// Only ever sooner: a refresh due before (the check after a resume)
+	// stays.
+	if after := expires * 4 / 5; d.refresh == nil || s.clock.Now().Add(after).Before(d.refreshAt) {
+		s.scheduleRefresh(d, after)
+	}
 }
 
 // headerValue is a header's value, empty when the message has none.
@@ -405,11 +421,18 @@ func (s *Source) applyNotify(d *dialog, req *sip.Request, state subscriptionStat
 			// Nothing was known of the agent: it stays so (no presence
 			// known yet) until the notifier knows.
 		case d.last == nil || !d.last.SameAs(p):
-			d.last = &p
+			// A NOTIFY under way when the worker let the dialog go
+			// (Unsubscribe, Detach) is no longer the agent's here.
 			s.mu.Lock()
-			s.reported[d.agent.Key] = true
+			current := s.byCallID[d.callID] == d
+			if current {
+				s.reported[d.agent.Key] = true
+			}
 			s.mu.Unlock()
-			s.sink.Observe(d.agent, p)
+			if current {
+				d.last = &p
+				s.sink.Observe(d.agent, p)
+			}
 		}
 	}
 	d.notifyMu.Unlock()

@@ -30,9 +30,12 @@ const (
 	// cseqReserve is how far above its last CSeq a holder records the
 	// dialog's CSeq: the server refuses a CSeq that does not grow, and a
 	// holder that dies after sending leaves its last CSeq unrecorded. A
-	// refresh takes one number, two with a digest retry; the dialog is
-	// stored after each, so the reserve runs out only if many stores fail.
+	// refresh takes up to cseqPerRefresh numbers; the dialog is stored
+	// after each, so the reserve runs out only if many stores fail.
 	cseqReserve = 16
+	// cseqPerRefresh is the most CSeqs one refresh takes: the SUBSCRIBE,
+	// its digest retry, the 423's retry and that one's digest retry.
+	cseqPerRefresh = 4
 	// storeTimeout bounds one write or read of the dialog store.
 	storeTimeout = 5 * time.Second
 	// notifyTimeoutCheck is when a resumed dialog is refreshed first: a
@@ -47,7 +50,15 @@ const (
 // reserveNeeded says whether the dialog's next refresh could pass the CSeq
 // last stored: the dialog is stored first then. The caller holds s.mu.
 func (s *Source) reserveNeeded(d *dialog) bool {
-	return s.cfg.Dialogs != nil && d.cseq+2 > d.stored
+	return s.cfg.Dialogs != nil && d.cseq+cseqPerRefresh > d.stored
+}
+
+// surelyOver is when a stored dialog has surely ended at the server: a
+// holder that died just after a refresh may have extended it by one expiry
+// as that holder asked (a server's Min-Expires may be longer than the
+// configured one) past the record.
+func (s *Source) surelyOver(rec schemas.Dialog) time.Time {
+	return rec.Expires.Add(max(s.cfg.Expires, time.Duration(rec.AskedS)*time.Second))
 }
 
 // store records the dialog for the agent's next holder, CSeq reserved
@@ -58,7 +69,7 @@ func (s *Source) store(ctx context.Context, d *dialog) {
 	}
 	s.mu.Lock()
 	rec := schemas.Dialog{Endpoint: d.ep.cfg.Name, CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag,
-		Target: d.target.String(), CSeq: d.cseq + cseqReserve, Expires: d.expires.UTC()}
+		Target: d.target.String(), CSeq: d.cseq + cseqReserve, Expires: d.expires.UTC(), AskedS: int(d.asked / time.Second)}
 	for _, r := range d.routeSet {
 		rec.RouteSet = append(rec.RouteSet, r.String())
 	}
@@ -109,11 +120,9 @@ func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
 		return fmt.Errorf("sip: read stored dialog: %w", err)
 	case !found:
 		return sources.ErrNothingToResume
-	case !rec.Expires.Add(s.cfg.Expires).After(s.clock.Now()):
-		// A holder that died just after a refresh may have extended the
-		// dialog by one expiry beyond the record: only past that is it
-		// surely over. Before, the refresh tells (481 if it ended): a new
-		// subscription beside a live dialog would make two.
+	case !s.surelyOver(rec).After(s.clock.Now()):
+		// Before, the refresh tells (481 if it ended): a new subscription
+		// beside a live dialog would make two.
 		return fmt.Errorf("sip: stored dialog expired at %s: %w", rec.Expires.Format(time.RFC3339), sources.ErrNothingToResume)
 	}
 	d, err := s.restore(a, rec)
@@ -163,11 +172,21 @@ func (s *Source) endLeftDialog(ctx context.Context, a sources.Agent) error {
 	get, cancel := context.WithTimeout(ctx, storeTimeout)
 	rec, found, err := s.cfg.Dialogs.Get(get, a.Key)
 	cancel()
-	surelyOver := rec.Expires.Add(s.cfg.Expires)
+	surelyOver := s.surelyOver(rec)
 	switch {
 	case err != nil:
-		return fmt.Errorf("sip: read the stored dialog before subscribing anew: %w", err)
-	case !found || !surelyOver.After(s.clock.Now()):
+		// The store's outage, not the agent's failure.
+		return fmt.Errorf("sip: read the stored dialog before subscribing anew: %w: %w", err, sources.ErrSourceDown)
+	case !found:
+		return nil
+	}
+	// An earlier holder had a dialog for the agent and may have reported
+	// its presence: a NOTIFY that the notifier does not know the agent
+	// (any more) makes it Unknown here, never leaves the earlier state.
+	s.mu.Lock()
+	s.reported[a.Key] = true
+	s.mu.Unlock()
+	if !surelyOver.After(s.clock.Now()) {
 		return nil
 	}
 	d, err := s.restore(a, rec)
@@ -177,9 +196,23 @@ func (s *Source) endLeftDialog(ctx context.Context, a sources.Agent) error {
 		s.log.Warn().Err(err).Str("uri", a.URI).Msg("a stored SIP dialog cannot be ended from here; subscribing anew")
 		return nil
 	}
+	// A resume that gave up may still have reached the server, with CSeqs
+	// up to a reserve above the record's: the un-SUBSCRIBE goes past them,
+	// or the server refuses a CSeq that does not grow. Sent, it ends the
+	// dialog, so no later request of the dialog needs a CSeq above it.
+	d.cseq += cseqReserve
 	if err := s.end(ctx, d, d.request(0)); err != nil {
-		return fmt.Errorf("sip: the stored dialog (Call-ID %s) may still be live at the server; no new subscription beside it until it is ended or until %s: %w",
+		err = fmt.Errorf("sip: the stored dialog (Call-ID %s) may still be live at the server; no new subscription beside it until it is ended or until %s: %w",
 			d.callID, surelyOver.UTC().Format(time.RFC3339), err)
+		if errors.Is(err, errNoAnswer) && !errors.Is(err, errUntrusted) && ctx.Err() == nil {
+			// The server's outage, not the agent's failure: the agent
+			// waits for an endpoint to be back, as Subscribe's own do.
+			s.mu.Lock()
+			s.waiting[a.Key] = a
+			s.mu.Unlock()
+			err = fmt.Errorf("%w: %w", err, sources.ErrSourceDown)
+		}
+		return err
 	}
 	s.unstore(ctx, d)
 	s.log.Info().Str("uri", a.URI).Str("call_id", d.callID).Msg("stored SIP dialog ended before subscribing anew")
@@ -263,7 +296,7 @@ func (s *Source) Detach(ctx context.Context, a sources.Agent) error {
 
 // heldElsewhere says whether a NOTIFY for a dialog this stack does not hold
 // may belong to one another worker holds, or is about to resume: its
-// agent's stored dialog is this one and has not expired. A 481 would end
+// agent's stored dialog is this one and is not surely over. A 481 would end
 // the subscription for every worker, so it is answered only when no worker
 // can hold the dialog; when that cannot be known (the store does not
 // answer), the NOTIFY is answered 200 and dropped, and an orphan dialog
@@ -287,7 +320,7 @@ func (s *Source) heldElsewhere(req *sip.Request) bool {
 		s.log.Warn().Err(err).Str("uri", uri.URI).Msg("NOTIFY for a dialog not held here, store unreadable: answered 200 and dropped")
 		return true
 	}
-	held := found && rec.CallID == callID.Value() && rec.Expires.After(s.clock.Now())
+	held := found && rec.CallID == callID.Value() && s.surelyOver(rec).After(s.clock.Now())
 	if held {
 		s.log.Debug().Str("uri", uri.URI).Msg("NOTIFY for a dialog held or resumed elsewhere: answered 200 and dropped")
 	}

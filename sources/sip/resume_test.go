@@ -24,8 +24,9 @@ import (
 type memDialogs struct {
 	mu sync.Mutex
 	m  map[string]schemas.Dialog
-	// unreachable fails every Put, as NATS does while a worker is fenced.
-	unreachable bool
+	// unreachable fails every Put, as NATS does while a worker is fenced;
+	// unreadable fails every Get, as NATS does while it is down.
+	unreachable, unreadable bool
 }
 
 func (s *memDialogs) Put(_ context.Context, key string, d schemas.Dialog) error {
@@ -41,6 +42,9 @@ func (s *memDialogs) Put(_ context.Context, key string, d schemas.Dialog) error 
 func (s *memDialogs) Get(_ context.Context, key string) (schemas.Dialog, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.unreadable {
+		return schemas.Dialog{}, false, errors.New("nats: no responders available for request")
+	}
 	d, ok := s.m[key]
 	return d, ok, nil
 }
@@ -280,13 +284,37 @@ func TestDetachEndsADialogTheStoreMissed(t *testing.T) {
 	}
 }
 
+// leftBehind has the stack subscribe the agent and let it go as at a
+// hand-over: one dialog at Kamailio, stored for the next holder.
+func leftBehind(t *testing.T, k *siptest.Kamailio, st *stack, uri string) (sources.Agent, siptest.Subscription) {
+	t.Helper()
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := st.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	old := dialogsOf(t, k, uri)
+	if len(old) != 1 {
+		t.Fatalf("%d dialogs after subscribing; want 1", len(old))
+	}
+	return agent, old[0]
+}
+
 // gate forwards UDP datagrams to a server while open and drops them while
 // shut: requests that never reach it, as on a cut link. The server answers
 // to the Via of each request, the sender itself, not through the gate.
 type gate struct {
 	conn net.PacketConn
+	to   string
 	mu   sync.Mutex
 	open bool
+	// holding keeps what comes while shut, in held, for release: requests
+	// that reach the server late, after their sender gave up on them.
+	holding bool
+	held    [][]byte
 }
 
 func startGate(t *testing.T, to string) *gate {
@@ -299,7 +327,7 @@ func startGate(t *testing.T, to string) *gate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gate{conn: conn}
+	g := &gate{conn: conn, to: to}
 	go func() {
 		buf := make([]byte, 65535)
 		for {
@@ -309,6 +337,9 @@ func startGate(t *testing.T, to string) *gate {
 			}
 			g.mu.Lock()
 			open := g.open
+			if !open && g.holding {
+				g.held = append(g.held, append([]byte(nil), buf[:n]...))
+			}
 			g.mu.Unlock()
 			if open {
 				_, _ = conn.WriteTo(buf[:n], dst)
@@ -327,6 +358,24 @@ func (g *gate) setOpen(open bool) {
 	g.open = open
 }
 
+// hold keeps what comes while shut, for release.
+func (g *gate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.holding = true
+}
+
+// release forwards what was held, in order, and holds nothing more.
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	dst, _ := net.ResolveUDPAddr("udp", g.to)
+	for _, b := range g.held {
+		_, _ = g.conn.WriteTo(b, dst)
+	}
+	g.held, g.holding = nil, false
+}
+
 // A resume that times out proves nothing about the dialog it tried to
 // continue, which may still be live at the server: the next subscribe
 // ends that dialog first, fails while it cannot, and only then subscribes
@@ -337,18 +386,8 @@ func TestResumeThatTimesOutLeavesNoSecondDialog(t *testing.T) {
 	g := startGate(t, k.Addr())
 	first, second := startStack(t, k, store), startStackTo(t, g.addr(), store)
 	const uri = "sip:agent4@example.com"
-	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	agent, old := leftBehind(t, k, first, uri)
 	ctx := context.Background()
-	if err := first.src.Subscribe(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	if err := first.src.Detach(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
-	old := dialogsOf(t, k, uri)
-	if len(old) != 1 {
-		t.Fatalf("%d dialogs after subscribing; want 1", len(old))
-	}
 
 	// The link to the server is cut: the resume gets no answer.
 	err := second.src.Resume(ctx, agent)
@@ -369,21 +408,152 @@ func TestResumeThatTimesOutLeavesNoSecondDialog(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := dialogsOf(t, k, uri)
-	if len(now) != 1 || now[0].CallID == old[0].CallID || !strings.Contains(now[0].Contact, fmt.Sprint(second.port)) {
-		t.Fatalf("dialogs %+v; want one, new, to the second stack (the old was %s)", now, old[0].CallID)
+	if len(now) != 1 || now[0].CallID == old.CallID || !strings.Contains(now[0].Contact, fmt.Sprint(second.port)) {
+		t.Fatalf("dialogs %+v; want one, new, to the second stack (the old was %s)", now, old.CallID)
 	}
 	// The old dialog ended before the new one began.
 	var order []string
 	for _, r := range k.Requests() {
-		if r.Method == "SUBSCRIBE" && (r.CallID == old[0].CallID && r.ToTag != "" || r.ToTag == "") {
+		if r.Method == "SUBSCRIBE" && (r.CallID == old.CallID && r.ToTag != "" || r.ToTag == "") {
 			order = append(order, r.CallID)
 		}
 	}
-	if len(order) < 3 || order[len(order)-1] != now[0].CallID || order[len(order)-2] != old[0].CallID {
+	if len(order) < 3 || order[len(order)-1] != now[0].CallID || order[len(order)-2] != old.CallID {
 		t.Fatalf("SUBSCRIBEs by Call-ID %v; want the old dialog's last request just before the new one", order)
 	}
 	rec, _, _ := store.Get(ctx, agent.Key)
 	if rec.CallID != now[0].CallID {
 		t.Fatalf("stored dialog %s; want the new one, %s", rec.CallID, now[0].CallID)
 	}
+}
+
+// A resume whose refresh reaches the server after the resume gave up has
+// taken the stored CSeq + 1 there: the un-SUBSCRIBE that ends the dialog
+// before a new subscription must go above it, or the server refuses it
+// (a CSeq that does not grow) and the agent never gets subscribed again.
+func TestEndAfterALateResumeGoesAboveItsCSeq(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	g := startGate(t, k.Addr())
+	first, second := startStack(t, k, store), startStackTo(t, g.addr(), store)
+	const uri = "sip:agent5@example.com"
+	agent, old := leftBehind(t, k, first, uri)
+	ctx := context.Background()
+	rec, _, _ := store.Get(ctx, agent.Key)
+
+	g.hold()
+	if err := second.src.Resume(ctx, agent); err == nil || errors.Is(err, sources.ErrNothingToResume) {
+		t.Fatalf("resume over a held link: %v; want it to fail", err)
+	}
+	g.release()
+	resumeCSeq := fmt.Sprint(rec.CSeq + 1)
+	provtest.Eventually(t, "the late resume at the server", func() bool {
+		for _, r := range k.Requests() {
+			if r.Method == "SUBSCRIBE" && r.CallID == old.CallID && r.CSeq == resumeCSeq {
+				return true
+			}
+		}
+		return false
+	})
+	g.setOpen(true)
+	if err := second.src.Subscribe(ctx, agent); err != nil {
+		t.Fatalf("subscribe after the late resume: %v", err)
+	}
+	now := dialogsOf(t, k, uri)
+	if len(now) != 1 || now[0].CallID == old.CallID {
+		t.Fatalf("dialogs %+v; want one, new (the old was %s)", now, old.CallID)
+	}
+}
+
+// A stored dialog that cannot be ended because its server does not answer,
+// or a dialog store that cannot be read, is an outage, not the agent's
+// failure: the subscribe fails as the source being down (not counted
+// toward giving the agent up), and an agent whose endpoint did not answer
+// waits for it to come back.
+func TestLeftDialogNotEndedInAnOutageIsSourceDown(t *testing.T) {
+	const uri = "sip:agent6@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	store := &memDialogs{m: map[string]schemas.Dialog{agent.Key: {Endpoint: "application", CallID: "left-dialog",
+		LocalTag: "l1", RemoteTag: "r1", Target: "sip:agent6@127.0.0.1", CSeq: 17, Expires: time.Now().Add(time.Minute)}}}
+	g := startGate(t, "127.0.0.1:9") // shut for good: the server does not answer
+	st := startStackTo(t, g.addr(), store)
+
+	err := st.src.Subscribe(ctx, agent)
+	if !errors.Is(err, sources.ErrSourceDown) || !strings.Contains(err.Error(), "may still be live") {
+		t.Fatalf("subscribe while the left dialog's server does not answer: %v; want the source down", err)
+	}
+	if n := st.src.Health().Stats["waiting_for_endpoint"]; n != 1 {
+		t.Fatalf("%v agents waiting for an endpoint; want the one whose left dialog got no answer", n)
+	}
+
+	store.mu.Lock()
+	store.unreadable = true
+	store.mu.Unlock()
+	if err := st.src.Subscribe(ctx, agent); !errors.Is(err, sources.ErrSourceDown) {
+		t.Fatalf("subscribe while the dialog store is unreadable: %v; want the source down", err)
+	}
+}
+
+// After a 423 the dialog asks for the server's Min-Expires, longer than the
+// configured expiry, and the record says so: a holder gone just after a
+// refresh leaves the dialog live that long past the record, so a next
+// holder still resumes it then rather than subscribing anew beside it.
+func TestStoredDialogLingersAsLongAsAsked(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{MinExpires: 1200})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	first, second := startStack(t, k, store), startStack(t, k, store)
+	const uri = "sip:agent7@example.com"
+	agent, _ := leftBehind(t, k, first, uri)
+	ctx := context.Background()
+	rec, _, _ := store.Get(ctx, agent.Key)
+	if rec.AskedS != 1200 {
+		t.Fatalf("stored %+v; want asked_s 1200, the Min-Expires", rec)
+	}
+	// Past the record by more than the configured 600 s, within the 1200 s asked.
+	rec.Expires = time.Now().Add(-15 * time.Minute)
+	if err := store.Put(ctx, agent.Key, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.src.Resume(ctx, agent); err != nil {
+		t.Fatalf("resume within the expiry asked past the record: %v; want it resumed", err)
+	}
+	if now := dialogsOf(t, k, uri); len(now) != 1 || now[0].CallID != rec.CallID || !strings.Contains(now[0].Contact, fmt.Sprint(second.port)) {
+		t.Fatalf("dialogs %+v; want the stored one, %s, to the second stack", now, rec.CallID)
+	}
+}
+
+// The earlier holder reported the agent's presence: when the resume fails
+// and the agent is subscribed anew, a notifier that says it does not know
+// the agent any more makes it Unknown, not the earlier holder's kept.
+func TestUnknownAfterAFailedResumeIsReported(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	first, second := startStack(t, k, store), startStack(t, k, store)
+	const uri = "sip:agent8@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := first.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	etag := k.Publish(t, uri, siptest.PIDF(uri, "open", "", ""), 120)
+	provtest.Eventually(t, "Available at the first holder", func() bool {
+		p, _ := first.sink.last()
+		return p.Availability == schemas.Available
+	})
+	if err := first.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	k.ModifyPublish(t, uri, etag, siptest.PIDF(uri, "unknown", "", ""), 120)
+	k.Restart(t)
+	if err := second.src.Resume(ctx, agent); err == nil {
+		t.Fatal("resume after a server restart succeeded; want the 481")
+	}
+	if err := second.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	provtest.Eventually(t, "Unknown at the next holder", func() bool {
+		p, n := second.sink.last()
+		return n > 0 && p.Availability == schemas.Unknown
+	})
 }

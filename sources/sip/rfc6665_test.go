@@ -188,16 +188,24 @@ func TestIntervalTooBrief(t *testing.T) {
 			t.Fatalf("%d SUBSCRIBEs; want the first and one asking 5 s", n)
 		}
 	})
-	t.Run("no Min-Expires", func(t *testing.T) {
-		sipp := siptest.StartSippServer(t, siptest.IntervalTooBriefScenario(0), siptest.SippOptions{})
-		env, _ := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())},
-			func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
-		env.Subscribe("ucc_app01", agent)
-		waitOneFailure(t, env, agent, "423")
-		if n := sipp.Received("SUBSCRIBE"); n != 1 {
-			t.Fatalf("%d SUBSCRIBEs; want one", n)
-		}
-	})
+	// No Min-Expires, or one past any sane length (here 2^32 s, which as a
+	// uint32 Expires would wrap to 0, a fetch), is not asked for: the 423
+	// fails, with no retry.
+	for _, tc := range []struct {
+		name       string
+		minExpires int
+	}{{"no Min-Expires", 0}, {"Min-Expires beyond a day", 1 << 32}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sipp := siptest.StartSippServer(t, siptest.IntervalTooBriefScenario(tc.minExpires), siptest.SippOptions{})
+			env, _ := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())},
+				func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+			env.Subscribe("ucc_app01", agent)
+			waitOneFailure(t, env, agent, "423")
+			if n := sipp.Received("SUBSCRIBE"); n != 1 {
+				t.Fatalf("%d SUBSCRIBEs; want one", n)
+			}
+		})
+	}
 }
 
 // A NOTIFY whose Subscription-State ends the subscription sooner than the

@@ -367,6 +367,9 @@ func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
 	return err
 }
 
+// errNoAnswer marks a request that got no SIP answer at all.
+var errNoAnswer = errors.New("no answer")
+
 // errUntrusted marks a server whose TLS certificate does not verify.
 var errUntrusted = errors.New("TLS certificate not trusted (check TlsCAFile and TlsServerName)")
 
@@ -419,7 +422,7 @@ func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
 func (s *Source) end(ctx context.Context, d *dialog, req *sip.Request) error {
 	res, err := s.send(ctx, d.ep, req)
 	if err != nil {
-		return fmt.Errorf("sip: unsubscribe %s: %w", d.agent.URI, err)
+		return fmt.Errorf("sip: unsubscribe %s: %w: %w", d.agent.URI, errNoAnswer, err)
 	}
 	if res.StatusCode >= 300 && res.StatusCode != 481 {
 		return fmt.Errorf("sip: unsubscribe %s: %d %s", d.agent.URI, res.StatusCode, res.Reason)
