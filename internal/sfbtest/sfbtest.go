@@ -44,7 +44,13 @@
 //     section 21.5.4); an instance state resubscribe in the 200, with
 //     poolFqdn naming the pool to batch the agent at or without it to
 //     subscribe it alone (Resubscribe; [MS-PRES] 3.4.5.1.3), the agent
-//     then left out of the batch.
+//     then left out of the batch; BENOTIFYs that arrive out of order, as
+//     best-effort requests on their own may (OutOfOrder; the
+//     watcher keeps the highest RLMI version and CSeq, RFC 4662 section
+//     5.2), and a change sent before the 200 of the batch that takes the
+//     agent, whose piggybacked state is then the older one
+//     (NotifyBeforeAnswer; RFC 6665 section 4.1.2.4: a notification may
+//     beat the answer).
 //   - A single category SUBSCRIBE ([MS-PRES] 3.4.5.1.3, after a
 //     resubscribe without poolFqdn): To and the batchSub's one resource are
 //     the agent, with no Require: adhoclist; the 200 and the BENOTIFYs
@@ -175,6 +181,9 @@ type Pool struct {
 	// notified are the answers.
 	notify   bool
 	notified []int
+	// early are agents whose next 200 is beaten by a BENOTIFY of the new
+	// state given.
+	early map[string]State
 }
 
 // Start runs a pool whose certificate ca signs for fqdn (and 127.0.0.1),
@@ -204,7 +213,7 @@ func StartAt(t testing.TB, ca *testca.CA, fqdn, addr string) *Pool {
 		t.Fatalf("sfbtest: %v", err)
 	}
 	p := &Pool{t: t, ca: ca, fqdn: fqdn, states: map[string]State{}, batches: map[string]*Batch{}, bad: map[string]bool{},
-		resubscribe: map[string]string{}, maxExpires: defaultMaxExpires,
+		resubscribe: map[string]string{}, early: map[string]State{}, maxExpires: defaultMaxExpires,
 		listener: tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots})}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -263,6 +272,11 @@ func (p *Pool) SetState(uri string, st State) {
 	}
 	p.sent += len(reqs)
 	p.mu.Unlock()
+	p.send(reqs)
+}
+
+// send sends notifications in order: a NOTIFY waits for its answer.
+func (p *Pool) send(reqs []*sip.Request) {
 	for _, req := range reqs {
 		if req.Method == sip.NOTIFY {
 			p.notifyOne(req)
@@ -272,6 +286,34 @@ func (p *Pool) SetState(uri string, st State) {
 			p.t.Logf("sfbtest: BENOTIFY %s: %v", req.Recipient.String(), err)
 		}
 	}
+}
+
+// OutOfOrder publishes older, then newer, as the agent's state, but sends
+// each batch holding the agent only the BENOTIFY of newer now; late sends
+// the one of older, which a watcher must not apply after newer's.
+func (p *Pool) OutOfOrder(uri string, older, newer State) (late func()) {
+	p.mu.Lock()
+	p.expire()
+	var first, second []*sip.Request
+	for _, b := range p.batches {
+		if slices.Contains(b.Agents, uri) {
+			first = append(first, p.benotify(b, uri, older))
+			second = append(second, p.benotify(b, uri, newer))
+		}
+	}
+	p.sent += len(first) + len(second)
+	p.mu.Unlock()
+	p.send(second)
+	return func() { p.send(first) }
+}
+
+// NotifyBeforeAnswer makes the next 200 naming uri carry the agent's
+// state as it is, and sends a BENOTIFY of st, the agent's state from then
+// on, in the new dialog before that 200.
+func (p *Pool) NotifyBeforeAnswer(uri string, st State) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.early[strings.ToLower(uri)] = st
 }
 
 // notifyOne sends a NOTIFY and records its answer (0: none came).
@@ -563,7 +605,16 @@ func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDi
 	}
 	p.answers = append(p.answers, Answer{CallID: b.CallID, Status: 200, Agents: agents})
 	poolTag := b.poolTag
+	var early []*sip.Request
+	for _, a := range agents {
+		if st, ok := p.early[strings.ToLower(a)]; ok && slices.Contains(b.Agents, a) {
+			delete(p.early, strings.ToLower(a))
+			early = append(early, p.benotify(b, a, st))
+		}
+	}
+	p.sent += len(early)
 	p.mu.Unlock()
+	p.send(early)
 
 	res := sip.NewResponseFromRequest(req, 200, "OK", body)
 	if to := res.To(); to != nil && toTag(req) == "" {

@@ -25,6 +25,12 @@ import (
 // front-end pool whose certificate names serverName.
 func mssipProvider(t *testing.T, tune func(*sip.Config)) (*provtest.Env, *sip.Source, *sfbtest.Pool) {
 	t.Helper()
+	return mssipProviderLogging(t, tune, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+}
+
+// mssipProviderLogging is mssipProvider with the SIP source's logger given.
+func mssipProviderLogging(t *testing.T, tune func(*sip.Config), log zerolog.Logger) (*provtest.Env, *sip.Source, *sfbtest.Pool) {
+	t.Helper()
 	ca := testca.New(t, "contoso-ca")
 	pool := sfbtest.Start(t, ca, serverName)
 	cert, key := ca.Issue("trustedapp", "127.0.0.1")
@@ -32,7 +38,7 @@ func mssipProvider(t *testing.T, tune func(*sip.Config)) (*provtest.Env, *sip.So
 	if tune != nil {
 		tune(&cfg)
 	}
-	env, src := provider(t, cfg, func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+	env, src := providerLogging(t, cfg, func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour }, log)
 	return env, src, pool
 }
 
@@ -415,5 +421,52 @@ func TestPoolDownCountsNoFailure(t *testing.T) {
 	})
 	if c := claimOf(t, env, a); c.Failures != 0 {
 		t.Fatalf("claim %+v; want no failure counted", c)
+	}
+}
+
+// A BENOTIFY that arrives after a newer one is dropped: the older state
+// never overwrites the newer, so an agent gone Busy is never shown
+// Available.
+func TestBatchNotificationsOutOfOrder(t *testing.T) {
+	logs := &provtest.Logs{}
+	env, _, pool := mssipProviderLogging(t, nil, zerolog.New(logs).Level(zerolog.DebugLevel))
+	const a = "sip:agent1@example.com"
+	pool.SetState(a, sfbtest.State{Availability: 15500})
+	evs := env.Collect(schemas.Key(a))
+	env.Subscribe("ucc_app01", a)
+	waitEvent(t, evs, 1, schemas.Away)
+	late := pool.OutOfOrder(a, sfbtest.State{Availability: 3500}, sfbtest.State{Availability: 6500, Activity: "on-the-phone"})
+	waitEvent(t, evs, 2, schemas.Busy)
+	late()
+	provtest.Eventually(t, "the late BENOTIFY handled", func() bool {
+		return strings.Contains(logs.String(), "older than one applied") || len(evs.List()) > 2
+	})
+	if list := evs.List(); len(list) != 2 {
+		t.Fatalf("events %+v; want Away then Busy alone", list)
+	}
+	ev, found, err := env.Stores.State.Load(env.Ctx(), schemas.Key(a))
+	if err != nil || !found || ev.Presence.Availability != schemas.Busy {
+		t.Fatalf("stored presence %+v (found %t, %v); want Busy", ev.Presence, found, err)
+	}
+}
+
+// A notification that beats the 200 of the batch taking the agent is
+// applied, and the older state piggybacked in the 200 does not overwrite
+// it.
+func TestBatchNotifyBeforeTheAnswer(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	const a = "sip:agent1@example.com"
+	pool.SetState(a, sfbtest.State{Availability: 3500})
+	// As a NOTIFY the pool sends its 200 only once the watcher has it.
+	pool.UseNotify()
+	pool.NotifyBeforeAnswer(a, sfbtest.State{Availability: 6500, Activity: "on-the-phone"})
+	evs := env.Collect(schemas.Key(a))
+	env.Subscribe("ucc_app01", a)
+	provtest.Eventually(t, "active, the notification's Busy last", func() bool {
+		list := evs.List()
+		return env.State(a) == schemas.StateActive && len(list) > 0 && list[len(list)-1].Presence.Availability == schemas.Busy
+	})
+	if got := pool.Notified(); len(got) != 1 || got[0] != 200 {
+		t.Fatalf("answers to the early NOTIFY %v; want one 200", got)
 	}
 }
