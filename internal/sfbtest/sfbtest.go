@@ -50,7 +50,8 @@
 //     5.2), and a change sent before the 200 of the batch that takes the
 //     agent, whose piggybacked state is then the older one
 //     (NotifyBeforeAnswer; RFC 6665 section 4.1.2.4: a notification may
-//     beat the answer).
+//     beat the answer); a pool slow to answer (Hold: SUBSCRIBEs wait
+//     until released), so a watcher gives up while its request is out.
 //   - A single category SUBSCRIBE ([MS-PRES] 3.4.5.1.3, after a
 //     resubscribe without poolFqdn): To and the batchSub's one resource are
 //     the agent, with no Require: adhoclist; the 200 and the BENOTIFYs
@@ -184,6 +185,10 @@ type Pool struct {
 	// early are agents whose next 200 is beaten by a BENOTIFY of the new
 	// state given.
 	early map[string]State
+	// hold, while not nil, keeps SUBSCRIBEs waiting until it is closed;
+	// held counts those that waited.
+	hold chan struct{}
+	held int
 }
 
 // Start runs a pool whose certificate ca signs for fqdn (and 127.0.0.1),
@@ -305,6 +310,35 @@ func (p *Pool) OutOfOrder(uri string, older, newer State) (late func()) {
 	p.mu.Unlock()
 	p.send(second)
 	return func() { p.send(first) }
+}
+
+// Hold keeps the SUBSCRIBEs that come from now on unanswered until release
+// is called (at the latest when the test ends).
+func (p *Pool) Hold() (release func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	hold := make(chan struct{})
+	p.hold = hold
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			p.mu.Lock()
+			if p.hold == hold {
+				p.hold = nil
+			}
+			p.mu.Unlock()
+			close(hold)
+		})
+	}
+	p.t.Cleanup(release)
+	return release
+}
+
+// Held counts the SUBSCRIBEs that waited for a Hold's release.
+func (p *Pool) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
 }
 
 // NotifyBeforeAnswer makes the next 200 naming uri carry the agent's
@@ -470,6 +504,15 @@ func (p *Pool) refuse(req *sip.Request, tx sip.ServerTransaction, status int, re
 }
 
 func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	p.mu.Lock()
+	hold := p.hold
+	if hold != nil {
+		p.held++
+	}
+	p.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	if ev := req.GetHeader("Event"); ev == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ev.Value(), ";")[0]), "presence") {
 		p.refuse(req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "presence"))
 		return

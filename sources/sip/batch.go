@@ -177,10 +177,37 @@ func (s *Source) subscribeBatched(ctx context.Context, a sources.Agent) error {
 		return err
 	case <-ctx.Done():
 		s.mu.Lock()
+		n := len(s.batches.pending)
 		s.batches.pending = slices.DeleteFunc(s.batches.pending, func(q pendingSub) bool { return q.done == p.done })
+		sent := len(s.batches.pending) == n
 		s.mu.Unlock()
+		if sent {
+			s.abandonBatched(ctx, a, p.done)
+		}
 		return ctx.Err()
 	}
+}
+
+// abandonBatched ends a subscribe given up on while its batch request was
+// out: the 200 would make the agent a member nobody holds (the worker hands
+// it over, and the next holder batches it too), so the agent leaves the
+// batch once its answer is in. The wait is bounded by the request's own.
+func (s *Source) abandonBatched(ctx context.Context, a sources.Agent, done <-chan error) {
+	ctx = context.WithoutCancel(ctx)
+	wait, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			return // not subscribed: nothing to leave
+		}
+	case <-wait.Done():
+		// Still out (or sent on elsewhere by a resubscribe): leaving takes
+		// it out of the queue, or its batch if it got there.
+	}
+	leave, cancelLeave := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancelLeave()
+	s.unsubscribeBatched(leave, a)
 }
 
 // runBatches sends the batch requests until ctx ends.

@@ -1,6 +1,8 @@
 package sip_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -469,4 +471,35 @@ func TestBatchNotifyBeforeTheAnswer(t *testing.T) {
 	if got := pool.Notified(); len(got) != 1 || got[0] != 200 {
 		t.Fatalf("answers to the early NOTIFY %v; want one 200", got)
 	}
+}
+
+// A subscribe given up on while its batch request is out (the worker
+// stopping hands the agent over) leaves the batch once the pool's 200 is
+// in: no member is left that nobody holds, refreshed beside the next
+// holder's batch.
+func TestCancelledBatchedSubscribeLeavesNoMember(t *testing.T) {
+	ca := testca.New(t, "contoso-ca")
+	pool := sfbtest.Start(t, ca, serverName)
+	cert, key := ca.Issue("trustedapp", "127.0.0.1")
+	st := startStackWith(t, sip.Config{Transport: "tls", MSSIP: true, TLS: tlsConfig(t, ca.File, cert, key), Listen: "127.0.0.1:0",
+		RequestTimeout: 3 * time.Second, Application: appEndpoint(pool.Addr())}, 0)
+	a := sources.Agent{URI: "sip:agent1@example.com", Key: schemas.Key("sip:agent1@example.com")}
+	pool.SetState(a.URI, sfbtest.State{Availability: 3500})
+	release := pool.Hold()
+	ctx, cancel := context.WithCancel(context.Background())
+	returned := make(chan error, 1)
+	go func() { returned <- st.src.Subscribe(ctx, a) }()
+	provtest.Eventually(t, "the batch request at the pool", func() bool { return pool.Held() == 1 })
+	cancel()
+	release()
+	if err := <-returned; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe: %v; want the cancellation", err)
+	}
+	provtest.Eventually(t, "the agent out of the batch the 200 made", func() bool {
+		taken := false
+		for _, ans := range pool.Answers() {
+			taken = taken || (ans.Status == 200 && len(ans.Agents) == 1)
+		}
+		return taken && len(pool.Batches()) == 0 && st.src.Health().Stats["batched_agents"] == 0
+	})
 }
