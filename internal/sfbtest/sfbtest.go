@@ -50,7 +50,8 @@
 //     5.2), and a change sent before the 200 of the batch that takes the
 //     agent, whose piggybacked state is then the older one
 //     (NotifyBeforeAnswer; RFC 6665 section 4.1.2.4: a notification may
-//     beat the answer); a pool slow to answer (Hold: SUBSCRIBEs wait
+//     beat the answer); a batch dialog ended by a terminated notification
+//     (Terminate, RFC 6665 section 4.1.3); a pool slow to answer (Hold: SUBSCRIBEs wait
 //     until released), so a watcher gives up while its request is out.
 //   - A single category SUBSCRIBE ([MS-PRES] 3.4.5.1.3, after a
 //     resubscribe without poolFqdn): To and the batchSub's one resource are
@@ -754,8 +755,42 @@ func categories(uri string, st State) string {
 // Callers hold p.mu.
 func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
 	b.version++
-	b.cseq++
 	p.states[strings.ToLower(agent)] = st
+	req := p.notification(b)
+	remaining := max(0, int(time.Until(b.Expires)/time.Second))
+	req.AppendHeader(sip.NewHeader("Subscription-State", fmt.Sprintf("active;expires=%d", remaining)))
+	if b.single {
+		req.AppendHeader(sip.NewHeader("Content-Type", ContentCategories))
+		req.SetBody([]byte(categories(agent, st)))
+	} else {
+		req.AppendHeader(sip.NewHeader("Require", "eventlist"))
+		req.AppendHeader(sip.NewHeader("Content-Type", listContentType))
+		req.SetBody(p.listBody(b, []string{agent}, false))
+	}
+	return req
+}
+
+// Terminate ends every batch with a notification whose Subscription-State
+// is terminated with reason (RFC 6665 section 4.1.3): the batch dialog's
+// end, not any one agent's.
+func (p *Pool) Terminate(reason string) {
+	p.mu.Lock()
+	var reqs []*sip.Request
+	for id, b := range p.batches {
+		req := p.notification(b)
+		req.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason="+reason))
+		reqs = append(reqs, req)
+		delete(p.batches, id)
+	}
+	p.sent += len(reqs)
+	p.mu.Unlock()
+	p.send(reqs)
+}
+
+// notification is the start of batch b's next BENOTIFY (NOTIFY after
+// UseNotify), to its watcher's Contact. Callers hold p.mu.
+func (p *Pool) notification(b *Batch) *sip.Request {
+	b.cseq++
 	method := BENOTIFY
 	if p.notify {
 		method = sip.NOTIFY
@@ -775,16 +810,6 @@ func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: b.cseq, MethodName: method})
 	req.AppendHeader(&maxForwards)
 	req.AppendHeader(sip.NewHeader("Event", "presence"))
-	remaining := max(0, int(time.Until(b.Expires)/time.Second))
-	req.AppendHeader(sip.NewHeader("Subscription-State", fmt.Sprintf("active;expires=%d", remaining)))
-	if b.single {
-		req.AppendHeader(sip.NewHeader("Content-Type", ContentCategories))
-		req.SetBody([]byte(categories(agent, st)))
-	} else {
-		req.AppendHeader(sip.NewHeader("Require", "eventlist"))
-		req.AppendHeader(sip.NewHeader("Content-Type", listContentType))
-		req.SetBody(p.listBody(b, []string{agent}, false))
-	}
 	req.SetTransport("TLS")
 	req.SetDestination(net.JoinHostPort(b.contact.Host, strconv.Itoa(b.contact.Port)))
 	return req

@@ -861,8 +861,21 @@ func (s *Source) onBatchNotify(req *sip.Request, tx sip.ServerTransaction) {
 		s.sink.Lost(l.agent, l.err)
 	}
 	if state.terminated {
-		s.loseBatch(b, state.err())
+		s.loseBatch(b, batchTerminated(state))
 	}
+}
+
+// batchTerminated is what the end of a batch dialog means for its members.
+// RFC 6665's reasons (section 4.1.3) are about one subscription, and each
+// agent's own end comes as its RLMI instance's state: the batch's reason
+// is no agent's fault, so none fails for good or counts for it. All are
+// subscribed again at once, or after the retry-after given.
+func batchTerminated(st subscriptionState) error {
+	err := fmt.Errorf("batch terminated by the pool (reason %q): %w", st.reason, sources.ErrTerminated)
+	if st.retryAfter > 0 {
+		return &sources.RetryAfterError{After: st.retryAfter, Err: err}
+	}
+	return err
 }
 
 // lostMember is an agent a notification ended, to tell the worker once

@@ -503,3 +503,30 @@ func TestCancelledBatchedSubscribeLeavesNoMember(t *testing.T) {
 		return taken && len(pool.Batches()) == 0 && st.src.Health().Stats["batched_agents"] == 0
 	})
 }
+
+// A batch dialog the pool ends, whatever the reason, is no agent's fault:
+// its agents are batched again at once, none failed for good or counted,
+// though the same reason on one agent's instance would fail it.
+func TestBatchTerminationFailsNoAgent(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	agents := []string{"sip:agent1@example.com", "sip:agent2@example.com"}
+	for _, a := range agents {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	env.Subscribe("ucc_app01", agents...)
+	for _, a := range agents {
+		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
+	}
+	first := pool.Batches()[0].CallID
+	pool.Terminate("rejected")
+	provtest.Eventually(t, "the agents batched anew", func() bool {
+		b := pool.Batches()
+		return len(b) == 1 && b[0].CallID != first && len(b[0].Agents) == 2
+	})
+	for _, a := range agents {
+		provtest.Eventually(t, a+" active again", func() bool { return env.State(a) == schemas.StateActive })
+		if c := claimOf(t, env, a); c.Failures != 0 {
+			t.Fatalf("%s: the batch's end counted against it: %+v", a, c)
+		}
+	}
+}
