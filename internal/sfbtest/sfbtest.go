@@ -62,6 +62,9 @@
 //     category; default 1,000, up to 3,000): past it, the agent's instance in the 200 is terminated with reason
 //     rejected (RFC 4662 section 5.2; which reason a real pool gives, the
 //     specs do not say) and the batch does not hold it.
+//   - A shortest subscription (SetMinExpires): a SUBSCRIBE asking for
+//     less is answered 423 Interval Too Brief with Min-Expires (RFC 3261
+//     section 10.2.8, carried into RFC 6665).
 //   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
 //     in the dialog refreshes it, and adds the resources its body lists
 //     with their first state in the 200; Expires: 0 ends the batch; a
@@ -171,8 +174,9 @@ type Pool struct {
 	// resubscribe are agents whose next instance says resubscribe, with
 	// the poolFqdn to name (empty: none).
 	resubscribe map[string]string
-	// maxExpires is the longest subscription granted, in seconds.
-	maxExpires int
+	// maxExpires is the longest subscription granted, in seconds;
+	// minExpires the shortest asked for that is not answered 423.
+	maxExpires, minExpires int
 	// maxCategorySubscriptions is each agent's limit of category
 	// subscriptions; 0 is none.
 	maxCategorySubscriptions int
@@ -388,6 +392,15 @@ func (p *Pool) SetMaxExpires(d time.Duration) {
 	p.maxExpires = int(d / time.Second)
 }
 
+// SetMinExpires answers a SUBSCRIBE asking for less than d (but for an
+// end, Expires: 0) 423 Interval Too Brief with Min-Expires d (RFC 3261
+// section 10.2.8, carried into RFC 6665).
+func (p *Pool) SetMinExpires(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.minExpires = int(d / time.Second)
+}
+
 // SetMaxCategorySubscriptions limits the category subscriptions each agent
 // takes, as the pool's MaxCategorySubscription does (one per batch holding
 // the agent, since a batch asks for the state category alone).
@@ -520,12 +533,16 @@ func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	p.mu.Lock()
 	p.expire()
-	expires := p.maxExpires
+	expires, least := p.maxExpires, p.minExpires
 	b := p.batches[callID(req)]
 	inDialog := b != nil && req.To() != nil && toTag(req) == b.poolTag
 	p.mu.Unlock()
 	if h := req.GetHeader("Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+			if n > 0 && n < least {
+				p.refuse(req, tx, 423, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(least)))
+				return
+			}
 			expires = min(n, expires)
 		}
 	}

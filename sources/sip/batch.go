@@ -54,7 +54,10 @@ type batch struct {
 	cseq      uint32
 	target    sip.Uri
 	routeSet  []sip.Uri
-	members   map[string]*member // by lower-case agent URI
+	// asked is the expiry the batch's SUBSCRIBEs ask for: the configured
+	// one, or the pool's Min-Expires once it answered 423.
+	asked   time.Duration
+	members map[string]*member // by lower-case agent URI
 	// joining are the agents of the request under way, by lower-case URI:
 	// a notification may beat its 200 (RFC 6665 section 4.1.2.4), and its
 	// state is newer than the one the 200 carries.
@@ -300,7 +303,7 @@ func (s *Source) flush(ctx context.Context) bool {
 		}
 		open = s.newBatch(ep, r.alone, to)
 	}
-	req := s.batchRequest(open, int(s.cfg.Expires/time.Second), take)
+	req := s.batchRequest(open, int(open.asked/time.Second), take)
 	s.mu.Unlock()
 	s.sendBatch(ctx, open, req, take)
 	return true
@@ -310,7 +313,7 @@ func (s *Source) flush(ctx context.Context) bool {
 // leaves: a NOTIFY may beat the 200. The caller holds s.mu.
 func (s *Source) newBatch(ep *endpoint, alone bool, to sip.Uri) *batch {
 	b := &batch{ep: ep, alone: alone, to: to, callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12), target: to,
-		members: map[string]*member{}, joining: map[string]*member{}}
+		asked: s.cfg.Expires, members: map[string]*member{}, joining: map[string]*member{}}
 	s.batches.byCall[b.callID] = b
 	return b
 }
@@ -379,7 +382,7 @@ func batchSubBody(watcher string, agents []pendingSub) []byte {
 
 // sendBatch sends a request adding agents to b and tells each its result.
 func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agents []pendingSub) {
-	res, err := s.send(ctx, b.ep, req)
+	res, err := s.sendBatchSubscribe(ctx, b, req, agents)
 	if err == nil && res.StatusCode == 400 && len(agents) > 1 {
 		// One bad URI fails a whole batch: halves find it, and the others
 		// are subscribed.
@@ -492,6 +495,29 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 	s.log.Info().Str("call_id", b.callID).Int("agents", len(agents)).Msg("SIP batch subscribed")
 }
 
+// sendBatchSubscribe sends a SUBSCRIBE of b taking agents (none: a
+// refresh). A 423 Interval Too Brief is answered as the rfc dialect's
+// sendSubscribe does (RFC 3261 section 10.2.8): once more, asking for the
+// pool's Min-Expires, which the batch asks for from then on.
+func (s *Source) sendBatchSubscribe(ctx context.Context, b *batch, req *sip.Request, agents []pendingSub) (*sip.Response, error) {
+	res, err := s.send(ctx, b.ep, req)
+	if err != nil || res.StatusCode != 423 {
+		return res, err
+	}
+	least, ok := minExpiresOf(res)
+	s.mu.Lock()
+	if !ok || least <= b.asked {
+		s.mu.Unlock()
+		return res, nil // nothing longer to ask: the 423 is the answer
+	}
+	b.asked = least
+	retry := s.batchRequest(b, int(least/time.Second), agents)
+	s.mu.Unlock()
+	s.log.Info().Str("call_id", b.callID).Dur("min_expires", least).
+		Msg("SIP pool wants a longer batch subscription (423 Interval Too Brief): asking its Min-Expires")
+	return s.send(ctx, b.ep, retry)
+}
+
 // join makes the agent a member of b, with the state a notification that
 // beat the 200 gave it; the caller holds s.mu.
 func (s *Source) join(b *batch, p pendingSub) *member {
@@ -558,7 +584,7 @@ func (s *Source) split(ctx context.Context, b *batch, agents []pendingSub) {
 	half := len(agents) / 2
 	for _, part := range [][]pendingSub{agents[:half], agents[half:]} {
 		s.mu.Lock()
-		req := s.batchRequest(b, int(s.cfg.Expires/time.Second), part)
+		req := s.batchRequest(b, int(b.asked/time.Second), part)
 		s.mu.Unlock()
 		s.sendBatch(ctx, b, req, part)
 	}
@@ -626,7 +652,7 @@ func (s *Source) establishBatch(b *batch, res *sip.Response) {
 		}
 		slices.Reverse(b.routeSet)
 	}
-	granted := expiresOf(res, s.cfg.Expires)
+	granted := expiresOf(res, b.asked)
 	b.expires = s.clock.Now().Add(granted)
 	if b.refresh != nil {
 		b.refresh.Stop()
@@ -651,9 +677,9 @@ func (s *Source) refreshBatch(ctx context.Context, b *batch) {
 		s.mu.Unlock()
 		return
 	}
-	req := s.batchRequest(b, int(s.cfg.Expires/time.Second), nil)
+	req := s.batchRequest(b, int(b.asked/time.Second), nil)
 	s.mu.Unlock()
-	res, err := s.send(ctx, b.ep, req)
+	res, err := s.sendBatchSubscribe(ctx, b, req, nil)
 	if err == nil && res.StatusCode < 300 {
 		s.mu.Lock()
 		s.establishBatch(b, res)

@@ -530,3 +530,28 @@ func TestBatchTerminationFailsNoAgent(t *testing.T) {
 		}
 	}
 }
+
+// A pool that wants longer subscriptions (423 with Min-Expires) gets them:
+// the batch asks again at once, and from then on, for its Min-Expires, in
+// the same attempt, and no agent counts a failure.
+func TestBatchAsksForTheMinExpires(t *testing.T) {
+	env, _, pool := mssipProvider(t, func(c *sip.Config) { c.Expires = time.Minute })
+	pool.SetMinExpires(2 * time.Minute)
+	const a = "sip:agent1@example.com"
+	pool.SetState(a, sfbtest.State{Availability: 3500})
+	env.Subscribe("ucc_app01", a)
+	provtest.Eventually(t, "active", func() bool { return env.State(a) == schemas.StateActive })
+	if c := claimOf(t, env, a); c.Failures != 0 {
+		t.Fatalf("the 423 counted as a failure: %+v", c)
+	}
+	var statuses []int
+	for _, ans := range pool.Answers() {
+		statuses = append(statuses, ans.Status)
+	}
+	if fmt.Sprint(statuses) != "[423 200]" {
+		t.Fatalf("answers %v; want the 423, then a 200 to the Min-Expires asked", statuses)
+	}
+	if b := pool.Batches(); len(b) != 1 || time.Until(b[0].Expires) < time.Minute {
+		t.Fatalf("batches %+v; want one granted the two minutes", b)
+	}
+}
