@@ -51,7 +51,9 @@
 //     agent, whose piggybacked state is then the older one
 //     (NotifyBeforeAnswer; RFC 6665 section 4.1.2.4: a notification may
 //     beat the answer); a batch dialog ended by a terminated notification
-//     (Terminate, RFC 6665 section 4.1.3); a pool slow to answer (Hold: SUBSCRIBEs wait
+//     (Terminate, RFC 6665 section 4.1.3); a 200 without the first state
+//     (NoFirstState; ms-piggyback-first-notify is an option, [MS-SIP]
+//     3.3.5.1); a pool slow to answer (Hold: SUBSCRIBEs wait
 //     until released), so a watcher gives up while its request is out.
 //   - A single category SUBSCRIBE ([MS-PRES] 3.4.5.1.3, after a
 //     resubscribe without poolFqdn): To and the batchSub's one resource are
@@ -190,6 +192,8 @@ type Pool struct {
 	// early are agents whose next 200 is beaten by a BENOTIFY of the new
 	// state given.
 	early map[string]State
+	// bare are agents whose next 200 carries no first state at all.
+	bare map[string]bool
 	// hold, while not nil, keeps SUBSCRIBEs waiting until it is closed;
 	// held counts those that waited.
 	hold chan struct{}
@@ -223,7 +227,7 @@ func StartAt(t testing.TB, ca *testca.CA, fqdn, addr string) *Pool {
 		t.Fatalf("sfbtest: %v", err)
 	}
 	p := &Pool{t: t, ca: ca, fqdn: fqdn, states: map[string]State{}, batches: map[string]*Batch{}, bad: map[string]bool{},
-		resubscribe: map[string]string{}, early: map[string]State{}, maxExpires: defaultMaxExpires,
+		resubscribe: map[string]string{}, early: map[string]State{}, bare: map[string]bool{}, maxExpires: defaultMaxExpires,
 		listener: tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots})}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -344,6 +348,15 @@ func (p *Pool) Held() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.held
+}
+
+// NoFirstState makes the next 200 naming uri carry no body, as a pool that
+// does not piggyback the first state: the watcher has nothing of the
+// request's agents until a BENOTIFY.
+func (p *Pool) NoFirstState(uri string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bare[strings.ToLower(uri)] = true
 }
 
 // NotifyBeforeAnswer makes the next 200 naming uri carry the agent's
@@ -657,7 +670,13 @@ func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDi
 	b.Expires = time.Now().Add(time.Duration(expires) * time.Second)
 	var body []byte
 	contentType := listContentType
+	bare := false
+	for _, a := range agents {
+		bare = bare || p.bare[strings.ToLower(a)]
+		delete(p.bare, strings.ToLower(a))
+	}
 	switch {
+	case bare:
 	case single && len(agents) > 0:
 		body, contentType = []byte(categories(agents[0], p.states[strings.ToLower(agents[0])])), ContentCategories
 	case len(agents) > 0:

@@ -467,6 +467,7 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		}
 	}
 	var observed []observation
+	var stateless []sources.Agent
 	s.mu.Lock()
 	for _, p := range agents {
 		in, found := instanceFor(list, p.agent.URI)
@@ -485,10 +486,16 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 			if found {
 				observed = append(observed, s.stateFor(list, in, m)...)
 			}
+			if m.last == nil {
+				stateless = append(stateless, m.agent)
+			}
 			p.done <- nil
 		}
 	}
 	b.leave(agents) // those that did not join
+	if len(stateless) > 0 {
+		s.startBatchTimerN(b, stateless)
+	}
 	s.mu.Unlock()
 	s.report(observed)
 	b.notifyMu.Unlock()
@@ -516,6 +523,37 @@ func (s *Source) sendBatchSubscribe(ctx context.Context, b *batch, req *sip.Requ
 	s.log.Info().Str("call_id", b.callID).Dur("min_expires", least).
 		Msg("SIP pool wants a longer batch subscription (423 Interval Too Brief): asking its Min-Expires")
 	return s.send(ctx, b.ep, retry)
+}
+
+// startBatchTimerN fails the agents that joined b without a state when no
+// notification gives them one within Timer N of the 200, as the rfc
+// dialect's startTimerN does (RFC 6665 section 4.1.2.4): a 200 without a
+// readable first state would leave them active with no presence for ever.
+// Only they fail, and they leave the batch first, so that their next
+// attempt is a new subscription. The caller holds s.mu.
+func (s *Source) startBatchTimerN(b *batch, agents []sources.Agent) {
+	s.clock.AfterFunc(s.cfg.TimerN, func() {
+		s.mu.Lock()
+		var silent []sources.Agent
+		for _, a := range agents {
+			if m := b.members[strings.ToLower(a.URI)]; !s.closing && m != nil && m.last == nil && s.batches.byAgent[a.Key] == b {
+				silent = append(silent, m.agent)
+			}
+		}
+		ctx := s.ctx
+		s.effects.Add(len(silent))
+		s.mu.Unlock()
+		for _, a := range silent {
+			// Together, so that one rebatch takes them all out.
+			go func() {
+				defer s.effects.Done()
+				s.log.Warn().Str("uri", a.URI).Str("call_id", b.callID).Dur("timer_n", s.cfg.TimerN).
+					Msg("SIP batched subscription failed: no state within Timer N of the 200")
+				s.unsubscribeBatched(ctx, a)
+				s.sink.Lost(a, fmt.Errorf("no state within %s of the batch's 200 (RFC 6665 Timer N)", s.cfg.TimerN))
+			}()
+		}
+	})
 }
 
 // join makes the agent a member of b, with the state a notification that

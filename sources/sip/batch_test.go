@@ -555,3 +555,26 @@ func TestBatchAsksForTheMinExpires(t *testing.T) {
 		t.Fatalf("batches %+v; want one granted the two minutes", b)
 	}
 }
+
+// An agent that joins a batch without a state (a 200 with no first state)
+// and gets none from a notification within Timer N fails alone and leaves
+// the batch; the agent beside it keeps its subscription.
+func TestBatchMemberWithoutStateFailsAtTimerN(t *testing.T) {
+	env, _, pool := mssipProvider(t, func(c *sip.Config) { c.TimerN = 300 * time.Millisecond })
+	const known, silent = "sip:known@example.com", "sip:silent@example.com"
+	for _, a := range []string{known, silent} {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	env.Subscribe("ucc_app01", known)
+	provtest.Eventually(t, "known active", func() bool { return env.State(known) == schemas.StateActive })
+	pool.NoFirstState(silent)
+	env.Subscribe("ucc_app01", silent)
+	provtest.Eventually(t, "silent failed at Timer N", func() bool {
+		c := claimOf(t, env, silent)
+		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "Timer N")
+	})
+	provtest.Eventually(t, "silent out of the batch", func() bool { return agentsAt(pool) == "[known]" })
+	if c := claimOf(t, env, known); c.Failures != 0 || env.State(known) != schemas.StateActive {
+		t.Fatalf("known failed with its neighbour: %+v", c)
+	}
+}
