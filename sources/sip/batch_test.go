@@ -248,15 +248,7 @@ func agentsAt(p *sfbtest.Pool) string {
 func TestBatchRefreshAndPoolRestart(t *testing.T) {
 	env, _, pool := mssipProvider(t, nil)
 	pool.SetMaxExpires(2 * time.Second)
-	agents := []string{"sip:agent1@example.com", "sip:agent2@example.com"}
-	for _, a := range agents {
-		pool.SetState(a, sfbtest.State{Availability: 3500})
-	}
-	env.Subscribe("ucc_app01", agents...)
-	for _, a := range agents {
-		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
-	}
-	first := pool.Batches()[0].CallID
+	agents, first := twoBatched(t, env, pool)
 	provtest.Eventually(t, "a refresh in the batch's dialog", func() bool {
 		for _, a := range pool.Answers() {
 			if a.CallID == first && a.Status == 200 && len(a.Agents) == 0 {
@@ -266,14 +258,36 @@ func TestBatchRefreshAndPoolRestart(t *testing.T) {
 		return false
 	})
 	pool.Restart()
-	provtest.Eventually(t, "the agents batched anew after the 481", func() bool {
+	batchedAnew(t, env, pool, first, agents, "the pool's restart")
+}
+
+// twoBatched has two agents subscribed in one batch, returning them and the
+// batch's Call-ID.
+func twoBatched(t *testing.T, env *provtest.Env, pool *sfbtest.Pool) (agents []string, callID string) {
+	t.Helper()
+	agents = []string{"sip:agent1@example.com", "sip:agent2@example.com"}
+	for _, a := range agents {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	env.Subscribe("ucc_app01", agents...)
+	for _, a := range agents {
+		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
+	}
+	return agents, pool.Batches()[0].CallID
+}
+
+// batchedAnew waits for the agents of the batch first, which ended for
+// cause, to be active in one new batch with no failure counted.
+func batchedAnew(t *testing.T, env *provtest.Env, pool *sfbtest.Pool, first string, agents []string, cause string) {
+	t.Helper()
+	provtest.Eventually(t, "the agents batched anew after "+cause, func() bool {
 		b := pool.Batches()
-		return len(b) == 1 && b[0].CallID != first && len(b[0].Agents) == 2
+		return len(b) == 1 && b[0].CallID != first && len(b[0].Agents) == len(agents)
 	})
 	for _, a := range agents {
 		provtest.Eventually(t, a+" active again", func() bool { return env.State(a) == schemas.StateActive })
 		if c := claimOf(t, env, a); c.Failures != 0 {
-			t.Fatalf("%s: the pool's restart counted as a failure: %+v", a, c)
+			t.Fatalf("%s: %s counted as a failure: %+v", a, cause, c)
 		}
 	}
 }
@@ -509,26 +523,9 @@ func TestCancelledBatchedSubscribeLeavesNoMember(t *testing.T) {
 // though the same reason on one agent's instance would fail it.
 func TestBatchTerminationFailsNoAgent(t *testing.T) {
 	env, _, pool := mssipProvider(t, nil)
-	agents := []string{"sip:agent1@example.com", "sip:agent2@example.com"}
-	for _, a := range agents {
-		pool.SetState(a, sfbtest.State{Availability: 3500})
-	}
-	env.Subscribe("ucc_app01", agents...)
-	for _, a := range agents {
-		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
-	}
-	first := pool.Batches()[0].CallID
+	agents, first := twoBatched(t, env, pool)
 	pool.Terminate("rejected")
-	provtest.Eventually(t, "the agents batched anew", func() bool {
-		b := pool.Batches()
-		return len(b) == 1 && b[0].CallID != first && len(b[0].Agents) == 2
-	})
-	for _, a := range agents {
-		provtest.Eventually(t, a+" active again", func() bool { return env.State(a) == schemas.StateActive })
-		if c := claimOf(t, env, a); c.Failures != 0 {
-			t.Fatalf("%s: the batch's end counted against it: %+v", a, c)
-		}
-	}
+	batchedAnew(t, env, pool, first, agents, "the batch's end")
 }
 
 // A pool that wants longer subscriptions (423 with Min-Expires) gets them:
