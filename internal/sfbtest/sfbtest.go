@@ -44,7 +44,17 @@
 //     section 21.5.4); an instance state resubscribe in the 200, with
 //     poolFqdn naming the pool to batch the agent at or without it to
 //     subscribe it alone (Resubscribe; [MS-PRES] 3.4.5.1.3), the agent
-//     then left out of the batch.
+//     then left out of the batch; BENOTIFYs that arrive out of order, as
+//     best-effort requests on their own may (OutOfOrder; the
+//     watcher keeps the highest RLMI version and CSeq, RFC 4662 section
+//     5.2), and a change sent before the 200 of the batch that takes the
+//     agent, whose piggybacked state is then the older one
+//     (NotifyBeforeAnswer; RFC 6665 section 4.1.2.4: a notification may
+//     beat the answer); a batch dialog ended by a terminated notification
+//     (Terminate, RFC 6665 section 4.1.3); a 200 without the first state
+//     (NoFirstState; ms-piggyback-first-notify is an option, [MS-SIP]
+//     3.3.5.1); a pool slow to answer (Hold: SUBSCRIBEs wait
+//     until released), so a watcher gives up while its request is out.
 //   - A single category SUBSCRIBE ([MS-PRES] 3.4.5.1.3, after a
 //     resubscribe without poolFqdn): To and the batchSub's one resource are
 //     the agent, with no Require: adhoclist; the 200 and the BENOTIFYs
@@ -54,6 +64,9 @@
 //     category; default 1,000, up to 3,000): past it, the agent's instance in the 200 is terminated with reason
 //     rejected (RFC 4662 section 5.2; which reason a real pool gives, the
 //     specs do not say) and the batch does not hold it.
+//   - A shortest subscription (SetMinExpires): a SUBSCRIBE asking for
+//     less is answered 423 Interval Too Brief with Min-Expires (RFC 3261
+//     section 10.2.8, carried into RFC 6665).
 //   - Refresh and end (RFC 6665 sections 4.1.2.1 and 4.1.2.3): a SUBSCRIBE
 //     in the dialog refreshes it, and adds the resources its body lists
 //     with their first state in the 200; Expires: 0 ends the batch; a
@@ -163,8 +176,9 @@ type Pool struct {
 	// resubscribe are agents whose next instance says resubscribe, with
 	// the poolFqdn to name (empty: none).
 	resubscribe map[string]string
-	// maxExpires is the longest subscription granted, in seconds.
-	maxExpires int
+	// maxExpires is the longest subscription granted, in seconds;
+	// minExpires the shortest asked for that is not answered 423.
+	maxExpires, minExpires int
 	// maxCategorySubscriptions is each agent's limit of category
 	// subscriptions; 0 is none.
 	maxCategorySubscriptions int
@@ -175,6 +189,15 @@ type Pool struct {
 	// notified are the answers.
 	notify   bool
 	notified []int
+	// early are agents whose next 200 is beaten by a BENOTIFY of the new
+	// state given.
+	early map[string]State
+	// bare are agents whose next 200 carries no first state at all.
+	bare map[string]bool
+	// hold, while not nil, keeps SUBSCRIBEs waiting until it is closed;
+	// held counts those that waited.
+	hold chan struct{}
+	held int
 }
 
 // Start runs a pool whose certificate ca signs for fqdn (and 127.0.0.1),
@@ -204,7 +227,7 @@ func StartAt(t testing.TB, ca *testca.CA, fqdn, addr string) *Pool {
 		t.Fatalf("sfbtest: %v", err)
 	}
 	p := &Pool{t: t, ca: ca, fqdn: fqdn, states: map[string]State{}, batches: map[string]*Batch{}, bad: map[string]bool{},
-		resubscribe: map[string]string{}, maxExpires: defaultMaxExpires,
+		resubscribe: map[string]string{}, early: map[string]State{}, bare: map[string]bool{}, maxExpires: defaultMaxExpires,
 		listener: tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
 			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots})}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -263,6 +286,11 @@ func (p *Pool) SetState(uri string, st State) {
 	}
 	p.sent += len(reqs)
 	p.mu.Unlock()
+	p.send(reqs)
+}
+
+// send sends notifications in order: a NOTIFY waits for its answer.
+func (p *Pool) send(reqs []*sip.Request) {
 	for _, req := range reqs {
 		if req.Method == sip.NOTIFY {
 			p.notifyOne(req)
@@ -272,6 +300,72 @@ func (p *Pool) SetState(uri string, st State) {
 			p.t.Logf("sfbtest: BENOTIFY %s: %v", req.Recipient.String(), err)
 		}
 	}
+}
+
+// OutOfOrder publishes older, then newer, as the agent's state, but sends
+// each batch holding the agent only the BENOTIFY of newer now; late sends
+// the one of older, which a watcher must not apply after newer's.
+func (p *Pool) OutOfOrder(uri string, older, newer State) (late func()) {
+	p.mu.Lock()
+	p.expire()
+	var first, second []*sip.Request
+	for _, b := range p.batches {
+		if slices.Contains(b.Agents, uri) {
+			first = append(first, p.benotify(b, uri, older))
+			second = append(second, p.benotify(b, uri, newer))
+		}
+	}
+	p.sent += len(first) + len(second)
+	p.mu.Unlock()
+	p.send(second)
+	return func() { p.send(first) }
+}
+
+// Hold keeps the SUBSCRIBEs that come from now on unanswered until release
+// is called (at the latest when the test ends).
+func (p *Pool) Hold() (release func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	hold := make(chan struct{})
+	p.hold = hold
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			p.mu.Lock()
+			if p.hold == hold {
+				p.hold = nil
+			}
+			p.mu.Unlock()
+			close(hold)
+		})
+	}
+	p.t.Cleanup(release)
+	return release
+}
+
+// Held counts the SUBSCRIBEs that waited for a Hold's release.
+func (p *Pool) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
+// NoFirstState makes the next 200 naming uri carry no body, as a pool that
+// does not piggyback the first state: the watcher has nothing of the
+// request's agents until a BENOTIFY.
+func (p *Pool) NoFirstState(uri string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bare[strings.ToLower(uri)] = true
+}
+
+// NotifyBeforeAnswer makes the next 200 naming uri carry the agent's
+// state as it is, and sends a BENOTIFY of st, the agent's state from then
+// on, in the new dialog before that 200.
+func (p *Pool) NotifyBeforeAnswer(uri string, st State) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.early[strings.ToLower(uri)] = st
 }
 
 // notifyOne sends a NOTIFY and records its answer (0: none came).
@@ -309,6 +403,15 @@ func (p *Pool) SetMaxExpires(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.maxExpires = int(d / time.Second)
+}
+
+// SetMinExpires answers a SUBSCRIBE asking for less than d (but for an
+// end, Expires: 0) 423 Interval Too Brief with Min-Expires d (RFC 3261
+// section 10.2.8, carried into RFC 6665).
+func (p *Pool) SetMinExpires(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.minExpires = int(d / time.Second)
 }
 
 // SetMaxCategorySubscriptions limits the category subscriptions each agent
@@ -428,18 +531,31 @@ func (p *Pool) refuse(req *sip.Request, tx sip.ServerTransaction, status int, re
 }
 
 func (p *Pool) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	p.mu.Lock()
+	hold := p.hold
+	if hold != nil {
+		p.held++
+	}
+	p.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	if ev := req.GetHeader("Event"); ev == nil || !strings.EqualFold(strings.TrimSpace(strings.Split(ev.Value(), ";")[0]), "presence") {
 		p.refuse(req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "presence"))
 		return
 	}
 	p.mu.Lock()
 	p.expire()
-	expires := p.maxExpires
+	expires, least := p.maxExpires, p.minExpires
 	b := p.batches[callID(req)]
 	inDialog := b != nil && req.To() != nil && toTag(req) == b.poolTag
 	p.mu.Unlock()
 	if h := req.GetHeader("Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+			if n > 0 && n < least {
+				p.refuse(req, tx, 423, "Interval Too Brief", sip.NewHeader("Min-Expires", strconv.Itoa(least)))
+				return
+			}
 			expires = min(n, expires)
 		}
 	}
@@ -554,7 +670,13 @@ func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDi
 	b.Expires = time.Now().Add(time.Duration(expires) * time.Second)
 	var body []byte
 	contentType := listContentType
+	bare := false
+	for _, a := range agents {
+		bare = bare || p.bare[strings.ToLower(a)]
+		delete(p.bare, strings.ToLower(a))
+	}
 	switch {
+	case bare:
 	case single && len(agents) > 0:
 		body, contentType = []byte(categories(agents[0], p.states[strings.ToLower(agents[0])])), ContentCategories
 	case len(agents) > 0:
@@ -563,7 +685,16 @@ func (p *Pool) accept(req *sip.Request, tx sip.ServerTransaction, b *Batch, inDi
 	}
 	p.answers = append(p.answers, Answer{CallID: b.CallID, Status: 200, Agents: agents})
 	poolTag := b.poolTag
+	var early []*sip.Request
+	for _, a := range agents {
+		if st, ok := p.early[strings.ToLower(a)]; ok && slices.Contains(b.Agents, a) {
+			delete(p.early, strings.ToLower(a))
+			early = append(early, p.benotify(b, a, st))
+		}
+	}
+	p.sent += len(early)
 	p.mu.Unlock()
+	p.send(early)
 
 	res := sip.NewResponseFromRequest(req, 200, "OK", body)
 	if to := res.To(); to != nil && toTag(req) == "" {
@@ -660,8 +791,42 @@ func categories(uri string, st State) string {
 // Callers hold p.mu.
 func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
 	b.version++
-	b.cseq++
 	p.states[strings.ToLower(agent)] = st
+	req := p.notification(b)
+	remaining := max(0, int(time.Until(b.Expires)/time.Second))
+	req.AppendHeader(sip.NewHeader("Subscription-State", fmt.Sprintf("active;expires=%d", remaining)))
+	if b.single {
+		req.AppendHeader(sip.NewHeader("Content-Type", ContentCategories))
+		req.SetBody([]byte(categories(agent, st)))
+	} else {
+		req.AppendHeader(sip.NewHeader("Require", "eventlist"))
+		req.AppendHeader(sip.NewHeader("Content-Type", listContentType))
+		req.SetBody(p.listBody(b, []string{agent}, false))
+	}
+	return req
+}
+
+// Terminate ends every batch with a notification whose Subscription-State
+// is terminated with reason (RFC 6665 section 4.1.3): the batch dialog's
+// end, not any one agent's.
+func (p *Pool) Terminate(reason string) {
+	p.mu.Lock()
+	var reqs []*sip.Request
+	for id, b := range p.batches {
+		req := p.notification(b)
+		req.AppendHeader(sip.NewHeader("Subscription-State", "terminated;reason="+reason))
+		reqs = append(reqs, req)
+		delete(p.batches, id)
+	}
+	p.sent += len(reqs)
+	p.mu.Unlock()
+	p.send(reqs)
+}
+
+// notification is the start of batch b's next BENOTIFY (NOTIFY after
+// UseNotify), to its watcher's Contact. Callers hold p.mu.
+func (p *Pool) notification(b *Batch) *sip.Request {
+	b.cseq++
 	method := BENOTIFY
 	if p.notify {
 		method = sip.NOTIFY
@@ -681,16 +846,6 @@ func (p *Pool) benotify(b *Batch, agent string, st State) *sip.Request {
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: b.cseq, MethodName: method})
 	req.AppendHeader(&maxForwards)
 	req.AppendHeader(sip.NewHeader("Event", "presence"))
-	remaining := max(0, int(time.Until(b.Expires)/time.Second))
-	req.AppendHeader(sip.NewHeader("Subscription-State", fmt.Sprintf("active;expires=%d", remaining)))
-	if b.single {
-		req.AppendHeader(sip.NewHeader("Content-Type", ContentCategories))
-		req.SetBody([]byte(categories(agent, st)))
-	} else {
-		req.AppendHeader(sip.NewHeader("Require", "eventlist"))
-		req.AppendHeader(sip.NewHeader("Content-Type", listContentType))
-		req.SetBody(p.listBody(b, []string{agent}, false))
-	}
 	req.SetTransport("TLS")
 	req.SetDestination(net.JoinHostPort(b.contact.Host, strconv.Itoa(b.contact.Port)))
 	return req

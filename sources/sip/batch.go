@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -53,15 +54,46 @@ type batch struct {
 	cseq      uint32
 	target    sip.Uri
 	routeSet  []sip.Uri
-	members   map[string]*member // by lower-case agent URI
-	expires   time.Time
-	refresh   clockwork.Timer
+	// asked is the expiry the batch's SUBSCRIBEs ask for: the configured
+	// one, or the pool's Min-Expires once it answered 423.
+	asked   time.Duration
+	members map[string]*member // by lower-case agent URI
+	// joining are the agents of the request under way, by lower-case URI:
+	// a notification may beat its 200 (RFC 6665 section 4.1.2.4), and its
+	// state is newer than the one the 200 carries.
+	joining map[string]*member
+	expires time.Time
+	refresh clockwork.Timer
+
+	// notifyMu keeps the batch's notifications and first states in order
+	// while each is applied and reported (sipgo handles each request on
+	// its own goroutine); notifyCSeq is the CSeq of the last notification
+	// applied.
+	notifyMu   sync.Mutex
+	notifyCSeq uint32
+}
+
+// member finds an agent of b, joined or joining; the caller holds s.mu.
+func (b *batch) member(uri string) *member {
+	k := strings.ToLower(uri)
+	if m := b.members[k]; m != nil {
+		return m
+	}
+	return b.joining[k]
 }
 
 // member is an agent of a batch and the last state it reported.
 type member struct {
 	agent sources.Agent
 	last  *schemas.Presence
+	// version is the RLMI version of the list last's state came from, if
+	// versioned: an older list's state is not applied (RFC 4662 section
+	// 5.2, each notification's version one higher).
+	version   uint64
+	versioned bool
+	// notified is set once a notification gave the member its state: a
+	// single category subscription's 200, which has no version, is older.
+	notified bool
 }
 
 // pendingSub is an agent waiting for its batch's SUBSCRIBE to be answered.
@@ -148,10 +180,37 @@ func (s *Source) subscribeBatched(ctx context.Context, a sources.Agent) error {
 		return err
 	case <-ctx.Done():
 		s.mu.Lock()
+		n := len(s.batches.pending)
 		s.batches.pending = slices.DeleteFunc(s.batches.pending, func(q pendingSub) bool { return q.done == p.done })
+		sent := len(s.batches.pending) == n
 		s.mu.Unlock()
+		if sent {
+			s.abandonBatched(ctx, a, p.done)
+		}
 		return ctx.Err()
 	}
+}
+
+// abandonBatched ends a subscribe given up on while its batch request was
+// out: the 200 would make the agent a member nobody holds (the worker hands
+// it over, and the next holder batches it too), so the agent leaves the
+// batch once its answer is in. The wait is bounded by the request's own.
+func (s *Source) abandonBatched(ctx context.Context, a sources.Agent, done <-chan error) {
+	ctx = context.WithoutCancel(ctx)
+	wait, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			return // not subscribed: nothing to leave
+		}
+	case <-wait.Done():
+		// Still out (or sent on elsewhere by a resubscribe): leaving takes
+		// it out of the queue, or its batch if it got there.
+	}
+	leave, cancelLeave := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancelLeave()
+	s.unsubscribeBatched(leave, a)
 }
 
 // runBatches sends the batch requests until ctx ends.
@@ -244,7 +303,7 @@ func (s *Source) flush(ctx context.Context) bool {
 		}
 		open = s.newBatch(ep, r.alone, to)
 	}
-	req := s.batchRequest(open, int(s.cfg.Expires/time.Second), take)
+	req := s.batchRequest(open, int(open.asked/time.Second), take)
 	s.mu.Unlock()
 	s.sendBatch(ctx, open, req, take)
 	return true
@@ -254,7 +313,7 @@ func (s *Source) flush(ctx context.Context) bool {
 // leaves: a NOTIFY may beat the 200. The caller holds s.mu.
 func (s *Source) newBatch(ep *endpoint, alone bool, to sip.Uri) *batch {
 	b := &batch{ep: ep, alone: alone, to: to, callID: sip.GenerateTagN(24), localTag: sip.GenerateTagN(12), target: to,
-		members: map[string]*member{}}
+		asked: s.cfg.Expires, members: map[string]*member{}, joining: map[string]*member{}}
 	s.batches.byCall[b.callID] = b
 	return b
 }
@@ -282,9 +341,14 @@ func (s *Source) routeEndpoint(r route) (*endpoint, error) {
 }
 
 // batchRequest builds the batch's next SUBSCRIBE, with a batchSub for the
-// agents given (none: a refresh or, with expires 0, the end). The caller
-// holds s.mu.
+// agents given (none: a refresh or, with expires 0, the end), which join b
+// until the answer comes. The caller holds s.mu.
 func (s *Source) batchRequest(b *batch, expires int, agents []pendingSub) *sip.Request {
+	for _, p := range agents {
+		if k := strings.ToLower(p.agent.URI); b.joining[k] == nil {
+			b.joining[k] = &member{agent: p.agent, last: p.last}
+		}
+	}
 	b.cseq++
 	req := subscribeRequest(dialogIDs{target: b.target, from: b.ep.uri, to: b.to, localTag: b.localTag,
 		remoteTag: b.remoteTag, callID: b.callID, cseq: b.cseq, routeSet: b.routeSet, contact: b.ep.contact}, expires, acceptBatch)
@@ -318,7 +382,7 @@ func batchSubBody(watcher string, agents []pendingSub) []byte {
 
 // sendBatch sends a request adding agents to b and tells each its result.
 func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agents []pendingSub) {
-	res, err := s.send(ctx, b.ep, req)
+	res, err := s.sendBatchSubscribe(ctx, b, req, agents)
 	if err == nil && res.StatusCode == 400 && len(agents) > 1 {
 		// One bad URI fails a whole batch: halves find it, and the others
 		// are subscribed.
@@ -338,6 +402,7 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 			err = fmt.Errorf("%w: %w", err, sources.ErrSourceDown)
 		}
 		s.mu.Lock()
+		b.leave(agents)
 		if len(b.members) == 0 && s.batches.byCall[b.callID] == b {
 			delete(s.batches.byCall, b.callID)
 		}
@@ -356,11 +421,15 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		}
 		return
 	}
+	// The 200's states and the notifications that beat it go in order.
+	b.notifyMu.Lock()
 	s.mu.Lock()
 	if b.ended {
 		// Ended by the pool while the request was out: no fault of these
 		// agents, which are subscribed again at once.
+		b.leave(agents)
 		s.mu.Unlock()
+		b.notifyMu.Unlock()
 		for _, p := range agents {
 			p.done <- nil
 			s.sink.Lost(p.agent, fmt.Errorf("batch ended while it took the agent: %w", sources.ErrTerminated))
@@ -385,7 +454,8 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 			p.done <- nil
 		}
 		s.mu.Unlock()
-		s.applyCategories(b, res.Body())
+		s.applyCategories(b, res.Body(), true)
+		b.notifyMu.Unlock()
 		return
 	}
 	if len(res.Body()) > 0 {
@@ -397,6 +467,7 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		}
 	}
 	var observed []observation
+	var stateless []sources.Agent
 	s.mu.Lock()
 	for _, p := range agents {
 		in, found := instanceFor(list, p.agent.URI)
@@ -415,20 +486,95 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 			if found {
 				observed = append(observed, s.stateFor(list, in, m)...)
 			}
+			if m.last == nil {
+				stateless = append(stateless, m.agent)
+			}
 			p.done <- nil
 		}
 	}
+	b.leave(agents) // those that did not join
+	if len(stateless) > 0 {
+		s.startBatchTimerN(b, stateless)
+	}
 	s.mu.Unlock()
 	s.report(observed)
+	b.notifyMu.Unlock()
 	s.log.Info().Str("call_id", b.callID).Int("agents", len(agents)).Msg("SIP batch subscribed")
 }
 
-// join makes the agent a member of b; the caller holds s.mu.
+// sendBatchSubscribe sends a SUBSCRIBE of b taking agents (none: a
+// refresh). A 423 Interval Too Brief is answered as the rfc dialect's
+// sendSubscribe does (RFC 3261 section 10.2.8): once more, asking for the
+// pool's Min-Expires, which the batch asks for from then on.
+func (s *Source) sendBatchSubscribe(ctx context.Context, b *batch, req *sip.Request, agents []pendingSub) (*sip.Response, error) {
+	res, err := s.send(ctx, b.ep, req)
+	if err != nil || res.StatusCode != 423 {
+		return res, err
+	}
+	least, ok := minExpiresOf(res)
+	s.mu.Lock()
+	if !ok || least <= b.asked {
+		s.mu.Unlock()
+		return res, nil // nothing longer to ask: the 423 is the answer
+	}
+	b.asked = least
+	retry := s.batchRequest(b, int(least/time.Second), agents)
+	s.mu.Unlock()
+	s.log.Info().Str("call_id", b.callID).Dur("min_expires", least).
+		Msg("SIP pool wants a longer batch subscription (423 Interval Too Brief): asking its Min-Expires")
+	return s.send(ctx, b.ep, retry)
+}
+
+// startBatchTimerN fails the agents that joined b without a state when no
+// notification gives them one within Timer N of the 200, as the rfc
+// dialect's startTimerN does (RFC 6665 section 4.1.2.4): a 200 without a
+// readable first state would leave them active with no presence for ever.
+// Only they fail, and they leave the batch first, so that their next
+// attempt is a new subscription. The caller holds s.mu.
+func (s *Source) startBatchTimerN(b *batch, agents []sources.Agent) {
+	s.clock.AfterFunc(s.cfg.TimerN, func() {
+		s.mu.Lock()
+		var silent []sources.Agent
+		for _, a := range agents {
+			if m := b.members[strings.ToLower(a.URI)]; !s.closing && m != nil && m.last == nil && s.batches.byAgent[a.Key] == b {
+				silent = append(silent, m.agent)
+			}
+		}
+		ctx := s.ctx
+		s.effects.Add(len(silent))
+		s.mu.Unlock()
+		for _, a := range silent {
+			// Together, so that one rebatch takes them all out.
+			go func() {
+				defer s.effects.Done()
+				s.log.Warn().Str("uri", a.URI).Str("call_id", b.callID).Dur("timer_n", s.cfg.TimerN).
+					Msg("SIP batched subscription failed: no state within Timer N of the 200")
+				s.unsubscribeBatched(ctx, a)
+				s.sink.Lost(a, fmt.Errorf("no state within %s of the batch's 200 (RFC 6665 Timer N)", s.cfg.TimerN))
+			}()
+		}
+	})
+}
+
+// join makes the agent a member of b, with the state a notification that
+// beat the 200 gave it; the caller holds s.mu.
 func (s *Source) join(b *batch, p pendingSub) *member {
-	m := &member{agent: p.agent, last: p.last}
-	b.members[strings.ToLower(p.agent.URI)] = m
+	k := strings.ToLower(p.agent.URI)
+	m := b.joining[k]
+	if m == nil {
+		m = &member{agent: p.agent, last: p.last}
+	}
+	delete(b.joining, k)
+	b.members[k] = m
 	s.batches.byAgent[p.agent.Key] = b
 	return m
+}
+
+// leave forgets agents of a request of b as joining; the caller holds s.mu.
+func (b *batch) leave(agents []pendingSub) {
+	for _, p := range agents {
+		delete(b.joining, strings.ToLower(p.agent.URI))
+	}
 }
 
 // observation is a state to hand the worker once s.mu is released.
@@ -476,7 +622,7 @@ func (s *Source) split(ctx context.Context, b *batch, agents []pendingSub) {
 	half := len(agents) / 2
 	for _, part := range [][]pendingSub{agents[:half], agents[half:]} {
 		s.mu.Lock()
-		req := s.batchRequest(b, int(s.cfg.Expires/time.Second), part)
+		req := s.batchRequest(b, int(b.asked/time.Second), part)
 		s.mu.Unlock()
 		s.sendBatch(ctx, b, req, part)
 	}
@@ -485,6 +631,12 @@ func (s *Source) split(ctx context.Context, b *batch, agents []pendingSub) {
 // stateFor reads an active instance's part into m, returning the change
 // to report. The caller holds s.mu.
 func (s *Source) stateFor(list *listNotification, in rlmiInstance, m *member) []observation {
+	if m.versioned && list.List.Version <= m.version {
+		s.log.Debug().Str("uri", m.agent.URI).Uint64("version", list.List.Version).Uint64("applied", m.version).
+			Msg("batch state older than one applied; dropped")
+		return nil
+	}
+	m.version, m.versioned = list.List.Version, true
 	part, ok := list.stateOf(in)
 	if !ok {
 		return nil
@@ -538,7 +690,7 @@ func (s *Source) establishBatch(b *batch, res *sip.Response) {
 		}
 		slices.Reverse(b.routeSet)
 	}
-	granted := expiresOf(res, s.cfg.Expires)
+	granted := expiresOf(res, b.asked)
 	b.expires = s.clock.Now().Add(granted)
 	if b.refresh != nil {
 		b.refresh.Stop()
@@ -563,9 +715,9 @@ func (s *Source) refreshBatch(ctx context.Context, b *batch) {
 		s.mu.Unlock()
 		return
 	}
-	req := s.batchRequest(b, int(s.cfg.Expires/time.Second), nil)
+	req := s.batchRequest(b, int(b.asked/time.Second), nil)
 	s.mu.Unlock()
-	res, err := s.send(ctx, b.ep, req)
+	res, err := s.sendBatchSubscribe(ctx, b, req, nil)
 	if err == nil && res.StatusCode < 300 {
 		s.mu.Lock()
 		s.establishBatch(b, res)
@@ -757,43 +909,77 @@ func (s *Source) onBatchNotify(req *sip.Request, tx sip.ServerTransaction) {
 	if b == nil {
 		return
 	}
-	if body := req.Body(); len(body) > 0 {
-		s.applyBatchBody(b, req)
+	var lost []lostMember
+	b.notifyMu.Lock()
+	if seq := req.CSeq().SeqNo; b.notifyCSeq != 0 && seq <= b.notifyCSeq {
+		s.log.Debug().Str("call_id", b.callID).Uint32("cseq", seq).Uint32("applied", b.notifyCSeq).
+			Msg("batch notification older than one applied; dropped")
+	} else {
+		b.notifyCSeq = seq
+		if body := req.Body(); len(body) > 0 {
+			lost = s.applyBatchBody(b, req)
+		}
+	}
+	b.notifyMu.Unlock()
+	for _, l := range lost {
+		s.sink.Lost(l.agent, l.err)
 	}
 	if state.terminated {
-		s.loseBatch(b, state.err())
+		s.loseBatch(b, batchTerminated(state))
 	}
 }
 
-func (s *Source) applyBatchBody(b *batch, req *sip.Request) {
+// batchTerminated is what the end of a batch dialog means for its members.
+// RFC 6665's reasons (section 4.1.3) are about one subscription, and each
+// agent's own end comes as its RLMI instance's state: the batch's reason
+// is no agent's fault, so none fails for good or counts for it. All are
+// subscribed again at once, or after the retry-after given.
+func batchTerminated(st subscriptionState) error {
+	err := fmt.Errorf("batch terminated by the pool (reason %q): %w", st.reason, sources.ErrTerminated)
+	if st.retryAfter > 0 {
+		return &sources.RetryAfterError{After: st.retryAfter, Err: err}
+	}
+	return err
+}
+
+// lostMember is an agent a notification ended, to tell the worker once
+// the batch's locks are released.
+type lostMember struct {
+	agent sources.Agent
+	err   error
+}
+
+// applyBatchBody applies a notification's states and reports them,
+// returning the agents it ended; the caller holds b.notifyMu.
+func (s *Source) applyBatchBody(b *batch, req *sip.Request) []lostMember {
 	contentType := ""
 	if h := req.ContentType(); h != nil {
 		contentType = h.Value()
 	}
 	if mediaType(contentType) == contentCategories {
 		// A single categories document names its presentity itself.
-		s.applyCategories(b, req.Body())
-		return
+		s.applyCategories(b, req.Body(), false)
+		return nil
 	}
 	list, err := parseListNotification(contentType, req.Body())
 	if err != nil {
 		s.log.Warn().Err(err).Str("call_id", b.callID).Msg("batch notification not understood; presence kept")
-		return
+		return nil
 	}
 	var observed []observation
-	var lost []struct {
-		agent sources.Agent
-		err   error
-	}
+	var lost []lostMember
 	s.mu.Lock()
 	for _, r := range list.List.Resources {
-		m := b.members[strings.ToLower(r.URI)]
+		m := b.member(r.URI)
 		if m == nil || len(r.Instances) == 0 {
 			continue
 		}
 		in := r.Instances[0]
 		switch in.State {
 		case instanceTerminated, instanceResubscribe:
+			if b.members[strings.ToLower(r.URI)] != m {
+				continue // joining: the 200 says what becomes of it
+			}
 			delete(b.members, strings.ToLower(r.URI))
 			if s.batches.byAgent[m.agent.Key] == b {
 				delete(s.batches.byAgent, m.agent.Key)
@@ -804,22 +990,20 @@ func (s *Source) applyBatchBody(b *batch, req *sip.Request) {
 				s.batches.routes[m.agent.Key] = rerouted(in)
 				err = fmt.Errorf("the pool asks to subscribe again (poolFqdn %q): %w", in.PoolFQDN, sources.ErrTerminated)
 			}
-			lost = append(lost, struct {
-				agent sources.Agent
-				err   error
-			}{m.agent, err})
+			lost = append(lost, lostMember{m.agent, err})
 		default:
 			observed = append(observed, s.stateFor(&list, in, m)...)
 		}
 	}
 	s.mu.Unlock()
 	s.report(observed)
-	for _, l := range lost {
-		s.sink.Lost(l.agent, l.err)
-	}
+	return lost
 }
 
-func (s *Source) applyCategories(b *batch, body []byte) {
+// applyCategories applies a single category subscription's document: its
+// 200's (first), which a notification that beat it is newer than, or a
+// notification's. The caller holds b.notifyMu.
+func (s *Source) applyCategories(b *batch, body []byte, first bool) {
 	if len(body) > maxBodyBytes {
 		s.log.Warn().Int("bytes", len(body)).Str("call_id", b.callID).Msg("categories body too large; presence kept")
 		return
@@ -831,7 +1015,8 @@ func (s *Source) applyCategories(b *batch, body []byte) {
 	}
 	var observed []observation
 	s.mu.Lock()
-	if m := b.members[strings.ToLower(u.URI)]; m != nil {
+	if m := b.member(u.URI); m != nil && !(first && m.notified) {
+		m.notified = m.notified || !first
 		observed = s.observe(m, u)
 	}
 	s.mu.Unlock()

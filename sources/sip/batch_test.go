@@ -1,6 +1,8 @@
 package sip_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -25,6 +27,12 @@ import (
 // front-end pool whose certificate names serverName.
 func mssipProvider(t *testing.T, tune func(*sip.Config)) (*provtest.Env, *sip.Source, *sfbtest.Pool) {
 	t.Helper()
+	return mssipProviderLogging(t, tune, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+}
+
+// mssipProviderLogging is mssipProvider with the SIP source's logger given.
+func mssipProviderLogging(t *testing.T, tune func(*sip.Config), log zerolog.Logger) (*provtest.Env, *sip.Source, *sfbtest.Pool) {
+	t.Helper()
 	ca := testca.New(t, "contoso-ca")
 	pool := sfbtest.Start(t, ca, serverName)
 	cert, key := ca.Issue("trustedapp", "127.0.0.1")
@@ -32,7 +40,7 @@ func mssipProvider(t *testing.T, tune func(*sip.Config)) (*provtest.Env, *sip.So
 	if tune != nil {
 		tune(&cfg)
 	}
-	env, src := provider(t, cfg, func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
+	env, src := providerLogging(t, cfg, func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour }, log)
 	return env, src, pool
 }
 
@@ -240,15 +248,7 @@ func agentsAt(p *sfbtest.Pool) string {
 func TestBatchRefreshAndPoolRestart(t *testing.T) {
 	env, _, pool := mssipProvider(t, nil)
 	pool.SetMaxExpires(2 * time.Second)
-	agents := []string{"sip:agent1@example.com", "sip:agent2@example.com"}
-	for _, a := range agents {
-		pool.SetState(a, sfbtest.State{Availability: 3500})
-	}
-	env.Subscribe("ucc_app01", agents...)
-	for _, a := range agents {
-		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
-	}
-	first := pool.Batches()[0].CallID
+	agents, first := twoBatched(t, env, pool)
 	provtest.Eventually(t, "a refresh in the batch's dialog", func() bool {
 		for _, a := range pool.Answers() {
 			if a.CallID == first && a.Status == 200 && len(a.Agents) == 0 {
@@ -258,14 +258,36 @@ func TestBatchRefreshAndPoolRestart(t *testing.T) {
 		return false
 	})
 	pool.Restart()
-	provtest.Eventually(t, "the agents batched anew after the 481", func() bool {
+	batchedAnew(t, env, pool, first, agents, "the pool's restart")
+}
+
+// twoBatched has two agents subscribed in one batch, returning them and the
+// batch's Call-ID.
+func twoBatched(t *testing.T, env *provtest.Env, pool *sfbtest.Pool) (agents []string, callID string) {
+	t.Helper()
+	agents = []string{"sip:agent1@example.com", "sip:agent2@example.com"}
+	for _, a := range agents {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	env.Subscribe("ucc_app01", agents...)
+	for _, a := range agents {
+		provtest.Eventually(t, a+" active", func() bool { return env.State(a) == schemas.StateActive })
+	}
+	return agents, pool.Batches()[0].CallID
+}
+
+// batchedAnew waits for the agents of the batch first, which ended for
+// cause, to be active in one new batch with no failure counted.
+func batchedAnew(t *testing.T, env *provtest.Env, pool *sfbtest.Pool, first string, agents []string, cause string) {
+	t.Helper()
+	provtest.Eventually(t, "the agents batched anew after "+cause, func() bool {
 		b := pool.Batches()
-		return len(b) == 1 && b[0].CallID != first && len(b[0].Agents) == 2
+		return len(b) == 1 && b[0].CallID != first && len(b[0].Agents) == len(agents)
 	})
 	for _, a := range agents {
 		provtest.Eventually(t, a+" active again", func() bool { return env.State(a) == schemas.StateActive })
 		if c := claimOf(t, env, a); c.Failures != 0 {
-			t.Fatalf("%s: the pool's restart counted as a failure: %+v", a, c)
+			t.Fatalf("%s: %s counted as a failure: %+v", a, cause, c)
 		}
 	}
 }
@@ -415,5 +437,141 @@ func TestPoolDownCountsNoFailure(t *testing.T) {
 	})
 	if c := claimOf(t, env, a); c.Failures != 0 {
 		t.Fatalf("claim %+v; want no failure counted", c)
+	}
+}
+
+// A BENOTIFY that arrives after a newer one is dropped: the older state
+// never overwrites the newer, so an agent gone Busy is never shown
+// Available.
+func TestBatchNotificationsOutOfOrder(t *testing.T) {
+	logs := &provtest.Logs{}
+	env, _, pool := mssipProviderLogging(t, nil, zerolog.New(logs).Level(zerolog.DebugLevel))
+	const a = "sip:agent1@example.com"
+	pool.SetState(a, sfbtest.State{Availability: 15500})
+	evs := env.Collect(schemas.Key(a))
+	env.Subscribe("ucc_app01", a)
+	waitEvent(t, evs, 1, schemas.Away)
+	late := pool.OutOfOrder(a, sfbtest.State{Availability: 3500}, sfbtest.State{Availability: 6500, Activity: "on-the-phone"})
+	waitEvent(t, evs, 2, schemas.Busy)
+	late()
+	provtest.Eventually(t, "the late BENOTIFY handled", func() bool {
+		return strings.Contains(logs.String(), "older than one applied") || len(evs.List()) > 2
+	})
+	if list := evs.List(); len(list) != 2 {
+		t.Fatalf("events %+v; want Away then Busy alone", list)
+	}
+	ev, found, err := env.Stores.State.Load(env.Ctx(), schemas.Key(a))
+	if err != nil || !found || ev.Presence.Availability != schemas.Busy {
+		t.Fatalf("stored presence %+v (found %t, %v); want Busy", ev.Presence, found, err)
+	}
+}
+
+// A notification that beats the 200 of the batch taking the agent is
+// applied, and the older state piggybacked in the 200 does not overwrite
+// it.
+func TestBatchNotifyBeforeTheAnswer(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	const a = "sip:agent1@example.com"
+	pool.SetState(a, sfbtest.State{Availability: 3500})
+	// As a NOTIFY the pool sends its 200 only once the watcher has it.
+	pool.UseNotify()
+	pool.NotifyBeforeAnswer(a, sfbtest.State{Availability: 6500, Activity: "on-the-phone"})
+	evs := env.Collect(schemas.Key(a))
+	env.Subscribe("ucc_app01", a)
+	provtest.Eventually(t, "active, the notification's Busy last", func() bool {
+		list := evs.List()
+		return env.State(a) == schemas.StateActive && len(list) > 0 && list[len(list)-1].Presence.Availability == schemas.Busy
+	})
+	if got := pool.Notified(); len(got) != 1 || got[0] != 200 {
+		t.Fatalf("answers to the early NOTIFY %v; want one 200", got)
+	}
+}
+
+// A subscribe given up on while its batch request is out (the worker
+// stopping hands the agent over) leaves the batch once the pool's 200 is
+// in: no member is left that nobody holds, refreshed beside the next
+// holder's batch.
+func TestCancelledBatchedSubscribeLeavesNoMember(t *testing.T) {
+	ca := testca.New(t, "contoso-ca")
+	pool := sfbtest.Start(t, ca, serverName)
+	cert, key := ca.Issue("trustedapp", "127.0.0.1")
+	st := startStackWith(t, sip.Config{Transport: "tls", MSSIP: true, TLS: tlsConfig(t, ca.File, cert, key), Listen: "127.0.0.1:0",
+		RequestTimeout: 3 * time.Second, Application: appEndpoint(pool.Addr())}, 0)
+	a := sources.Agent{URI: "sip:agent1@example.com", Key: schemas.Key("sip:agent1@example.com")}
+	pool.SetState(a.URI, sfbtest.State{Availability: 3500})
+	release := pool.Hold()
+	ctx, cancel := context.WithCancel(context.Background())
+	returned := make(chan error, 1)
+	go func() { returned <- st.src.Subscribe(ctx, a) }()
+	provtest.Eventually(t, "the batch request at the pool", func() bool { return pool.Held() == 1 })
+	cancel()
+	release()
+	if err := <-returned; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe: %v; want the cancellation", err)
+	}
+	provtest.Eventually(t, "the agent out of the batch the 200 made", func() bool {
+		taken := false
+		for _, ans := range pool.Answers() {
+			taken = taken || (ans.Status == 200 && len(ans.Agents) == 1)
+		}
+		return taken && len(pool.Batches()) == 0 && st.src.Health().Stats["batched_agents"] == 0
+	})
+}
+
+// A batch dialog the pool ends, whatever the reason, is no agent's fault:
+// its agents are batched again at once, none failed for good or counted,
+// though the same reason on one agent's instance would fail it.
+func TestBatchTerminationFailsNoAgent(t *testing.T) {
+	env, _, pool := mssipProvider(t, nil)
+	agents, first := twoBatched(t, env, pool)
+	pool.Terminate("rejected")
+	batchedAnew(t, env, pool, first, agents, "the batch's end")
+}
+
+// A pool that wants longer subscriptions (423 with Min-Expires) gets them:
+// the batch asks again at once, and from then on, for its Min-Expires, in
+// the same attempt, and no agent counts a failure.
+func TestBatchAsksForTheMinExpires(t *testing.T) {
+	env, _, pool := mssipProvider(t, func(c *sip.Config) { c.Expires = time.Minute })
+	pool.SetMinExpires(2 * time.Minute)
+	const a = "sip:agent1@example.com"
+	pool.SetState(a, sfbtest.State{Availability: 3500})
+	env.Subscribe("ucc_app01", a)
+	provtest.Eventually(t, "active", func() bool { return env.State(a) == schemas.StateActive })
+	if c := claimOf(t, env, a); c.Failures != 0 {
+		t.Fatalf("the 423 counted as a failure: %+v", c)
+	}
+	var statuses []int
+	for _, ans := range pool.Answers() {
+		statuses = append(statuses, ans.Status)
+	}
+	if fmt.Sprint(statuses) != "[423 200]" {
+		t.Fatalf("answers %v; want the 423, then a 200 to the Min-Expires asked", statuses)
+	}
+	if b := pool.Batches(); len(b) != 1 || time.Until(b[0].Expires) < time.Minute {
+		t.Fatalf("batches %+v; want one granted the two minutes", b)
+	}
+}
+
+// An agent that joins a batch without a state (a 200 with no first state)
+// and gets none from a notification within Timer N fails alone and leaves
+// the batch; the agent beside it keeps its subscription.
+func TestBatchMemberWithoutStateFailsAtTimerN(t *testing.T) {
+	env, _, pool := mssipProvider(t, func(c *sip.Config) { c.TimerN = 300 * time.Millisecond })
+	const known, silent = "sip:known@example.com", "sip:silent@example.com"
+	for _, a := range []string{known, silent} {
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	env.Subscribe("ucc_app01", known)
+	provtest.Eventually(t, "known active", func() bool { return env.State(known) == schemas.StateActive })
+	pool.NoFirstState(silent)
+	env.Subscribe("ucc_app01", silent)
+	provtest.Eventually(t, "silent failed at Timer N", func() bool {
+		c := claimOf(t, env, silent)
+		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "Timer N")
+	})
+	provtest.Eventually(t, "silent out of the batch", func() bool { return agentsAt(pool) == "[known]" })
+	if c := claimOf(t, env, known); c.Failures != 0 || env.State(known) != schemas.StateActive {
+		t.Fatalf("known failed with its neighbour: %+v", c)
 	}
 }

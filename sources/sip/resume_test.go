@@ -106,9 +106,16 @@ func startStackTo(t *testing.T, pool string, store sip.DialogStore) *stack {
 	}
 	port := c.LocalAddr().(*net.UDPAddr).Port
 	_ = c.Close()
+	return startStackWith(t, sip.Config{Transport: "udp", Listen: fmt.Sprintf("127.0.0.1:%d", port), Application: appEndpoint(pool),
+		RequestTimeout: 3 * time.Second, Dialogs: store}, port)
+}
+
+// startStackWith is a stack of the configuration given, listening on port.
+func startStackWith(t *testing.T, cfg sip.Config, port int) *stack {
+	t.Helper()
 	st := &stack{sink: &recorder{}, port: port, logs: &provtest.Logs{}}
-	st.src, err = sip.New(sip.Config{Transport: "udp", Listen: fmt.Sprintf("127.0.0.1:%d", port), Application: appEndpoint(pool),
-		RequestTimeout: 3 * time.Second, Dialogs: store}, clockwork.NewRealClock(), st.sink, zerolog.New(st.logs).Level(zerolog.DebugLevel))
+	var err error
+	st.src, err = sip.New(cfg, clockwork.NewRealClock(), st.sink, zerolog.New(st.logs).Level(zerolog.DebugLevel))
 	if err != nil {
 		t.Fatal(err)
 	}
