@@ -65,12 +65,11 @@ type batch struct {
 	expires time.Time
 	refresh clockwork.Timer
 
-	// notifyMu keeps the batch's notifications and first states in order
-	// while each is applied and reported (sipgo handles each request on
-	// its own goroutine); notifyCSeq is the CSeq of the last notification
-	// applied.
-	notifyMu   sync.Mutex
-	notifyCSeq uint32
+	// notifyMu keeps the batch's notifications and first states from
+	// interleaving while each is applied and reported (sipgo handles each
+	// request on its own goroutine, so they may also come out of order:
+	// each member's cseq says which is newer for it).
+	notifyMu sync.Mutex
 }
 
 // member finds an agent of b, joined or joining; the caller holds s.mu.
@@ -94,6 +93,25 @@ type member struct {
 	// notified is set once a notification gave the member its state: a
 	// single category subscription's 200, which has no version, is older.
 	notified bool
+	// cseq is the CSeq of the notification the member's state last came
+	// from. A BENOTIFY carries the agents that changed, not the batch, so
+	// order is kept per agent: one agent's later change must not make
+	// another agent's earlier one, handled after it, count as old.
+	cseq uint32
+}
+
+// newer reports whether a notification of CSeq seq is newer for m than the
+// one its state came from, and takes it as m's if so; seq 0 is the 200's
+// first state, older than any notification.
+func (m *member) newer(seq uint32) bool {
+	if seq == 0 {
+		return !m.notified
+	}
+	if m.cseq != 0 && seq <= m.cseq {
+		return false
+	}
+	m.cseq, m.notified = seq, true
+	return true
 }
 
 // pendingSub is an agent waiting for its batch's SUBSCRIBE to be answered.
@@ -454,7 +472,7 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 			p.done <- nil
 		}
 		s.mu.Unlock()
-		s.applyCategories(b, res.Body(), true)
+		s.applyCategories(b, res.Body(), 0)
 		b.notifyMu.Unlock()
 		return
 	}
@@ -484,7 +502,7 @@ func (s *Source) sendBatch(ctx context.Context, b *batch, req *sip.Request, agen
 		default:
 			m := s.join(b, p)
 			if found {
-				observed = append(observed, s.stateFor(list, in, m)...)
+				observed = append(observed, s.stateFor(list, in, m, 0)...)
 			}
 			if m.last == nil {
 				stateless = append(stateless, m.agent)
@@ -629,9 +647,10 @@ func (s *Source) split(ctx context.Context, b *batch, agents []pendingSub) {
 }
 
 // stateFor reads an active instance's part into m, returning the change
-// to report. The caller holds s.mu.
-func (s *Source) stateFor(list *listNotification, in rlmiInstance, m *member) []observation {
-	if m.versioned && list.List.Version <= m.version {
+// to report; seq is the notification's CSeq, 0 for the 200's first state.
+// The caller holds s.mu.
+func (s *Source) stateFor(list *listNotification, in rlmiInstance, m *member, seq uint32) []observation {
+	if m.versioned && list.List.Version <= m.version || !m.newer(seq) {
 		s.log.Debug().Str("uri", m.agent.URI).Uint64("version", list.List.Version).Uint64("applied", m.version).
 			Msg("batch state older than one applied; dropped")
 		return nil
@@ -911,14 +930,8 @@ func (s *Source) onBatchNotify(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	var lost []lostMember
 	b.notifyMu.Lock()
-	if seq := req.CSeq().SeqNo; b.notifyCSeq != 0 && seq <= b.notifyCSeq {
-		s.log.Debug().Str("call_id", b.callID).Uint32("cseq", seq).Uint32("applied", b.notifyCSeq).
-			Msg("batch notification older than one applied; dropped")
-	} else {
-		b.notifyCSeq = seq
-		if body := req.Body(); len(body) > 0 {
-			lost = s.applyBatchBody(b, req)
-		}
+	if body := req.Body(); len(body) > 0 {
+		lost = s.applyBatchBody(b, req)
 	}
 	b.notifyMu.Unlock()
 	for _, l := range lost {
@@ -958,7 +971,7 @@ func (s *Source) applyBatchBody(b *batch, req *sip.Request) []lostMember {
 	}
 	if mediaType(contentType) == contentCategories {
 		// A single categories document names its presentity itself.
-		s.applyCategories(b, req.Body(), false)
+		s.applyCategories(b, req.Body(), req.CSeq().SeqNo)
 		return nil
 	}
 	list, err := parseListNotification(contentType, req.Body())
@@ -992,7 +1005,7 @@ func (s *Source) applyBatchBody(b *batch, req *sip.Request) []lostMember {
 			}
 			lost = append(lost, lostMember{m.agent, err})
 		default:
-			observed = append(observed, s.stateFor(&list, in, m)...)
+			observed = append(observed, s.stateFor(&list, in, m, req.CSeq().SeqNo)...)
 		}
 	}
 	s.mu.Unlock()
@@ -1003,7 +1016,7 @@ func (s *Source) applyBatchBody(b *batch, req *sip.Request) []lostMember {
 // applyCategories applies a single category subscription's document: its
 // 200's (first), which a notification that beat it is newer than, or a
 // notification's. The caller holds b.notifyMu.
-func (s *Source) applyCategories(b *batch, body []byte, first bool) {
+func (s *Source) applyCategories(b *batch, body []byte, seq uint32) {
 	if len(body) > maxBodyBytes {
 		s.log.Warn().Int("bytes", len(body)).Str("call_id", b.callID).Msg("categories body too large; presence kept")
 		return
@@ -1015,9 +1028,11 @@ func (s *Source) applyCategories(b *batch, body []byte, first bool) {
 	}
 	var observed []observation
 	s.mu.Lock()
-	if m := b.member(u.URI); m != nil && !(first && m.notified) {
-		m.notified = m.notified || !first
+	if m := b.member(u.URI); m != nil && m.newer(seq) {
 		observed = s.observe(m, u)
+	} else if m != nil {
+		s.log.Debug().Str("uri", m.agent.URI).Uint32("cseq", seq).Uint32("applied", m.cseq).
+			Msg("batch notification older than one applied for the agent; dropped")
 	}
 	s.mu.Unlock()
 	s.report(observed)

@@ -2,15 +2,18 @@ package sip_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/contactcenter/presence-provider/internal/freeport"
@@ -574,4 +577,79 @@ func TestBatchMemberWithoutStateFailsAtTimerN(t *testing.T) {
 	if c := claimOf(t, env, known); c.Failures != 0 || env.State(known) != schemas.StateActive {
 		t.Fatalf("known failed with its neighbour: %+v", c)
 	}
+}
+
+// 1,000 agents travel in at most ceil(1,000 ÷ batch size) batch dialogs,
+// and a change of every one of them reaches every UCC listening: issue
+// 20's bar at scale, at the default batch size and at the largest. The
+// changes come as 1,000 BENOTIFYs at once, which sipgo hands over on a
+// goroutine each: in any order, and none may be taken for another agent's
+// older one.
+func TestThousandAgentsInBatches(t *testing.T) {
+	for _, size := range []int{sip.DefaultBatchSize, 1000} {
+		t.Run(fmt.Sprintf("batches of %d", size), func(t *testing.T) {
+			env, src, pool := mssipProvider(t, func(c *sip.Config) { c.BatchSize = size })
+			const n = 1000
+			agents := make([]string, n)
+			for i := range agents {
+				agents[i] = fmt.Sprintf("sip:agent%d@example.com", i)
+				pool.SetState(agents[i], sfbtest.State{Availability: 3500})
+			}
+			env.Subscribe("ucc_app01", agents...)
+			env.Subscribe("ucc_app02", agents...)
+			provtest.Eventually(t, "every agent batched", func() bool { return src.Health().Stats["batched_agents"] == n })
+			if batches, want := pool.Batches(), (n+size-1)/size; len(batches) > want {
+				t.Fatalf("%d batch dialogs for %d agents; want at most %d", len(batches), n, want)
+			}
+			if doubles := pool.Doubles(); len(doubles) != 0 {
+				t.Fatalf("agents in two live batches: %v", doubles)
+			}
+
+			// Each UCC listens on its own connection, as UCCs do.
+			uccs := []*busyCount{listenBusy(t, env), listenBusy(t, env)}
+			for _, a := range agents {
+				pool.SetState(a, sfbtest.State{Availability: 6500, Activity: "on-the-phone"})
+			}
+			for i, u := range uccs {
+				provtest.Eventually(t, fmt.Sprintf("UCC %d to hear every agent Busy", i+1), func() bool { return u.agents() == n })
+			}
+		})
+	}
+}
+
+// busyCount counts the agents a UCC heard go Busy.
+type busyCount struct {
+	mu   sync.Mutex
+	busy map[string]bool
+}
+
+func (b *busyCount) agents() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.busy)
+}
+
+// listenBusy subscribes a connection of its own to every agent's events.
+func listenBusy(t *testing.T, env *provtest.Env) *busyCount {
+	t.Helper()
+	nc, err := nats.Connect(env.Server.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b := &busyCount{busy: map[string]bool{}}
+	if _, err := nc.Subscribe(schemas.EventSubject("*"), func(m *nats.Msg) {
+		var ev schemas.Event
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Presence.Availability == schemas.Busy {
+			b.mu.Lock()
+			b.busy[ev.Key] = true
+			b.mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -92,6 +92,17 @@ const (
 	DefaultTimerN = 64 * 500 * time.Millisecond
 )
 
+// maxMessageBytes bounds one SIP message the stack reads over TCP or TLS.
+// sipgo's default, 65,535 bytes, is less than one mssip answer or
+// notification carrying many agents at once holds: a categories document
+// per agent, about 600 bytes each, so a batch moved whole to another pool
+// or a pool's full-state NOTIFY of 100 agents comes near it and of the
+// 1,000 batchSize allows is ten times over. Refused, such a message is lost
+// whole and its agents time out. 4 MiB holds 1,000 agents with room for
+// richer documents and still bounds what one peer can make this process
+// buffer.
+const maxMessageBytes = 4 << 20
+
 // Source keeps the SIP subscriptions of the agents the worker hands it.
 type Source struct {
 	cfg       Config
@@ -206,7 +217,9 @@ func (s *Source) listen() error {
 	host, portText, _ := net.SplitHostPort(addr.String())
 	port, _ := strconv.Atoi(portText)
 	s.contact = sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sip.NewParams()}
-	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("presence-provider")}
+	parser := sip.NewParser()
+	parser.MaxMessageLength = maxMessageBytes
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent("presence-provider"), sipgo.WithUserAgentParser(parser)}
 	if s.transport == "TLS" {
 		// sips: NOTIFYs must come over TLS too (RFC 3261 section 19.1).
 		s.contact.Scheme = "sips"
