@@ -39,8 +39,13 @@ type Provider struct {
 type SIPSource struct {
 	Enabled       bool
 	ApplicationID string
-	Transport     string
-	Listen        string
+	// Dialect is DialectRFC or DialectMSSIP: how the source speaks SIP.
+	Dialect string
+	// BatchSize is the most agents one mssip batch holds; 0 leaves the SIP
+	// source's default.
+	BatchSize int
+	Transport string
+	Listen    string
 	// SubscriptionExpires is the SUBSCRIBE expiry asked for. Below the
 	// worker lease, a killed worker's dialogs end before another worker
 	// takes its agents.
@@ -114,6 +119,14 @@ const (
 	DefaultSubscriptionExpires       = 600 * time.Second
 )
 
+// Dialects of UcmaPresenceSource: RFC 6665 with PIDF, one dialog per agent
+// (the default), or Microsoft SIP as Skype for Business Server speaks it to
+// a trusted application ([MS-SIP], [MS-PRES]).
+const (
+	DialectRFC   = "rfc"
+	DialectMSSIP = "mssip"
+)
+
 // Default is the configuration when no Config.xml is given: only the PSTN
 // source, the one that needs no settings.
 func Default() Provider {
@@ -123,7 +136,7 @@ func Default() Provider {
 		MaxFailedResubscribeDelay: DefaultMaxFailedResubscribeDelay,
 		MaxFailuresPerURI:         DefaultMaxFailuresPerURI,
 		PSTN:                      PSTNSource{Enabled: true, MaxCallDuration: DefaultMaxCallDuration},
-		SIP:                       SIPSource{Transport: DefaultSIPTransport, SubscriptionExpires: DefaultSubscriptionExpires},
+		SIP:                       SIPSource{Dialect: DialectRFC, Transport: DefaultSIPTransport, SubscriptionExpires: DefaultSubscriptionExpires},
 		Graph: GraphSource{RequestsPer30s: DefaultGraphRequestsPer30s, BudgetPercent: DefaultGraphBudgetPercent,
 			MinCycle: DefaultGraphMinCycle},
 	}
@@ -315,6 +328,14 @@ func (r *reader) hostPort(n *node, attr string, portRequired bool) string {
 func (r *reader) sip(n *node) SIPSource {
 	s := SIPSource{Enabled: r.bool(n, "enabled", false)}
 	s.ApplicationID = r.str(n, "ApplicationId", s.Enabled)
+	s.Dialect = strings.ToLower(r.str(n, "Dialect", false))
+	switch s.Dialect {
+	case "":
+		s.Dialect = DialectRFC
+	case DialectRFC, DialectMSSIP:
+	default:
+		r.fail(n, "Dialect", fmt.Sprintf("%q is not %s or %s", s.Dialect, DialectRFC, DialectMSSIP))
+	}
 	s.Transport = strings.ToLower(r.str(n, "Transport", false))
 	switch s.Transport {
 	case "":
@@ -324,6 +345,10 @@ func (r *reader) sip(n *node) SIPSource {
 		r.fail(n, "Transport", fmt.Sprintf("%q is not udp, tcp or tls", s.Transport))
 	}
 	s.Listen = r.hostPort(n, "Listen", true)
+	s.BatchSize = r.int(n, "batchSize", 0, 1, 1000)
+	if s.BatchSize != 0 && s.Dialect != DialectMSSIP {
+		r.fail(n, "batchSize", fmt.Sprintf("is only used with Dialect mssip; Dialect is %s", s.Dialect))
+	}
 	s.SubscriptionExpires = r.seconds(n, "subscriptionExpires", DefaultSubscriptionExpires, 2, 86400)
 	apps := n.all("ApplicationEndpoint")
 	if len(apps) != 1 && (s.Enabled || len(apps) > 1) {
@@ -331,6 +356,10 @@ func (r *reader) sip(n *node) SIPSource {
 	}
 	if len(apps) > 0 {
 		s.Application = r.endpoint(apps[0], "OwnerUri", s.Enabled)
+		if s.Dialect == DialectMSSIP && s.Application.Register {
+			// A trusted application is neither registered nor challenged ([MS-SIP] 3.3).
+			r.fail(apps[0], "Register", "a trusted application does not register; Dialect is mssip")
+		}
 	}
 	s.TLSCAFile = r.str(n, "TlsCAFile", false)
 	s.TLSCertFile = r.str(n, "TlsCertFile", false)

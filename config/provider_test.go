@@ -43,6 +43,7 @@ func TestParseSpecExample(t *testing.T) {
 	equal(t, "UcmaPresenceSource", p.SIP, config.SIPSource{
 		Enabled:             true,
 		ApplicationID:       "urn:application:ucc_presenceprovider01",
+		Dialect:             config.DialectRFC,
 		Transport:           "tcp",
 		SubscriptionExpires: config.DefaultSubscriptionExpires,
 		Listen:              "",
@@ -76,7 +77,7 @@ func TestParseDefaults(t *testing.T) {
 		FailedResubscribeDelay:    900 * time.Second,
 		MaxFailedResubscribeDelay: 28800 * time.Second,
 		MaxFailuresPerURI:         3,
-		SIP:                       config.SIPSource{Transport: "tcp", SubscriptionExpires: config.DefaultSubscriptionExpires},
+		SIP:                       config.SIPSource{Dialect: config.DialectRFC, Transport: "tcp", SubscriptionExpires: config.DefaultSubscriptionExpires},
 		// A file without a PstnPresenceSource element does not enable it.
 		PSTN:  config.PSTNSource{Enabled: false, MaxCallDuration: 4 * time.Hour},
 		Graph: config.GraphSource{RequestsPer30s: 1500, BudgetPercent: 80, MinCycle: time.Second},
@@ -116,6 +117,7 @@ func TestParseOddCase(t *testing.T) {
 	equal(t, "UCMAPRESENCESOURCE", p.SIP, config.SIPSource{
 		Enabled:             true,
 		ApplicationID:       "urn:application:odd",
+		Dialect:             config.DialectRFC,
 		Transport:           "tcp",
 		SubscriptionExpires: config.DefaultSubscriptionExpires,
 		Listen:              "0.0.0.0:5061",
@@ -232,6 +234,11 @@ func TestParseBrokenRules(t *testing.T) {
 		{"PoolFqdn port out of range", wrap("", sip("", app+`<UserEndpoint UserUri="sip:u@d.com" PoolFqdn="pool.d.com:65536" />`)), ucma + "/UserEndpoint", "PoolFqdn", "host or host:port"},
 		{"PoolFqdn with a path", wrap("", sip("", `<ApplicationEndpoint OwnerUri="sip:a@b.com" PoolFqdn="https://pool/x" />`)), ucma + "/ApplicationEndpoint", "PoolFqdn", "host or host:port"},
 		{"bad Transport", wrap("", sip(`Transport="sctp"`, app)), ucma, "Transport", "not udp, tcp or tls"},
+		{"unknown Dialect", wrap("", sip(`Dialect="lync2010"`, app)), ucma, "Dialect", `"lync2010" is not rfc or mssip`},
+		{"unknown Dialect, disabled", wrap("", `<UcmaPresenceSource Dialect="ms-sip">`+app+`</UcmaPresenceSource>`), ucma, "Dialect", "not rfc or mssip"},
+		{"batchSize with rfc", wrap("", sip(`batchSize="50"`, app)), ucma, "batchSize", "only used with Dialect mssip; Dialect is rfc"},
+		{"batchSize 0", wrap("", sip(`Dialect="mssip" batchSize="0"`, app)), ucma, "batchSize", "out of range 1 to 1000"},
+		{"Register with mssip", wrap("", sip(`Dialect="mssip"`, `<ApplicationEndpoint OwnerUri="sip:a@b.com" Register="true" />`)), ucma + "/ApplicationEndpoint", "Register", "does not register; Dialect is mssip"},
 		{"Listen without port", wrap("", sip(`Listen="127.0.0.1"`, app)), ucma, "Listen", "host:port"},
 		{"Listen with a bad port", wrap("", sip(`Listen="127.0.0.1:sip"`, app)), ucma, "Listen", "host:port"},
 		{"Listen port out of range", wrap("", sip(`Listen="127.0.0.1:70000"`, app)), ucma, "Listen", "host:port"},
@@ -373,4 +380,32 @@ func TestProviderLogLine(t *testing.T) {
 		t.Errorf("not one line: %q", line)
 	}
 	_ = fmt.Sprint(p) // must not panic either
+}
+
+// batchSize sets the agents of one mssip batch; absent, the source's default.
+func TestParseBatchSize(t *testing.T) {
+	for attrs, want := range map[string]int{`Dialect="mssip"`: 0, `Dialect="mssip" BATCHSIZE="250"`: 250} {
+		p, _, err := config.Parse([]byte(wrap("", sip(attrs, app))))
+		if err != nil || p.SIP.BatchSize != want {
+			t.Errorf("%s: batch size %d, %v; want %d", attrs, p.SIP.BatchSize, err, want)
+		}
+	}
+}
+
+// Dialect takes rfc (the default, as when absent or empty) or mssip, in
+// any case.
+func TestParseDialect(t *testing.T) {
+	for attrs, want := range map[string]string{
+		"":                config.DialectRFC,
+		`Dialect=""`:      config.DialectRFC,
+		`Dialect="rfc"`:   config.DialectRFC,
+		`Dialect="mssip"`: config.DialectMSSIP,
+		`dialect="MSSIP"`: config.DialectMSSIP,
+		`Dialect="MsSip"`: config.DialectMSSIP,
+	} {
+		p, warnings, err := config.Parse([]byte(wrap("", sip(attrs, app))))
+		if err != nil || len(warnings) != 0 || p.SIP.Dialect != want {
+			t.Errorf("%s: dialect %q, warnings %v, error %v; want %q", attrs, p.SIP.Dialect, warnings, err, want)
+		}
+	}
 }

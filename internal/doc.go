@@ -4,8 +4,9 @@
 //
 // Most of it is test harnesses, imported only by _test.go files and the
 // developer tools beside them: freeport, graphtest, provtest, siptest and
-// testca. One package is product code, linked into presenced: slogzero, the
-// log/slog handler that writes sipgo's lines through zerolog. It sits here,
-// not beside the sources, because it belongs to no source and no UCC may
-// come to depend on it.
+// testca. Two packages are product code, linked into the binaries: slogzero,
+// the log/slog handler that writes sipgo's lines through zerolog, and
+// buildinfo, the version and commit a binary was built from. They sit here,
+// not beside the sources or in cmd, because each serves more than one
+// package and no UCC may come to depend on them.
 package internal

@@ -279,7 +279,7 @@ const endTimeout = 15 * time.Second
 
 // endUpstream unsubscribes (or detaches: keep) before it releases the
 // claim: the next holder must never overlap with this one upstream. It
-// reports whether the claim is gone; unchanged is release's.
+// reports whether the claim is gone; unchanged is Claims.Release's.
 func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string, claimRev uint64, keep bool, unchanged func() bool) bool {
 	if s, ok := w.sources[source]; ok {
 		_, fed := s.(sources.Fed)
@@ -295,7 +295,7 @@ func (w *Worker) endUpstream(ctx context.Context, a sources.Agent, source string
 	if claimRev == 0 {
 		return true
 	}
-	if err := w.release(ctx, a.Key, claimRev, unchanged); err != nil {
+	if err := w.claimer.Release(ctx, a.Key, claimRev, unchanged); err != nil {
 		w.log.Warn().Err(err).Str("uri", a.URI).Msg("could not release claim")
 		return false
 	}
@@ -313,28 +313,10 @@ func (w *Worker) letGo(ctx context.Context, a sources.Agent, source string, keep
 	return s.Unsubscribe(ctx, a)
 }
 
-// release gives up a claim this worker holds. A claim write whose answer was
-// lost (a cancelled request), or one still on its way, leaves the revision
-// unknown: on a mismatch the claim is read again and deleted if it is still
-// this worker's and unchanged says the agent's lifecycle is where it was
-// when the release was decided. Otherwise the claim may be a newer
-// attempt's, which deleting would leave subscribed with no claim.
+// release gives up a claim this worker holds at rev, unless unchanged says
+// the agent moved on (membership.Claims.Release).
 func (w *Worker) release(ctx context.Context, key string, rev uint64, unchanged func() bool) error {
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if err = w.stores.Claims.Delete(ctx, key, rev); err == nil {
-			return nil
-		}
-		c, current, found, getErr := w.stores.Claims.Get(ctx, key)
-		switch {
-		case getErr != nil:
-			return errors.Join(err, getErr)
-		case !found || c.Worker != w.cfg.ID || !unchanged():
-			return nil
-		}
-		rev = current
-	}
-	return err
+	return w.claimer.Release(ctx, key, rev, unchanged)
 }
 
 // unchanged returns whether the agent's lifecycle is still in the phase it
@@ -350,7 +332,7 @@ func (w *Worker) unchanged(a *agent) func() bool {
 	}
 }
 
-// always and never are release's unchanged for the claims Stop releases
+// always and never are Claims.Release's unchanged for the claims Stop releases
 // once no effect runs, and for an orphan, whose claim is its own revision.
 func always() bool { return true }
 func never() bool  { return false }
@@ -419,43 +401,12 @@ func (w *Worker) claim(ctx context.Context, a sources.Agent, source string, rev 
 	if rev != 0 {
 		return rev, true, nil
 	}
-	c := schemas.Claim{Worker: w.cfg.ID, Source: source, Since: w.clock.Now().UTC(), State: schemas.StatePending}
-	for attempt := 0; attempt < 3; attempt++ {
-		rev, created, err := w.stores.Claims.Create(ctx, a.Key, c)
-		if err != nil || created {
-			return rev, created, err
-		}
-		held, heldRev, found, err := w.stores.Claims.Get(ctx, a.Key)
-		if err != nil {
-			return 0, false, err
-		}
-		if !found {
-			continue
-		}
-		alive := held.Worker != w.cfg.ID
-		if alive {
-			if alive, err = w.stores.Workers.Alive(ctx, held.Worker); err != nil {
-				return 0, false, err
-			}
-		}
-		if alive {
-			return 0, false, nil
-		}
-		if held.Worker != w.cfg.ID {
-			// Its holder is gone, which the live workers this worker knows
-			// may not show yet: read them first, or the attempt would hand
-			// the agent over to the dead worker as soon as it succeeded.
-			w.lease.Refresh(ctx)
-		}
-		// Ours from an earlier run, or a dead worker's: take it over.
-		if rev, ok, err := w.stores.Claims.Update(ctx, a.Key, c, heldRev); err != nil || ok {
-			if ok {
-				w.log.Info().Str("uri", a.URI).Str("from", held.Worker).Msg("took over claim")
-			}
-			return rev, ok, err
-		}
+	c := schemas.Claim{Source: source, Since: w.clock.Now().UTC(), State: schemas.StatePending}
+	rev, from, err := w.claimer.Take(ctx, a.Key, c)
+	if err == nil && rev != 0 && from != "" {
+		w.log.Info().Str("uri", a.URI).Str("from", from).Msg("took over claim")
 	}
-	return 0, false, nil
+	return rev, rev != 0, err
 }
 
 // writeClaim records how the subscription stands in the claim, for replies

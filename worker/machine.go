@@ -105,7 +105,7 @@ const (
 	evOwnersChanged // the live workers were read again
 	evClaimReleased // the holder deleted the claim
 	evStaleReleased // a claim naming this worker, that it did not hold, was deleted
-	evFenced        // two thirds of the lease passed without a beat
+	evFenced        // membership.FenceAfter passed without a beat
 	evUnfenced      // NATS answers again
 	evStop          // the worker stops: end what is held
 	evResumed       // the resume continued the upstream subscription

@@ -80,7 +80,7 @@ func (w *Worker) releaseStale(a *agent) {
 	w.goEffect("release stale claim", func(ctx context.Context) {
 		c, rev, found, err := w.stores.Claims.Get(ctx, key)
 		if err == nil && found && c.Worker == w.cfg.ID && unchanged() {
-			if err = w.release(ctx, key, rev, unchanged); err == nil {
+			if err = w.claimer.Release(ctx, key, rev, unchanged); err == nil {
 				w.handleKey(key, event{kind: evStaleReleased})
 			}
 		}

@@ -34,15 +34,10 @@ type InterestStore interface {
 	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Interest], error)
 }
 
-// ClaimStore is the presence_claims bucket.
+// ClaimStore is the presence_claims bucket. Claims are taken and given up
+// through it (membership.ClaimStore).
 type ClaimStore interface {
-	// Create takes the claim if nobody holds it.
-	Create(ctx context.Context, key string, c schemas.Claim) (revision uint64, created bool, err error)
-	// Update rewrites a claim held at revision.
-	Update(ctx context.Context, key string, c schemas.Claim, revision uint64) (newRevision uint64, ok bool, err error)
-	Get(ctx context.Context, key string) (c schemas.Claim, revision uint64, found bool, err error)
-	// Delete gives the claim up if it is still at revision.
-	Delete(ctx context.Context, key string, revision uint64) error
+	membership.ClaimStore
 	Watch(ctx context.Context) (<-chan schemas.Change[schemas.Claim], error)
 }
 
@@ -50,7 +45,6 @@ type ClaimStore interface {
 // joins, beats and lists through it (membership.Store).
 type WorkerStore interface {
 	membership.Store
-	Alive(ctx context.Context, id string) (bool, error)
 	Leave(ctx context.Context, id string) error
 	// Watch streams workers beating, leaving and gone.
 	Watch(ctx context.Context) (<-chan schemas.Change[schemas.WorkerInfo], error)

@@ -115,9 +115,11 @@ type Worker struct {
 	// on 1,024 about one does.
 	storing  [1024]sync.Mutex
 	presence presenceCache
-	// lease is this worker's membership; members is what its last event
-	// told: who is live, and so who owns which agent.
+	// lease is this worker's membership, claimer its claims; members is
+	// what the lease's last event told: who is live, and so who owns which
+	// agent.
 	lease   *membership.Lease
+	claimer *membership.Claims
 	members membership.Members
 	// leaving is set while Stop hands the agents over.
 	leaving bool
@@ -166,6 +168,7 @@ func New(cfg Config, stores Stores, clock clockwork.Clock, log zerolog.Logger) *
 		attempts:      context.Background(),
 	}
 	w.lease = membership.New(membership.Config{ID: cfg.ID, Length: cfg.WorkerLease}, stores.Workers, clock, w.log, (*leaseEvents)(w))
+	w.claimer = membership.NewClaims(w.lease, stores.Claims)
 	return w
 }
 

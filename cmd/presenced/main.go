@@ -393,7 +393,8 @@ func sipConfig(proc config.Process, c config.SIPSource, dialogs sip.DialogStore)
 	endpoint := func(name string, ep config.Endpoint, password config.Secret) sip.Endpoint {
 		return sip.Endpoint{Name: name, URI: ep.URI, Pool: ep.PoolFQDN, Register: ep.Register, Password: string(password)}
 	}
-	cfg := sip.Config{Transport: c.Transport, TLS: c.TLS, Listen: c.Listen, Expires: c.SubscriptionExpires,
+	cfg := sip.Config{Transport: c.Transport, TLS: c.TLS, Listen: c.Listen, Expires: c.SubscriptionExpires, MSSIP: c.Dialect == config.DialectMSSIP,
+		BatchSize:   c.BatchSize,
 		Application: endpoint("application", c.Application, proc.SIPAppPassword), Dialogs: dialogs}
 	if proc.SIPListen != "" {
 		cfg.Listen = proc.SIPListen

@@ -11,11 +11,14 @@ import (
 
 // TestMain gives every presenced the tests start a listener on a free port:
 // the default one may be held by a provider run by hand, or by another test.
+// It removes the binaries build made once the tests are done.
 func TestMain(m *testing.M) {
 	if os.Getenv("PRESENCE_HTTP_LISTEN") == "" {
 		os.Setenv("PRESENCE_HTTP_LISTEN", "127.0.0.1:0")
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	binaries.remove()
+	os.Exit(code)
 }
 
 // httpAddr is the address of the daemon's listener, from its ready line.

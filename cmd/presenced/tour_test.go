@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,17 +17,45 @@ import (
 	"github.com/contactcenter/presence-provider/internal/provtest"
 )
 
-// build compiles the real binaries once for the test.
+// binaries are the real presenced and presencectl, built by the first test
+// that needs them and run by every other: one build per test binary, not
+// one per test. TestMain removes them.
+var binaries built
+
+type built struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// build returns the paths of the real binaries, building them the first
+// time.
 func build(t testing.TB) (presenced, presencectl string) {
 	t.Helper()
-	dir := t.TempDir()
-	for _, name := range []string{"presenced", "presencectl"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../"+name).CombinedOutput()
-		if err != nil {
-			t.Fatalf("build %s: %v\n%s", name, err, out)
+	b := &binaries
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "presenced-test-"); b.err != nil {
+			return
 		}
+		for _, name := range []string{"presenced", "presencectl"} {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(b.dir, name), "../"+name).CombinedOutput()
+			if err != nil {
+				b.err = fmt.Errorf("build %s: %w\n%s", name, err, out)
+				return
+			}
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return filepath.Join(dir, "presenced"), filepath.Join(dir, "presencectl")
+	return filepath.Join(b.dir, "presenced"), filepath.Join(b.dir, "presencectl")
+}
+
+// remove deletes the binaries, if built.
+func (b *built) remove() {
+	if b.dir != "" {
+		_ = os.RemoveAll(b.dir)
+	}
 }
 
 type daemon struct {

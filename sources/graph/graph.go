@@ -547,6 +547,9 @@ func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
 	u.Graph = g
 }
 
+// Metrics read the accounts through sources.AccountReporter.
+var _ sources.AccountReporter = (*Source)(nil)
+
 // Accounts tells how each account stands, in configured order.
 func (s *Source) Accounts() []sources.AccountStats {
 	s.mu.Lock()

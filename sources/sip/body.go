@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/contactcenter/presence-provider/schemas"
 )
@@ -143,71 +140,6 @@ func idle(a schemas.Availability) schemas.Availability {
 		return schemas.BusyIdle
 	}
 	return a
-}
-
-// categories is MS-PRES's msrtc-event-categories document; the state
-// category carries the availability number, the activity and the device.
-type categories struct {
-	XMLName    xml.Name `xml:"categories"`
-	Categories []struct {
-		Name  string `xml:"name,attr"`
-		State []struct {
-			Type         string `xml:"type,attr"`
-			Availability string `xml:"availability"`
-			Activity     struct {
-				Token string `xml:"token,attr"`
-			} `xml:"activity"`
-			Device string `xml:"device"`
-		} `xml:"state"`
-	} `xml:"category"`
-}
-
-func parseCategories(body []byte) (schemas.Presence, error) {
-	var doc categories
-	if err := decode(body, &doc); err != nil {
-		return schemas.Presence{}, fmt.Errorf("categories: %w", err)
-	}
-	found := false
-	var p schemas.Presence
-	for _, c := range doc.Categories {
-		if c.Name != "state" {
-			continue
-		}
-		for _, st := range c.State {
-			value, err := strconv.Atoi(strings.TrimSpace(st.Availability))
-			if err != nil || value < 0 {
-				continue
-			}
-			// The aggregate state is the user's presence; per-device
-			// states only stand in when there is none.
-			if found && !strings.HasSuffix(st.Type, "aggregateState") {
-				continue
-			}
-			found = true
-			p = schemas.Presence{
-				Availability:      schemas.AvailabilityOf(value),
-				AvailabilityValue: value,
-				Activity:          st.Activity.Token,
-				Device:            deviceName(st.Device),
-				SourceNetwork:     "SameEnterprise",
-			}
-		}
-	}
-	if !found {
-		return schemas.Presence{}, errNoState
-	}
-	p.Modalities = modalitiesOf(p.Availability)
-	return p, nil
-}
-
-// deviceName gives MS-PRES device tokens the spelling UCCs log (Computer).
-func deviceName(d string) string {
-	d = strings.TrimSpace(d)
-	if d == "" {
-		return ""
-	}
-	first, size := utf8.DecodeRuneInString(d)
-	return string(unicode.ToUpper(first)) + strings.ToLower(d[size:])
 }
 
 func modalitiesOf(a schemas.Availability) schemas.Modalities {

@@ -77,29 +77,8 @@ func (d *dialog) stopTimers() {
 // request builds the dialog's next SUBSCRIBE; expires 0 ends the subscription.
 func (d *dialog) request(expires int) *sip.Request {
 	d.cseq++
-	req := sip.NewRequest(sip.SUBSCRIBE, d.target)
-	from := &sip.FromHeader{Address: d.ep.uri, Params: sip.NewParams()}
-	from.Params.Add("tag", d.localTag)
-	to := &sip.ToHeader{Address: d.agentURI, Params: sip.NewParams()}
-	if d.remoteTag != "" {
-		to.Params.Add("tag", d.remoteTag)
-	}
-	callID := sip.CallIDHeader(d.callID)
-	maxForwards := sip.MaxForwardsHeader(70)
-	expiresHeader := sip.ExpiresHeader(uint32(expires))
-	req.AppendHeader(from)
-	req.AppendHeader(to)
-	req.AppendHeader(&callID)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: d.cseq, MethodName: sip.SUBSCRIBE})
-	req.AppendHeader(&maxForwards)
-	for _, r := range d.routeSet {
-		req.AppendHeader(&sip.RouteHeader{Address: r})
-	}
-	req.AppendHeader(&sip.ContactHeader{Address: d.ep.contact})
-	req.AppendHeader(sip.NewHeader("Event", "presence"))
-	req.AppendHeader(sip.NewHeader("Accept", acceptBodies))
-	req.AppendHeader(&expiresHeader)
-	return req
+	return subscribeRequest(dialogIDs{target: d.target, from: d.ep.uri, to: d.agentURI, localTag: d.localTag,
+		remoteTag: d.remoteTag, callID: d.callID, cseq: d.cseq, routeSet: d.routeSet, contact: d.ep.contact}, expires, acceptBodies)
 }
 
 // subscribeOn makes a new subscription dialog for the agent on one endpoint.

@@ -129,7 +129,12 @@ func (s *Source) setHealth(ep *endpoint, up bool, detail string) {
 		s.mu.Lock()
 		var lost []*dialog
 		for _, d := range s.byAgent {
-			if d.ep == ep {
+			// A dialog not granted yet is a subscribe or a resume under
+			// way, whose caller learns how it ends; lost here, a resume's
+			// stored dialog would be deleted while it may still live at
+			// the server, and nothing would end it before the next
+			// subscribe.
+			if d.ep == ep && !d.expires.IsZero() {
 				lost = append(lost, d)
 			}
 		}

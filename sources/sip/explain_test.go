@@ -17,7 +17,10 @@ func TestExplainShowsTheDialogAtKamailio(t *testing.T) {
 	env, _ := provider(t, sip.Config{Transport: "udp", Application: appEndpoint(k.Addr())}, nil)
 	const agent = "sip:explained@example.com"
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
+	// The claim records the state after the worker has it: wait for both.
+	provtest.Eventually(t, "active", func() bool {
+		return env.State(agent) == schemas.StateActive && claimOf(t, env, agent).State == schemas.StateActive
+	})
 	var held siptest.Subscription
 	provtest.Eventually(t, "Kamailio holds the dialog", func() bool {
 		for _, s := range k.Subscriptions(t) {

@@ -2,7 +2,6 @@ package sip_test
 
 import (
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -154,10 +153,7 @@ func TestLinphoneSilentToAStrangerFailsAtTimerN(t *testing.T) {
 		func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
 	agent := l.AOR()
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "a counted failure for Timer N", func() bool {
-		c := claimOf(t, env, agent)
-		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "Timer N")
-	})
+	waitOneFailure(t, env, agent, "Timer N")
 	if p := presenceOf(t, env, agent); p != nil {
 		t.Fatalf("presence %+v; linphonec sent none", p)
 	}

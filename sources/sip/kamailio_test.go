@@ -21,6 +21,12 @@ const appURI = "sip:presenceprovider@example.com"
 // provider runs a whole provider on the real clock with the SIP source.
 func provider(t testing.TB, cfg sip.Config, tune func(*worker.Config)) (*provtest.Env, *sip.Source) {
 	t.Helper()
+	return providerLogging(t, cfg, tune, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+}
+
+// providerLogging is provider with the SIP source's logger given.
+func providerLogging(t testing.TB, cfg sip.Config, tune func(*worker.Config), log zerolog.Logger) (*provtest.Env, *sip.Source) {
+	t.Helper()
 	wcfg := provtest.Config()
 	wcfg.SubscriptionsPerSecond = 200
 	wcfg.Linger = 100 * time.Millisecond
@@ -37,7 +43,7 @@ func provider(t testing.TB, cfg sip.Config, tune func(*worker.Config)) (*provtes
 	var src *sip.Source
 	env := provtest.StartReal(t, wcfg, func(w *worker.Worker, clock clockwork.Clock) {
 		var err error
-		if src, err = sip.New(cfg, clock, w, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)); err != nil {
+		if src, err = sip.New(cfg, clock, w, log); err != nil {
 			t.Fatal(err)
 		}
 		w.AddSource(schemas.SourceSIP, src)

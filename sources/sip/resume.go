@@ -93,9 +93,12 @@ func (s *Source) unstore(ctx context.Context, d *dialog) {
 // carries this stack's Contact, so that the server sends the NOTIFYs here
 // from now on; its answer is followed by a NOTIFY of the current state. The
 // caller holds the agent's claim. Any failure (481 after a server restart,
-// a timeout) leaves nothing behind: the worker subscribes anew.
+// a timeout) leaves nothing held here: the worker subscribes anew, and
+// Subscribe first ends the dialog or waits until it is surely over
+// (endLeftDialog).
 func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
-	if s.cfg.Dialogs == nil {
+	if s.cfg.Dialogs == nil || s.batches != nil {
+		// mssip keeps no dialog for a next holder: it batches anew.
 		return sources.ErrNothingToResume
 	}
 	get, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -145,6 +148,44 @@ func (s *Source) Resume(ctx context.Context, a sources.Agent) error {
 	return nil
 }
 
+// endLeftDialog ends the agent's stored dialog before a new subscription
+// goes out beside it. A resume that timed out proves nothing: its refresh
+// may have reached the server, or never reached it while the dialog still
+// lives there (refreshed by the holder before), and a new SUBSCRIBE would
+// then make two live dialogs for one agent. The stored dialog is gone once
+// the server answers its un-SUBSCRIBE (200, or 481: no such dialog), or once
+// the expiry a last refresh could have given it has passed. Until then the
+// subscribe fails, and the worker retries it with its back-off.
+func (s *Source) endLeftDialog(ctx context.Context, a sources.Agent) error {
+	if s.cfg.Dialogs == nil {
+		return nil
+	}
+	get, cancel := context.WithTimeout(ctx, storeTimeout)
+	rec, found, err := s.cfg.Dialogs.Get(get, a.Key)
+	cancel()
+	surelyOver := rec.Expires.Add(s.cfg.Expires)
+	switch {
+	case err != nil:
+		return fmt.Errorf("sip: read the stored dialog before subscribing anew: %w", err)
+	case !found || !surelyOver.After(s.clock.Now()):
+		return nil
+	}
+	d, err := s.restore(a, rec)
+	if err != nil {
+		// Nobody can end or resume it from here (an endpoint another
+		// worker has): it runs out at the server.
+		s.log.Warn().Err(err).Str("uri", a.URI).Msg("a stored SIP dialog cannot be ended from here; subscribing anew")
+		return nil
+	}
+	if err := s.end(ctx, d, d.request(0)); err != nil {
+		return fmt.Errorf("sip: the stored dialog (Call-ID %s) may still be live at the server; no new subscription beside it until it is ended or until %s: %w",
+			d.callID, surelyOver.UTC().Format(time.RFC3339), err)
+	}
+	s.unstore(ctx, d)
+	s.log.Info().Str("uri", a.URI).Str("call_id", d.callID).Msg("stored SIP dialog ended before subscribing anew")
+	return nil
+}
+
 // restore makes a dialog of a stored record, on this stack's endpoint of
 // the same name; its next CSeq is past every one sent before.
 func (s *Source) restore(a sources.Agent, rec schemas.Dialog) (*dialog, error) {
@@ -188,6 +229,10 @@ func (s *Source) restore(a sources.Agent, rec schemas.Dialog) (*dialog, error) {
 // NATS does while a worker is fenced) is ended instead: the next holder
 // would take it for expired and subscribe anew beside it.
 func (s *Source) Detach(ctx context.Context, a sources.Agent) error {
+	if s.batches != nil {
+		// Nothing is left for the next holder: the agent leaves its batch.
+		return s.Unsubscribe(ctx, a)
+	}
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
 	delete(s.reported, a.Key)

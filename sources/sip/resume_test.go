@@ -90,6 +90,12 @@ type stack struct {
 
 func startStack(t *testing.T, k *siptest.Kamailio, store sip.DialogStore) *stack {
 	t.Helper()
+	return startStackTo(t, k.Addr(), store)
+}
+
+// startStackTo is startStack with the application endpoint at pool.
+func startStackTo(t *testing.T, pool string, store sip.DialogStore) *stack {
+	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +103,7 @@ func startStack(t *testing.T, k *siptest.Kamailio, store sip.DialogStore) *stack
 	port := c.LocalAddr().(*net.UDPAddr).Port
 	_ = c.Close()
 	st := &stack{sink: &recorder{}, port: port, logs: &provtest.Logs{}}
-	st.src, err = sip.New(sip.Config{Transport: "udp", Listen: fmt.Sprintf("127.0.0.1:%d", port), Application: appEndpoint(k.Addr()),
+	st.src, err = sip.New(sip.Config{Transport: "udp", Listen: fmt.Sprintf("127.0.0.1:%d", port), Application: appEndpoint(pool),
 		RequestTimeout: 3 * time.Second, Dialogs: store}, clockwork.NewRealClock(), st.sink, zerolog.New(st.logs).Level(zerolog.DebugLevel))
 	if err != nil {
 		t.Fatal(err)
@@ -271,5 +277,113 @@ func TestDetachEndsADialogTheStoreMissed(t *testing.T) {
 	}
 	if n := len(dialogsOf(t, k, uri)); n != 1 {
 		t.Fatalf("%d dialogs after the next holder subscribed anew; want 1", n)
+	}
+}
+
+// gate forwards UDP datagrams to a server while open and drops them while
+// shut: requests that never reach it, as on a cut link. The server answers
+// to the Via of each request, the sender itself, not through the gate.
+type gate struct {
+	conn net.PacketConn
+	mu   sync.Mutex
+	open bool
+}
+
+func startGate(t *testing.T, to string) *gate {
+	t.Helper()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := net.ResolveUDPAddr("udp", to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{conn: conn}
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, _, err := conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			g.mu.Lock()
+			open := g.open
+			g.mu.Unlock()
+			if open {
+				_, _ = conn.WriteTo(buf[:n], dst)
+			}
+		}
+	}()
+	t.Cleanup(func() { _ = conn.Close() })
+	return g
+}
+
+func (g *gate) addr() string { return g.conn.LocalAddr().String() }
+
+func (g *gate) setOpen(open bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = open
+}
+
+// A resume that times out proves nothing about the dialog it tried to
+// continue, which may still be live at the server: the next subscribe
+// ends that dialog first, fails while it cannot, and only then subscribes
+// anew, so the server never holds two live dialogs for the agent.
+func TestResumeThatTimesOutLeavesNoSecondDialog(t *testing.T) {
+	k := siptest.StartKamailio(t, siptest.KamailioOptions{})
+	store := &memDialogs{m: map[string]schemas.Dialog{}}
+	g := startGate(t, k.Addr())
+	first, second := startStack(t, k, store), startStackTo(t, g.addr(), store)
+	const uri = "sip:agent4@example.com"
+	agent := sources.Agent{URI: uri, Key: schemas.Key(uri)}
+	ctx := context.Background()
+	if err := first.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.src.Detach(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	old := dialogsOf(t, k, uri)
+	if len(old) != 1 {
+		t.Fatalf("%d dialogs after subscribing; want 1", len(old))
+	}
+
+	// The link to the server is cut: the resume gets no answer.
+	err := second.src.Resume(ctx, agent)
+	if err == nil || errors.Is(err, sources.ErrNothingToResume) {
+		t.Fatalf("resume over a cut link: %v; want it to fail", err)
+	}
+	// Subscribing anew would put a second dialog beside the live one.
+	err = second.src.Subscribe(ctx, agent)
+	if err == nil || !strings.Contains(err.Error(), "may still be live at the server") {
+		t.Fatalf("subscribe while the stored dialog may live: %v; want it refused", err)
+	}
+	if n := k.InitialSubscribes()[uri]; n != 1 {
+		t.Fatalf("%d initial SUBSCRIBEs for %s while the old dialog could not be ended; want 1", n, uri)
+	}
+
+	g.setOpen(true)
+	if err := second.src.Subscribe(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	now := dialogsOf(t, k, uri)
+	if len(now) != 1 || now[0].CallID == old[0].CallID || !strings.Contains(now[0].Contact, fmt.Sprint(second.port)) {
+		t.Fatalf("dialogs %+v; want one, new, to the second stack (the old was %s)", now, old[0].CallID)
+	}
+	// The old dialog ended before the new one began.
+	var order []string
+	for _, r := range k.Requests() {
+		if r.Method == "SUBSCRIBE" && (r.CallID == old[0].CallID && r.ToTag != "" || r.ToTag == "") {
+			order = append(order, r.CallID)
+		}
+	}
+	if len(order) < 3 || order[len(order)-1] != now[0].CallID || order[len(order)-2] != old[0].CallID {
+		t.Fatalf("SUBSCRIBEs by Call-ID %v; want the old dialog's last request just before the new one", order)
+	}
+	rec, _, _ := store.Get(ctx, agent.Key)
+	if rec.CallID != now[0].CallID {
+		t.Fatalf("stored dialog %s; want the new one, %s", rec.CallID, now[0].CallID)
 	}
 }

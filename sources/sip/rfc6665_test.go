@@ -24,6 +24,16 @@ func presenceOf(t *testing.T, env *provtest.Env, uri string) *schemas.Presence {
 	return rep.Agents[0].Presence
 }
 
+// waitOneFailure waits until the agent backs off after one counted
+// failure whose reason says why.
+func waitOneFailure(t *testing.T, env *provtest.Env, uri, why string) {
+	t.Helper()
+	provtest.Eventually(t, "a counted failure for "+why, func() bool {
+		c := claimOf(t, env, uri)
+		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, why)
+	})
+}
+
 // dialogOf is the agent's SIP dialog as the source describes it.
 func dialogOf(src *sip.Source, uri string) *schemas.SIPUpstream {
 	var u schemas.Upstream
@@ -39,10 +49,7 @@ func TestTimerNFailsASilentNotifier(t *testing.T) {
 	env, _ := provider(t, sip.Config{Transport: "udp", TimerN: 500 * time.Millisecond, Application: appEndpoint(sipp.Addr())},
 		func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "a counted failure for Timer N", func() bool {
-		c := claimOf(t, env, agent)
-		return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "Timer N")
-	})
+	waitOneFailure(t, env, agent, "Timer N")
 	if !strings.Contains(env.Logs.String(), "RFC 6665 Timer N") {
 		t.Errorf("no log line says why the subscription failed:\n%s", env.Logs.String())
 	}
@@ -56,7 +63,7 @@ func TestTimerNFailsASilentNotifier(t *testing.T) {
 func TestNotifyBeforeTheTwoHundredIsApplied(t *testing.T) {
 	sipp := siptest.StartSippServer(t, siptest.NotifyFirstScenario(), siptest.SippOptions{})
 	env, src := provider(t, sip.Config{Transport: "udp", TimerN: 500 * time.Millisecond, Expires: 2 * time.Second,
-		Application: appEndpoint(sipp.Addr())}, nil)
+		RequestTimeout: 6 * time.Second, Application: appEndpoint(sipp.Addr())}, nil)
 	env.Subscribe("ucc_app01", agent)
 	provtest.Eventually(t, "Available from the early NOTIFY", func() bool {
 		p := presenceOf(t, env, agent)
@@ -88,14 +95,18 @@ func TestAcceptedIsLikeOK(t *testing.T) {
 // is refreshed in time.
 func TestOKWithoutExpiresKeepsTheAskedExpiry(t *testing.T) {
 	sipp := siptest.StartSippServer(t, siptest.NoExpiresScenario(), siptest.SippOptions{})
-	env, src := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())}, nil)
+	env, src := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, RequestTimeout: 6 * time.Second,
+		Application: appEndpoint(sipp.Addr())}, nil)
 	env.Subscribe("ucc_app01", agent)
 	provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
-	d := dialogOf(src, agent)
-	if d == nil || d.Expires == nil || time.Until(*d.Expires) > 2*time.Second || time.Until(*d.Expires) < time.Second {
-		t.Fatalf("dialog %+v; want it to expire within the 2 s asked", d)
+	first := dialogOf(src, agent)
+	if first == nil || first.Expires == nil || time.Until(*first.Expires) > 2*time.Second || time.Until(*first.Expires) < time.Second {
+		t.Fatalf("dialog %+v; want it to expire within the 2 s asked", first)
 	}
-	provtest.Eventually(t, "refreshed before the asked expiry", func() bool { return sipp.Received("SUBSCRIBE") >= 2 })
+	provtest.Eventually(t, "refreshed in the dialog before the asked expiry", func() bool {
+		d := dialogOf(src, agent)
+		return d != nil && d.CallID == first.CallID && d.Expires.After(*first.Expires)
+	})
 }
 
 // Each reason of RFC 6665 section 4.1.3 a NOTIFY ends a subscription with.
@@ -182,10 +193,7 @@ func TestIntervalTooBrief(t *testing.T) {
 		env, _ := provider(t, sip.Config{Transport: "udp", Expires: 2 * time.Second, Application: appEndpoint(sipp.Addr())},
 			func(c *worker.Config) { c.FirstRetry, c.MaxRetry = time.Hour, time.Hour })
 		env.Subscribe("ucc_app01", agent)
-		provtest.Eventually(t, "a counted failure", func() bool {
-			c := claimOf(t, env, agent)
-			return c.State == schemas.StateRetrying && c.Failures == 1 && strings.Contains(c.Reason, "423")
-		})
+		waitOneFailure(t, env, agent, "423")
 		if n := sipp.Received("SUBSCRIBE"); n != 1 {
 			t.Fatalf("%d SUBSCRIBEs; want one", n)
 		}
@@ -196,10 +204,15 @@ func TestIntervalTooBrief(t *testing.T) {
 // 2xx granted brings the refresh forward (RFC 6665 section 4.1.3).
 func TestNotifyShorteningTheSubscriptionIsTaken(t *testing.T) {
 	sipp := siptest.StartSippServer(t, siptest.ShortNotifyExpiresScenario(2), siptest.SippOptions{})
-	env, src := provider(t, sip.Config{Transport: "udp", Expires: time.Hour, Application: appEndpoint(sipp.Addr())}, nil)
+	// sipp answers no OPTIONS: the endpoint goes down, and its dialogs are
+	// made anew, only at the request timeout, long after the refresh due.
+	env, src := provider(t, sip.Config{Transport: "udp", Expires: time.Hour, RequestTimeout: 6 * time.Second,
+		Application: appEndpoint(sipp.Addr())}, nil)
 	env.Subscribe("ucc_app01", agent)
-	provtest.Eventually(t, "refreshed within the NOTIFY's 2 s", func() bool {
+	provtest.Eventually(t, "active", func() bool { return env.State(agent) == schemas.StateActive })
+	first := dialogOf(src, agent)
+	provtest.Eventually(t, "refreshed in the dialog within the NOTIFY's 2 s", func() bool {
 		d := dialogOf(src, agent)
-		return sipp.Received("SUBSCRIBE") >= 2 && d != nil && d.Expires != nil && time.Until(*d.Expires) > 50*time.Minute
+		return sipp.Received("SUBSCRIBE") >= 2 && d != nil && d.CallID == first.CallID
 	})
 }

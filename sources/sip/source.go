@@ -52,6 +52,17 @@ type Config struct {
 	// NOTIFY may take before the subscription counts as failed (RFC 6665
 	// section 4.1.2.4); zero takes DefaultTimerN. Tests shorten it.
 	TimerN time.Duration
+	// MSSIP speaks Microsoft SIP to Skype for Business Server as a trusted
+	// application (Dialect="mssip"): no REGISTER and no digest, since a
+	// trusted server is not challenged; no user endpoint, which Microsoft
+	// retired; over TLS the pool's connections to the listener must show a
+	// certificate TLS.RootCAs vouches for, as the pool demands of ours.
+	MSSIP bool
+	// BatchSize is the most agents one mssip batch holds (default
+	// DefaultBatchSize); BatchWindow how long the agents handed over are
+	// gathered before their batch request leaves (default DefaultBatchWindow).
+	BatchSize   int
+	BatchWindow time.Duration
 	// Dialogs keeps the subscription dialogs for the agents' next holders
 	// (Resume); nil keeps none, and a NOTIFY for a dialog not held here is
 	// answered 481.
@@ -114,6 +125,8 @@ type Source struct {
 	// waiting are agents that failed while no endpoint was up; they are
 	// subscribed again as soon as one is back.
 	waiting map[string]sources.Agent
+	// batches holds the mssip dialect's batched subscriptions; nil in rfc.
+	batches *batcher
 }
 
 // New binds the SIP stack's listener, so NOTIFYs can arrive as soon as the
@@ -134,9 +147,15 @@ func New(cfg Config, clock clockwork.Clock, sink sources.Sink, log zerolog.Logge
 	if cfg.TimerN == 0 {
 		cfg.TimerN = DefaultTimerN
 	}
+	if cfg.MSSIP {
+		cfg = trustedApplication(cfg, log)
+	}
 	s := &Source{cfg: cfg, clock: clock, sink: sink, log: log.With().Str("source", "sip").Logger(),
 		transport: strings.ToUpper(cfg.Transport), ctx: context.Background(), serving: make(chan struct{}),
 		byCallID: map[string]*dialog{}, byAgent: map[string]*dialog{}, reported: map[string]bool{}, waiting: map[string]sources.Agent{}}
+	if cfg.MSSIP {
+		s.batches = newBatcher(cfg.BatchSize, cfg.BatchWindow)
+	}
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -176,7 +195,7 @@ func (s *Source) listen() error {
 		var l net.Listener
 		if l, err = net.Listen("tcp", s.cfg.Listen); err == nil {
 			addr = l.Addr()
-			s.stream = tls.NewListener(l, &tls.Config{Certificates: s.cfg.TLS.Certificates, MinVersion: tls.VersionTLS12})
+			s.stream = tls.NewListener(l, s.listenerTLS())
 		}
 	default:
 		return fmt.Errorf("sip: transport %q is not udp, tcp or tls", s.cfg.Transport)
@@ -217,7 +236,12 @@ func (s *Source) listen() error {
 	if s.server, err = sipgo.NewServer(s.ua, sipgo.WithServerLogger(libLog)); err != nil {
 		return err
 	}
-	s.server.OnNotify(s.onNotify)
+	if s.batches != nil {
+		s.server.OnNotify(s.onBatchNotify)
+		s.server.OnRequest(benotify, s.onBatchNotify)
+	} else {
+		s.server.OnNotify(s.onNotify)
+	}
 	s.server.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
@@ -268,6 +292,13 @@ func (s *Source) Run(ctx context.Context) error {
 		serve(func() error { return s.server.ServeTCP(s.stream) })
 	}
 	close(s.serving)
+	if s.batches != nil {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			s.runBatches(ctx)
+		}()
+	}
 	for _, ep := range s.endpoints {
 		loops.Add(1)
 		go func() {
@@ -301,6 +332,12 @@ func (s *Source) Run(ctx context.Context) error {
 // other before it reports a failure. An agent that failed while no endpoint
 // was up is subscribed again as soon as one is back.
 func (s *Source) Subscribe(ctx context.Context, a sources.Agent) error {
+	if s.batches != nil {
+		return s.subscribeBatched(ctx, a)
+	}
+	if err := s.endLeftDialog(ctx, a); err != nil {
+		return err
+	}
 	endpoints, anyUp := s.order()
 	var errs []error
 	for _, ep := range endpoints {
@@ -353,6 +390,10 @@ func (s *Source) order() (endpoints []*endpoint, anyUp bool) {
 // Unsubscribe ends the agent's subscription with an Expires: 0 SUBSCRIBE,
 // and deletes its stored dialog: nobody resumes it.
 func (s *Source) Unsubscribe(ctx context.Context, a sources.Agent) error {
+	if s.batches != nil {
+		s.unsubscribeBatched(ctx, a)
+		return nil
+	}
 	s.mu.Lock()
 	delete(s.waiting, a.Key)
 	delete(s.reported, a.Key)
@@ -398,16 +439,15 @@ func (*Source) Why(schemas.AgentURI, string) string {
 func (s *Source) Describe(a sources.Agent, u *schemas.Upstream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.batches != nil {
+		s.describeBatched(a, u)
+		return
+	}
 	d := s.byAgent[a.Key]
 	if d == nil {
 		return
 	}
-	sip := &schemas.SIPUpstream{Endpoint: d.ep.cfg.Name, CallID: d.callID}
-	if !d.expires.IsZero() {
-		expires := d.expires.UTC()
-		sip.Expires = &expires
-	}
-	u.SIP = sip
+	u.SIP = upstreamOf(d.ep, d.callID, d.expires)
 }
 
 // Health is up when any endpoint is.
@@ -421,6 +461,9 @@ func (s *Source) Health() sources.Health {
 	}
 	s.mu.Unlock()
 	h := sources.Health{Stats: map[string]any{"dialogs": dialogs, "waiting_for_endpoint": waiting}}
+	if s.batches != nil {
+		h.Stats["dialogs"], h.Stats["batched_agents"], perEndpoint = s.batchStats()
+	}
 	var details []string
 	for _, ep := range s.endpoints {
 		up, detail := ep.status()
@@ -482,6 +525,9 @@ func callIDOf(req *sip.Request) string {
 	return ""
 }
 
+// Metrics read the endpoints through sources.EndpointReporter.
+var _ sources.EndpointReporter = (*Source)(nil)
+
 // Endpoints tells how each endpoint stands, in configured order.
 func (s *Source) Endpoints() []sources.EndpointStats {
 	s.mu.Lock()
@@ -489,6 +535,7 @@ func (s *Source) Endpoints() []sources.EndpointStats {
 	for _, d := range s.byAgent {
 		perEndpoint[d.ep]++
 	}
+	s.batchDialogs(perEndpoint)
 	s.mu.Unlock()
 	stats := make([]sources.EndpointStats, 0, len(s.endpoints))
 	for _, ep := range s.endpoints {

@@ -26,7 +26,7 @@ const serverName = "presence.example.com"
 
 // tlsConfig is what config builds from TlsCAFile, TlsCertFile, TlsKeyFile
 // and TlsServerName.
-func tlsConfig(t *testing.T, caFile, certFile, keyFile string) *tls.Config {
+func tlsConfig(t testing.TB, caFile, certFile, keyFile string) *tls.Config {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {

@@ -23,6 +23,8 @@ type Store interface {
 	Beat(ctx context.Context, w schemas.WorkerInfo) error
 	// List returns the live workers.
 	List(ctx context.Context) ([]schemas.WorkerInfo, error)
+	// Alive reports whether a worker's lease runs.
+	Alive(ctx context.Context, id string) (bool, error)
 }
 
 // Kind is what a Members event tells.

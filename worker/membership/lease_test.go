@@ -60,6 +60,13 @@ func (s *memStore) List(context.Context) ([]schemas.WorkerInfo, error) {
 	return out, nil
 }
 
+func (s *memStore) Alive(_ context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.entries[id]
+	return ok, nil
+}
+
 func (s *memStore) put(w schemas.WorkerInfo) { s.mu.Lock(); s.entries[w.ID] = w; s.mu.Unlock() }
 
 func (s *memStore) failBeats(err error) { s.mu.Lock(); s.beatErr = err; s.mu.Unlock() }

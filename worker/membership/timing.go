@@ -1,9 +1,3 @@
-// Package membership is the worker's membership of the service: its entry in
-// presence_workers, renewed by beats, lapsing with the bucket's TTL when the
-// beats stop; the fence that ends a worker's upstream subscriptions before
-// its entry can lapse; the live workers and who owns which agent among them.
-// It is in the style of Consul's api/lock.go: one loop renews, a timer of its
-// own fences, and the holder hears of the changes as events.
 package membership
 
 import (

@@ -1,0 +1,203 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contactcenter/presence-provider/internal/freeport"
+	"github.com/contactcenter/presence-provider/internal/provtest"
+	"github.com/contactcenter/presence-provider/internal/sfbtest"
+	"github.com/contactcenter/presence-provider/internal/testca"
+	"github.com/contactcenter/presence-provider/schemas"
+)
+
+// TestManualConfigSpeaksMSSIP: the manual's Config.xml, with
+// Dialect="mssip", Transport="tls" and the certificates added, runs
+// against the test front-end pool: the agents travel in batches of
+// batchSize over mutual TLS, their first states and changes reach the UCC, and the
+// manual's user endpoint is named once as retired. Graph is turned off:
+// no Entra ID answers here.
+func TestManualConfigSpeaksMSSIP(t *testing.T) {
+	presenced, presencectl := build(t)
+	ca := testca.New(t, "contoso-ca")
+	const poolName = "pool.sipdomain.com"
+	pool := sfbtest.Start(t, ca, poolName)
+	cert, key := ca.Issue("ucc_presenceprovider01.sipdomain.com", "127.0.0.1")
+	manual, err := os.ReadFile(filepath.Join("..", "..", "config", "testdata", "spec-example.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xml := string(manual)
+	for _, r := range []struct{ old, new string }{
+		{`<UcmaPresenceSource enabled="true" ApplicationId="urn:application:ucc_presenceprovider01" >`,
+			fmt.Sprintf(`<UcmaPresenceSource enabled="true" ApplicationId="urn:application:ucc_presenceprovider01" Dialect="mssip" batchSize="2" Transport="tls" Listen="127.0.0.1:%d" TlsCAFile="%s" TlsCertFile="%s" TlsKeyFile="%s" TlsServerName="%s">`,
+				freeport.T(t), ca.File, cert, key, poolName)},
+		{`<ApplicationEndpoint OwnerUri="sip:ucc_presenceprovider01@sipdomain.com" />`,
+			`<ApplicationEndpoint OwnerUri="sip:ucc_presenceprovider01@sipdomain.com" PoolFqdn="` + pool.Addr() + `" />`},
+		{`<MsGraphPresenceSource enabled="true">`, `<MsGraphPresenceSource enabled="false">`},
+	} {
+		if !strings.Contains(xml, r.old) {
+			t.Fatalf("the manual's Config.xml has no %s", r.old)
+		}
+		xml = strings.Replace(xml, r.old, r.new, 1)
+	}
+	config := filepath.Join(t.TempDir(), "Config.xml")
+	if err := os.WriteFile(config, []byte(xml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freeport.T(t))
+	d := startDaemon(t, presenced, []string{
+		"PRESENCE_CONFIG=" + config,
+		"PRESENCE_EMBEDDED_LISTEN=" + strings.TrimPrefix(url, "nats://"),
+		"PRESENCE_DATA_DIR=" + t.TempDir(),
+	})
+	agents := []string{"sip:agent1@sipdomain.com", "sip:agent2@sipdomain.com", "sip:agent3@sipdomain.com"}
+	for _, a := range agents {
+		pool.SetState(a, sfbtest.State{Availability: 15500, Device: "computer"})
+	}
+	ctl(t, presencectl, url, append([]string{"subscribe", "-ucc", "ucc_app01"}, agents...)...)
+	presence := func(uri string) *schemas.Presence {
+		var got schemas.AgentsReply
+		if err := json.Unmarshal([]byte(ctl(t, presencectl, url, "-json", "get", uri)), &got); err != nil || len(got.Agents) != 1 {
+			t.Fatalf("get %s: %v", uri, err)
+		}
+		if r := got.Agents[0]; r.Source == schemas.SourceSIP && r.State == schemas.StateActive {
+			return r.Presence
+		}
+		return nil
+	}
+	for _, a := range agents {
+		provtest.Eventually(t, a+" Away from the pool's first state", func() bool {
+			p := presence(a)
+			return p != nil && p.Availability == schemas.Away && p.AvailabilityValue == 15500 && p.Device == "Computer"
+		})
+	}
+	// ceil(3 ÷ batchSize 2) dialogs.
+	if b := pool.Batches(); len(b) != 2 || len(b[0].Agents)+len(b[1].Agents) != len(agents) {
+		t.Fatalf("batches at the pool %+v; want two holding the %d agents", b, len(agents))
+	}
+	pool.SetState(agents[0], sfbtest.State{Availability: 6500, Activity: "on-the-phone"})
+	provtest.Eventually(t, "the change by BENOTIFY", func() bool {
+		p := presence(agents[0])
+		return p != nil && p.Availability == schemas.Busy && p.Activity == "on-the-phone"
+	})
+	if n := strings.Count(d.logs.String(), "retired by Microsoft"); n != 1 {
+		t.Fatalf("%d lines name the user endpoint retired; want 1:\n%s", n, d.logs.String())
+	}
+}
+
+// TestMSSIPBatchesThroughKillAndRestart: three workers share the agents in
+// batches at the test pool; one is killed with SIGKILL and started again.
+// The pool never sees an agent taken by a batch while another live batch
+// holds it (subscriptionExpires below the lease lets a dead worker's
+// batches end before its agents move), and every time things settle each
+// agent is in exactly one live batch.
+func TestMSSIPBatchesThroughKillAndRestart(t *testing.T) {
+	bin, _ := build(t)
+	ns := provtest.Server(t)
+	ca := testca.New(t, "contoso-ca")
+	const poolName = "pool.example.com"
+	pool := sfbtest.Start(t, ca, poolName)
+	cert, key := ca.Issue("trustedapp.example.com", "127.0.0.1")
+	var envs [][]string
+	procs := make([]*daemon, 3)
+	for i := range procs {
+		cfgFile := filepath.Join(t.TempDir(), "Config.xml")
+		xml := fmt.Sprintf(`<config><PresenceProvider maxPresenceSubscriptionsPerSecond="100">
+			<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Dialect="mssip" Transport="tls" subscriptionExpires="2"
+			  TlsCAFile="%s" TlsCertFile="%s" TlsKeyFile="%s" TlsServerName="%s">
+			  <ApplicationEndpoint OwnerUri="%s" PoolFqdn="%s" />
+			</UcmaPresenceSource></PresenceProvider></config>`, ca.File, cert, key, poolName, clusterAppURI, pool.Addr())
+		if err := os.WriteFile(cfgFile, []byte(xml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, []string{
+			"PRESENCE_CONFIG=" + cfgFile,
+			"PRESENCE_NATS_URL=" + ns.ClientURL(),
+			fmt.Sprintf("PRESENCE_WORKER_ID=w%d", i),
+			fmt.Sprintf("PRESENCE_SIP_LISTEN=127.0.0.1:%d", freeport.T(t)),
+			"PRESENCE_WORKER_LEASE=4s",
+			"PRESENCE_SHUTDOWN_TIMEOUT=20s",
+		})
+		procs[i] = spawnDaemon(t, bin, envs[i])
+	}
+	for _, d := range procs {
+		d.waitReady(t)
+	}
+	var agents []string
+	for i := range 30 {
+		a := fmt.Sprintf("sip:agent%02d@example.com", i)
+		agents = append(agents, a)
+		pool.SetState(a, sfbtest.State{Availability: 3500})
+	}
+	url := ns.ClientURL()
+	_, presencectl := build(t)
+	ctl(t, presencectl, url, append([]string{"subscribe", "-ucc", "ucc_app01"}, agents...)...)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, schemas.BucketClaims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// claim is an agent's claim, empty before one is written.
+	claim := func(uri string) schemas.Claim {
+		var c schemas.Claim
+		if e, err := kv.Get(ctx, schemas.Key(uri)); err == nil {
+			_ = json.Unmarshal(e.Value(), &c)
+		}
+		return c
+	}
+	// settled: every agent active at one of the workers given, and in
+	// exactly one live batch at the pool.
+	settled := func(workers ...string) func() bool {
+		return func() bool {
+			seen := map[string]int{}
+			for _, b := range pool.Batches() {
+				for _, a := range b.Agents {
+					seen[a]++
+				}
+			}
+			for _, a := range agents {
+				c := claim(a)
+				if seen[a] != 1 || c.State != schemas.StateActive || !slices.Contains(workers, c.Worker) {
+					return false
+				}
+			}
+			return len(seen) == len(agents)
+		}
+	}
+	provtest.Eventually(t, "every agent batched once across the three workers", settled("w0", "w1", "w2"))
+	if err := procs[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	provtest.Eventually(t, "the killed worker's agents batched once by the others", settled("w0", "w1"))
+	procs[2] = spawnDaemon(t, bin, envs[2])
+	procs[2].waitReady(t)
+	provtest.Eventually(t, "the restarted worker's share batched once", func() bool {
+		held := map[string]bool{}
+		for _, a := range agents {
+			held[claim(a).Worker] = true
+		}
+		return held["w2"] && settled("w0", "w1", "w2")()
+	})
+	if d := pool.Doubles(); len(d) != 0 {
+		t.Fatalf("agents taken by a batch while another live batch held them: %v", d)
+	}
+}
