@@ -81,6 +81,7 @@ type outcome struct {
 	agent, n int
 	rep      schemas.InputReply
 	err      error
+	took     time.Duration
 }
 
 // TestInputsRideOutALeaderElection runs three workers on a three-node
@@ -150,10 +151,11 @@ func TestInputsRideOutALeaderElection(t *testing.T) {
 				}
 				// Late is fine: what matters is that an answer comes.
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				sent := time.Now()
 				rep, err := c.Attendant(ctx, schemas.Key(uri(a)), schemas.AttendantInput{Availability: "Busy", Activity: "n" + strconv.Itoa(n)})
 				cancel()
 				mu.Lock()
-				outcomes = append(outcomes, outcome{agent: a, n: n, rep: rep, err: err})
+				outcomes = append(outcomes, outcome{agent: a, n: n, rep: rep, err: err, took: time.Since(sent)})
 				if err == nil && rep.OK {
 					okSince[a]++
 				}
@@ -173,7 +175,9 @@ func TestInputsRideOutALeaderElection(t *testing.T) {
 
 	lastOK := map[int]int{}
 	counts := map[string]int{}
+	var slowest time.Duration
 	for _, o := range outcomes {
+		slowest = max(slowest, o.took)
 		var e *client.Error
 		switch {
 		case o.err == nil && o.rep.OK:
@@ -192,7 +196,7 @@ func TestInputsRideOutALeaderElection(t *testing.T) {
 			t.Errorf("agent %d input %d: %+v, %v; want ok or unavailable", o.agent, o.n, o.rep, o.err)
 		}
 	}
-	t.Logf("%d inputs: %v", len(outcomes), counts)
+	t.Logf("%d inputs: %v; the slowest answer took %s", len(outcomes), counts, slowest.Round(time.Millisecond))
 
 	// An input answered ok was stored: the agent holds it or a later one.
 	got := func(a int) int {
