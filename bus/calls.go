@@ -28,7 +28,9 @@ func (s *Calls) Put(ctx context.Context, key string, c schemas.Call) (uint64, er
 	if err != nil {
 		return 0, err
 	}
-	rev, err := s.kv.Put(ctx, key, data)
+	rev, err := withLeader(ctx, leaderWait, schemas.BucketCalls, func(ctx context.Context) (uint64, error) {
+		return s.kv.Put(ctx, key, data)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("bus: put call: %w", err)
 	}
@@ -52,7 +54,9 @@ func (s *Calls) Delete(ctx context.Context, key string, revision uint64) (uint64
 	if revision != 0 {
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(revision, 10))
 	}
-	ack, err := s.conn.JS.PublishMsg(ctx, m, jetstream.WithMsgTTL(callMarkerTTL))
+	ack, err := withLeader(ctx, leaderWait, schemas.BucketCalls, func(ctx context.Context) (*jetstream.PubAck, error) {
+		return s.conn.JS.PublishMsg(ctx, m, jetstream.WithMsgTTL(callMarkerTTL))
+	})
 	var apiErr *jetstream.APIError
 	// A replicated bucket answers a compare-and-set conflict with its own code.
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/contactcenter/presence-provider/internal/freeport"
 	"github.com/contactcenter/presence-provider/internal/provtest"
 	"github.com/contactcenter/presence-provider/schemas"
+	"github.com/contactcenter/presence-provider/worker"
 )
 
 // startCluster starts n embedded servers that form one JetStream cluster,
@@ -78,6 +81,7 @@ type outcome struct {
 	agent, n int
 	rep      schemas.InputReply
 	err      error
+	took     time.Duration
 }
 
 // TestInputsRideOutALeaderElection runs three workers on a three-node
@@ -147,10 +151,11 @@ func TestInputsRideOutALeaderElection(t *testing.T) {
 				}
 				// Late is fine: what matters is that an answer comes.
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				sent := time.Now()
 				rep, err := c.Attendant(ctx, schemas.Key(uri(a)), schemas.AttendantInput{Availability: "Busy", Activity: "n" + strconv.Itoa(n)})
 				cancel()
 				mu.Lock()
-				outcomes = append(outcomes, outcome{agent: a, n: n, rep: rep, err: err})
+				outcomes = append(outcomes, outcome{agent: a, n: n, rep: rep, err: err, took: time.Since(sent)})
 				if err == nil && rep.OK {
 					okSince[a]++
 				}
@@ -170,7 +175,9 @@ func TestInputsRideOutALeaderElection(t *testing.T) {
 
 	lastOK := map[int]int{}
 	counts := map[string]int{}
+	var slowest time.Duration
 	for _, o := range outcomes {
+		slowest = max(slowest, o.took)
 		var e *client.Error
 		switch {
 		case o.err == nil && o.rep.OK:
@@ -189,7 +196,7 @@ func TestInputsRideOutALeaderElection(t *testing.T) {
 			t.Errorf("agent %d input %d: %+v, %v; want ok or unavailable", o.agent, o.n, o.rep, o.err)
 		}
 	}
-	t.Logf("%d inputs: %v", len(outcomes), counts)
+	t.Logf("%d inputs: %v; the slowest answer took %s", len(outcomes), counts, slowest.Round(time.Millisecond))
 
 	// An input answered ok was stored: the agent holds it or a later one.
 	got := func(a int) int {
@@ -211,5 +218,66 @@ func TestInputsRideOutALeaderElection(t *testing.T) {
 		if strings.Contains(e.Logs.String(), `"code":"internal"`) {
 			t.Errorf("a worker refused an input internal:\n%s", e.Logs.String())
 		}
+	}
+}
+
+// leaderlessState refuses every write of presence_state as the bus does
+// while the bucket has no leader, until leaderless is cleared.
+type leaderlessState struct {
+	worker.StateStore
+	leaderless *atomic.Bool
+}
+
+func (s leaderlessState) Swap(ctx context.Context, ev schemas.Event, revision uint64) (uint64, bool, error) {
+	if s.leaderless.Load() {
+		return 0, false, fmt.Errorf("bus: %w", &schemas.Error{Code: schemas.CodeUnavailable, Message: "presence_state has no leader; retry in 2 s"})
+	}
+	return s.StateStore.Swap(ctx, ev, revision)
+}
+
+// TestInputRefusedUnavailableIsAppliedOnceALeaderIsBack: an input whose
+// presence meets no leader for longer than the wait is answered
+// unavailable, stays in the queue and is applied once (and before the
+// agent's later inputs) when the leader is back.
+func TestInputRefusedUnavailableIsAppliedOnceALeaderIsBack(t *testing.T) {
+	var leaderless atomic.Bool
+	env := provtest.StartFaulty(t, provtest.Server(t), provtest.Config(), clockwork.NewRealClock(), func(s worker.Stores) worker.Stores {
+		s.State = leaderlessState{StateStore: s.State, leaderless: &leaderless}
+		return s
+	}, withAttendant)
+	const uri = "sip:waits@attendant.example"
+	key := schemas.Key(uri)
+	evs := env.Collect(key)
+	// Once another agent's input is answered, the worker's start-up replay
+	// (which answers nobody) is behind it.
+	if _, err := env.Client.Attendant(env.Ctx(), schemas.Key("sip:first@attendant.example"), schemas.AttendantInput{Availability: "Busy"}); err != nil {
+		t.Fatal(err)
+	}
+	leaderless.Store(true)
+
+	_, err := env.Client.Attendant(env.Ctx(), key, schemas.AttendantInput{Availability: "Busy", Activity: "during"})
+	var e *client.Error
+	if !errors.Is(err, client.ErrUnavailable) || !errors.As(err, &e) || !strings.Contains(e.Message, "retry in") {
+		t.Fatalf("input while presence_state has no leader: %v; want unavailable, saying when to retry", err)
+	}
+	later := make(chan error, 1)
+	go func() {
+		rep, err := env.Client.Attendant(env.Ctx(), key, schemas.AttendantInput{Availability: "Away", Activity: "after"})
+		if err == nil && !rep.OK {
+			err = fmt.Errorf("answered %+v", rep)
+		}
+		later <- err
+	}()
+	leaderless.Store(false)
+	if err := <-later; err != nil {
+		t.Fatalf("input sent once the leader was back: %v", err)
+	}
+	provtest.Eventually(t, "the events of both inputs", func() bool { return len(evs.List()) >= 2 })
+	var activities []string
+	for _, ev := range evs.List() {
+		activities = append(activities, ev.Presence.Activity)
+	}
+	if !slices.Equal(activities, []string{"during", "after"}) {
+		t.Errorf("events %v; want the input refused unavailable applied once, before the later one", activities)
 	}
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -408,6 +409,7 @@ func (w *Worker) input(ctx context.Context, ins []QueuedInput) []InputResult {
 	var p *schemas.Presence
 	var pos uint64
 	var stored []int // the results that take the write's seq
+inputs:
 	for i, in := range ins {
 		switch {
 		case found && in.Pos != 0 && cur.InputSeq >= in.Pos:
@@ -423,6 +425,14 @@ func (w *Worker) input(ctx context.Context, ins []QueuedInput) []InputResult {
 			out[i].Err = &schemas.Error{Code: spec.NotServed, Message: fmt.Sprintf("%s is served by source %s, not %s", u.URI, route, source)}
 		default:
 			next, err := f.Input(ctx, agent, in.Body)
+			if waitsForLeader(err) {
+				// Not applied: it and the agent's later inputs wait for
+				// a leader, in order, none recorded as passed.
+				for j := i; j < len(ins); j++ {
+					out[j].Err = err
+				}
+				break inputs
+			}
 			if err != nil {
 				out[i].Err = err
 				break
@@ -445,6 +455,13 @@ func (w *Worker) input(ctx context.Context, ins []QueuedInput) []InputResult {
 		}
 	}
 	return out
+}
+
+// waitsForLeader tells whether err refuses for want of a NATS JetStream
+// leader (CodeUnavailable): what met it is to be tried again, not refused.
+func waitsForLeader(err error) bool {
+	var e *schemas.Error
+	return errors.As(err, &e) && e.Code == schemas.CodeUnavailable
 }
 
 // countRequest tells the observer how a request ended.
