@@ -271,46 +271,62 @@ func (p testPool) batchDialogs(skip int) int {
 }
 
 // BenchmarkMSSIPResume is BenchmarkSIPResume in the mssip dialect, at the
-// test pool: failover (three workers, kill -9 of one: kill → each of its
-// agents delivered a change) and restart (one worker, SIGTERM, started
-// again: ready → every agent delivered a change) at the product's defaults
-// (throttle 15/s, subscriptions of 600 s, batches of 100). There is no
-// resume in mssip: the new holder batches anew, and a dead worker's
-// batches stay live at the pool until they expire, which the benchmark
-// tolerates and reports (go test -run XXX -bench MSSIPResume -benchtime 1x).
+// test pool, with 2,000 agents (or PRESENCE_BENCH_AGENTS): failover (three
+// workers, kill -9 of one: kill → each of its agents delivered a change)
+// and restart (one worker, SIGTERM, started again: ready → every agent
+// delivered a change) at the product's defaults (throttle 15/s,
+// subscriptions of 600 s, batches of 100). There is no resume in mssip: the
+// new holder batches anew, and a dead worker's batches stay live at the
+// pool until they expire, which the benchmark tolerates and reports (go
+// test -run XXX -bench MSSIPResume -benchtime 1x). The restart's worker
+// takes the agents at setupRate before its stop, which is not measured,
+// and starts again at the default throttle.
 func BenchmarkMSSIPResume(b *testing.B) {
+	const (
+		defaultRate = 15
+		setupRate   = 500
+		expires     = 600
+	)
 	n := benchAgents(b)
-	for range b.N {
-		// setUp starts workers at a new pool and waits until they hold
-		// the agents, each Available at the pool.
-		setUp := func(workers int, prefix string, holders map[string]bool) (testPool, *sipWorkers, []string) {
-			pool := startTestPool(b)
-			agents := sipAgents(prefix, n)
-			for _, a := range agents {
-				pool.SetState(a, sfbtest.State{Availability: 3500})
-			}
-			c := startWorkers(b, pool, workers, 15, 600)
-			c.overlap = true
-			c.subscribe(b, agents, 1)
-			waitFor(b, "agents held", 30*time.Minute, func() bool { return c.settled(b, agents, holders) })
-			return pool, c, agents
+	// setUp starts workers at a new pool and waits until they hold the
+	// agents, each Available at the pool.
+	setUp := func(b *testing.B, workers, rate int, prefix string, holders map[string]bool) (testPool, *sipWorkers, []string) {
+		pool := startTestPool(b)
+		agents := sipAgents(prefix, n)
+		for _, a := range agents {
+			pool.SetState(a, sfbtest.State{Availability: 3500})
 		}
-		pool, c, agents := setUp(3, "fo", map[string]bool{"w0": true, "w1": true, "w2": true})
-		skip, doubles := len(pool.Answers()), len(pool.Doubles())
-		f := failover(b, c, agents, 30*time.Minute)
-		b.ReportMetric(f.took.Seconds(), "failover-s")
-		b.ReportMetric(float64(f.victims), "failover-agents")
-		b.ReportMetric(float64(c.initialSince(f.before, agents)), "failover-agent-subscriptions")
-		b.ReportMetric(float64(pool.batchDialogs(skip)), "failover-batch-dialogs")
-		b.ReportMetric(float64(len(pool.Doubles())-doubles), "failover-agents-in-two-batches")
-
-		pool, alone, agents := setUp(1, "rs", map[string]bool{"w0": true})
-		skip, doubles = len(pool.Answers()), len(pool.Doubles())
-		took, initial, publishing := restartAlone(b, alone, agents, 30*time.Minute)
-		b.ReportMetric(float64(initial), "restart-agent-subscriptions")
-		b.ReportMetric(took.Seconds(), "restart-s")
-		b.ReportMetric(publishing.Seconds(), "restart-publishing-s")
-		b.ReportMetric(float64(pool.batchDialogs(skip)), "restart-batch-dialogs")
-		b.ReportMetric(float64(len(pool.Doubles())-doubles), "restart-agents-in-two-batches")
+		c := startWorkers(b, pool, workers, rate, expires)
+		c.overlap = true
+		c.subscribe(b, agents, 1)
+		waitFor(b, "agents held", 30*time.Minute, func() bool { return c.settled(b, agents, holders) })
+		return pool, c, agents
 	}
+	b.Run("failover", func(b *testing.B) {
+		for range b.N {
+			pool, c, agents := setUp(b, 3, defaultRate, "fo", map[string]bool{"w0": true, "w1": true, "w2": true})
+			skip, doubles := len(pool.Answers()), len(pool.Doubles())
+			f := failover(b, c, agents, 30*time.Minute)
+			b.ReportMetric(float64(n), "agents")
+			b.ReportMetric(f.took.Seconds(), "failover-s")
+			b.ReportMetric(float64(f.victims), "failover-agents")
+			b.ReportMetric(float64(c.initialSince(f.before, agents)), "failover-agent-subscriptions")
+			b.ReportMetric(float64(pool.batchDialogs(skip)), "failover-batch-dialogs")
+			b.ReportMetric(float64(len(pool.Doubles())-doubles), "failover-agents-in-two-batches")
+		}
+	})
+	b.Run("restart", func(b *testing.B) {
+		for range b.N {
+			pool, c, agents := setUp(b, 1, setupRate, "rs", map[string]bool{"w0": true})
+			c.configure(b, 0, defaultRate, expires)
+			skip, doubles := len(pool.Answers()), len(pool.Doubles())
+			took, initial, publishing := restartAlone(b, c, agents, 30*time.Minute)
+			b.ReportMetric(float64(n), "agents")
+			b.ReportMetric(took.Seconds(), "restart-s")
+			b.ReportMetric(publishing.Seconds(), "restart-publishing-s")
+			b.ReportMetric(float64(initial), "restart-agent-subscriptions")
+			b.ReportMetric(float64(pool.batchDialogs(skip)), "restart-batch-dialogs")
+			b.ReportMetric(float64(len(pool.Doubles())-doubles), "restart-agents-in-two-batches")
+		}
+	})
 }

@@ -72,13 +72,15 @@ func (k kamailio) initialSubscribes() map[string]int { return k.InitialSubscribe
 // so that killing a worker kills no NATS node) and one SIP server, and a
 // UCC's view of the events.
 type sipWorkers struct {
-	up    sipUpstream
-	bin   string
-	envs  [][]string
-	procs []*daemon
-	nc    *nats.Conn
-	kv    jetstream.KeyValue
-	ctx   context.Context
+	up   sipUpstream
+	bin  string
+	envs [][]string
+	// configs are the workers' Config.xml files.
+	configs []string
+	procs   []*daemon
+	nc      *nats.Conn
+	kv      jetstream.KeyValue
+	ctx     context.Context
 	// overlap tolerates two live dialogs for one agent, as a failover
 	// without resume makes until the dead worker's expire.
 	overlap bool
@@ -113,11 +115,8 @@ func startWorkers(tb testing.TB, up sipUpstream, n, rate, expires int, env ...st
 	c := &sipWorkers{up: up, bin: bin, ctx: ctx, arrived: map[string]map[schemas.Availability]time.Time{}}
 	for i := range n {
 		cfgFile := filepath.Join(tb.TempDir(), "Config.xml")
-		xml := fmt.Sprintf(`<config><PresenceProvider maxPresenceSubscriptionsPerSecond="%d">
-			%s</PresenceProvider></config>`, rate, up.source(expires))
-		if err := os.WriteFile(cfgFile, []byte(xml), 0o600); err != nil {
-			tb.Fatal(err)
-		}
+		c.configs = append(c.configs, cfgFile)
+		c.configure(tb, i, rate, expires)
 		c.envs = append(c.envs, append([]string{
 			"PRESENCE_CONFIG=" + cfgFile,
 			"PRESENCE_NATS_URL=" + ns.ClientURL(),
@@ -164,6 +163,18 @@ func startWorkers(tb testing.TB, up sipUpstream, n, rate, expires int, env ...st
 	}
 	tb.Cleanup(func() { _ = sub.Unsubscribe() })
 	return c
+}
+
+// configure writes worker i's Config.xml: rate is
+// maxPresenceSubscriptionsPerSecond, expires subscriptionExpires. A worker
+// reads it when it starts.
+func (c *sipWorkers) configure(tb testing.TB, i, rate, expires int) {
+	tb.Helper()
+	xml := fmt.Sprintf(`<config><PresenceProvider maxPresenceSubscriptionsPerSecond="%d">
+			%s</PresenceProvider></config>`, rate, c.up.source(expires))
+	if err := os.WriteFile(c.configs[i], []byte(xml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // restart starts worker i again on its own settings and waits until it is
@@ -471,7 +482,6 @@ func benchAgents(b *testing.B) int {
 			b.Fatalf("PRESENCE_BENCH_AGENTS=%q: not a positive number of agents", s)
 		}
 	}
-	b.ReportMetric(float64(n), "agents")
 	return n
 }
 
@@ -498,6 +508,7 @@ func BenchmarkSIPResume(b *testing.B) {
 					return c.settled(b, agents, map[string]bool{"w0": true, "w1": true, "w2": true})
 				})
 				f := failover(b, c, agents, 30*time.Minute)
+				b.ReportMetric(float64(n), "agents")
 				b.ReportMetric(f.took.Seconds(), "failover-s")
 				b.ReportMetric(float64(f.victims), "failover-agents")
 				b.ReportMetric(float64(c.initialSince(f.before, agents)), "failover-initial-SUBSCRIBEs")
