@@ -201,3 +201,132 @@ func TestMSSIPBatchesThroughKillAndRestart(t *testing.T) {
 		t.Fatalf("agents taken by a batch while another live batch held them: %v", d)
 	}
 }
+
+// testPool is the test front-end pool as the workers' upstream in the
+// mssip dialect, reached over mutual TLS with a certificate of ca.
+type testPool struct {
+	*sfbtest.Pool
+	ca        *testca.CA
+	cert, key string
+}
+
+func startTestPool(tb testing.TB) testPool {
+	tb.Helper()
+	ca := testca.New(tb, "contoso-ca")
+	cert, key := ca.Issue("trustedapp.example.com", "127.0.0.1")
+	return testPool{Pool: sfbtest.Start(tb, ca, "pool.example.com"), ca: ca, cert: cert, key: key}
+}
+
+func (p testPool) source(expires int) string {
+	return fmt.Sprintf(`<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Dialect="mssip" Transport="tls" subscriptionExpires="%d"
+			  TlsCAFile="%s" TlsCertFile="%s" TlsKeyFile="%s" TlsServerName="%s">
+			  <ApplicationEndpoint OwnerUri="%s" PoolFqdn="%s" />
+			</UcmaPresenceSource>`, expires, p.ca.File, p.cert, p.key, p.FQDN(), clusterAppURI, p.Addr())
+}
+
+// publish makes each agent Busy on the phone: a BENOTIFY to each batch
+// holding it, and the first state of a batch that takes it later.
+func (p testPool) publish(_ testing.TB, agents []string) {
+	for _, a := range agents {
+		p.SetState(a, sfbtest.State{Availability: 6500, Activity: "on-the-phone"})
+	}
+}
+
+// dialogs counts the live batches holding each agent.
+func (p testPool) dialogs(testing.TB) map[string]int {
+	n := map[string]int{}
+	for _, b := range p.Batches() {
+		for _, a := range b.Agents {
+			n[a]++
+		}
+	}
+	return n
+}
+
+// initialSubscribes counts per agent the SUBSCRIBEs answered 200 that
+// listed it: a batch made or an agent added to one.
+func (p testPool) initialSubscribes() map[string]int {
+	n := map[string]int{}
+	for _, a := range p.Answers() {
+		if a.Status == 200 {
+			for _, agent := range a.Agents {
+				n[agent]++
+			}
+		}
+	}
+	return n
+}
+
+// batchDialogs is the number of batch dialogs the pool answered 200 after
+// its first skip answers.
+func (p testPool) batchDialogs(skip int) int {
+	seen, made := map[string]bool{}, map[string]bool{}
+	for i, a := range p.Answers() {
+		if a.Status == 200 && !seen[a.CallID] && i >= skip {
+			made[a.CallID] = true
+		}
+		seen[a.CallID] = true
+	}
+	return len(made)
+}
+
+// BenchmarkMSSIPResume is BenchmarkSIPResume in the mssip dialect, at the
+// test pool, with 2,000 agents (or PRESENCE_BENCH_AGENTS): failover (three
+// workers, kill -9 of one: kill → each of its agents delivered a change)
+// and restart (one worker, SIGTERM, started again: ready → every agent
+// delivered a change) at the product's defaults (throttle 15/s,
+// subscriptions of 600 s, batches of 100). There is no resume in mssip: the
+// new holder batches anew, and a dead worker's batches stay live at the
+// pool until they expire, which the benchmark tolerates and reports (go
+// test -run XXX -bench MSSIPResume -benchtime 1x). The restart's worker
+// takes the agents at setupRate before its stop, which is not measured,
+// and starts again at the default throttle.
+func BenchmarkMSSIPResume(b *testing.B) {
+	const (
+		defaultRate = 15
+		setupRate   = 500
+		expires     = 600
+	)
+	n := benchAgents(b)
+	// setUp starts workers at a new pool and waits until they hold the
+	// agents, each Available at the pool.
+	setUp := func(b *testing.B, workers, rate int, prefix string, holders map[string]bool) (testPool, *sipWorkers, []string) {
+		pool := startTestPool(b)
+		agents := sipAgents(prefix, n)
+		for _, a := range agents {
+			pool.SetState(a, sfbtest.State{Availability: 3500})
+		}
+		c := startWorkers(b, pool, workers, rate, expires)
+		c.overlap = true
+		c.subscribe(b, agents, 1)
+		waitFor(b, "agents held", 30*time.Minute, func() bool { return c.settled(b, agents, holders) })
+		return pool, c, agents
+	}
+	b.Run("failover", func(b *testing.B) {
+		for range b.N {
+			pool, c, agents := setUp(b, 3, defaultRate, "fo", map[string]bool{"w0": true, "w1": true, "w2": true})
+			skip, doubles := len(pool.Answers()), len(pool.Doubles())
+			f := failover(b, c, agents, 30*time.Minute)
+			b.ReportMetric(float64(n), "agents")
+			b.ReportMetric(f.took.Seconds(), "failover-s")
+			b.ReportMetric(float64(f.victims), "failover-agents")
+			b.ReportMetric(float64(c.initialSince(f.before, agents)), "failover-agent-subscriptions")
+			b.ReportMetric(float64(pool.batchDialogs(skip)), "failover-batch-dialogs")
+			b.ReportMetric(float64(len(pool.Doubles())-doubles), "failover-agents-in-two-batches")
+		}
+	})
+	b.Run("restart", func(b *testing.B) {
+		for range b.N {
+			pool, c, agents := setUp(b, 1, setupRate, "rs", map[string]bool{"w0": true})
+			c.configure(b, 0, defaultRate, expires)
+			skip, doubles := len(pool.Answers()), len(pool.Doubles())
+			took, initial, publishing := restartAlone(b, c, agents, 30*time.Minute)
+			b.ReportMetric(float64(n), "agents")
+			b.ReportMetric(took.Seconds(), "restart-s")
+			b.ReportMetric(publishing.Seconds(), "restart-publishing-s")
+			b.ReportMetric(float64(initial), "restart-agent-subscriptions")
+			b.ReportMetric(float64(pool.batchDialogs(skip)), "restart-batch-dialogs")
+			b.ReportMetric(float64(len(pool.Doubles())-doubles), "restart-agents-in-two-batches")
+		}
+	})
+}

@@ -23,17 +23,64 @@ import (
 	"github.com/contactcenter/presence-provider/schemas"
 )
 
+// sipUpstream is the SIP server the workers subscribe at: Kamailio in the
+// rfc dialect, the test front-end pool in mssip.
+type sipUpstream interface {
+	// source is the UcmaPresenceSource element for subscriptions of
+	// expires seconds.
+	source(expires int) string
+	// publish makes each agent's presence Busy there, as its phone would.
+	publish(tb testing.TB, agents []string)
+	// dialogs counts the provider's live subscription dialogs per agent.
+	dialogs(tb testing.TB) map[string]int
+	// initialSubscribes counts per agent the subscriptions that took it
+	// anew (no dialog continued).
+	initialSubscribes() map[string]int
+}
+
+// kamailio is Kamailio as the workers' upstream in the rfc dialect.
+type kamailio struct{ *siptest.Kamailio }
+
+func (k kamailio) source(expires int) string {
+	return fmt.Sprintf(`<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="udp" subscriptionExpires="%d">
+			  <ApplicationEndpoint OwnerUri="%s" PoolFqdn="%s" />
+			</UcmaPresenceSource>`, expires, clusterAppURI, k.Addr())
+}
+
+func (k kamailio) publish(tb testing.TB, agents []string) {
+	tb.Helper()
+	for _, a := range agents {
+		if _, err := siptest.Publish(k.Addr(), a, "", siptest.PIDF(a, "open", "on-the-phone", ""), 300); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func (k kamailio) dialogs(tb testing.TB) map[string]int {
+	n := map[string]int{}
+	for _, s := range k.Subscriptions(tb) {
+		if s.Watcher == clusterAppURI && s.Expires.After(time.Now()) {
+			n[s.Presentity]++
+		}
+	}
+	return n
+}
+
+func (k kamailio) initialSubscribes() map[string]int { return k.InitialSubscribes() }
+
 // sipWorkers is presenced processes sharing one NATS (in the test process,
-// so that killing a worker kills no NATS node) and one Kamailio, and a UCC's
-// view of the events.
+// so that killing a worker kills no NATS node) and one SIP server, and a
+// UCC's view of the events.
 type sipWorkers struct {
-	k     *siptest.Kamailio
-	bin   string
-	envs  [][]string
-	procs []*daemon
-	nc    *nats.Conn
-	kv    jetstream.KeyValue
-	ctx   context.Context
+	up   sipUpstream
+	bin  string
+	envs [][]string
+	// configs are the workers' Config.xml files.
+	configs []string
+	procs   []*daemon
+	nc      *nats.Conn
+	kv      jetstream.KeyValue
+	ctx     context.Context
 	// overlap tolerates two live dialogs for one agent, as a failover
 	// without resume makes until the dead worker's expire.
 	overlap bool
@@ -50,24 +97,26 @@ const (
 	testExpires = 30
 )
 
-// startSIPWorkers starts n workers; rate is maxPresenceSubscriptionsPerSecond,
-// expires subscriptionExpires, and env is added to every worker's environment.
+// startSIPWorkers starts n workers at Kamailio; rate is
+// maxPresenceSubscriptionsPerSecond, expires subscriptionExpires, and env
+// is added to every worker's environment.
 func startSIPWorkers(tb testing.TB, k *siptest.Kamailio, n, rate, expires int, env ...string) *sipWorkers {
+	tb.Helper()
+	return startWorkers(tb, kamailio{k}, n, rate, expires, env...)
+}
+
+// startWorkers is startSIPWorkers at any upstream.
+func startWorkers(tb testing.TB, up sipUpstream, n, rate, expires int, env ...string) *sipWorkers {
 	tb.Helper()
 	bin, _ := build(tb)
 	ns := provtest.Server(tb)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	tb.Cleanup(cancel)
-	c := &sipWorkers{k: k, bin: bin, ctx: ctx, arrived: map[string]map[schemas.Availability]time.Time{}}
+	c := &sipWorkers{up: up, bin: bin, ctx: ctx, arrived: map[string]map[schemas.Availability]time.Time{}}
 	for i := range n {
 		cfgFile := filepath.Join(tb.TempDir(), "Config.xml")
-		xml := fmt.Sprintf(`<config><PresenceProvider maxPresenceSubscriptionsPerSecond="%d">
-			<UcmaPresenceSource enabled="true" ApplicationId="urn:application:test" Transport="udp" subscriptionExpires="%d">
-			  <ApplicationEndpoint OwnerUri="%s" PoolFqdn="%s" />
-			</UcmaPresenceSource></PresenceProvider></config>`, rate, expires, clusterAppURI, k.Addr())
-		if err := os.WriteFile(cfgFile, []byte(xml), 0o600); err != nil {
-			tb.Fatal(err)
-		}
+		c.configs = append(c.configs, cfgFile)
+		c.configure(tb, i, rate, expires)
 		c.envs = append(c.envs, append([]string{
 			"PRESENCE_CONFIG=" + cfgFile,
 			"PRESENCE_NATS_URL=" + ns.ClientURL(),
@@ -116,6 +165,18 @@ func startSIPWorkers(tb testing.TB, k *siptest.Kamailio, n, rate, expires int, e
 	return c
 }
 
+// configure writes worker i's Config.xml: rate is
+// maxPresenceSubscriptionsPerSecond, expires subscriptionExpires. A worker
+// reads it when it starts.
+func (c *sipWorkers) configure(tb testing.TB, i, rate, expires int) {
+	tb.Helper()
+	xml := fmt.Sprintf(`<config><PresenceProvider maxPresenceSubscriptionsPerSecond="%d">
+			%s</PresenceProvider></config>`, rate, c.up.source(expires))
+	if err := os.WriteFile(c.configs[i], []byte(xml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // restart starts worker i again on its own settings and waits until it is
 // ready; it returns when it was.
 func (c *sipWorkers) restart(tb testing.TB, i int) time.Time {
@@ -159,16 +220,8 @@ func (c *sipWorkers) claims() map[string]schemas.Claim {
 	return out
 }
 
-// dialogs counts the provider's live subscription dialogs per agent at Kamailio.
-func (c *sipWorkers) dialogs(tb testing.TB) map[string]int {
-	n := map[string]int{}
-	for _, s := range c.k.Subscriptions(tb) {
-		if s.Watcher == clusterAppURI && s.Expires.After(time.Now()) {
-			n[s.Presentity]++
-		}
-	}
-	return n
-}
+// dialogs counts the provider's live subscription dialogs per agent upstream.
+func (c *sipWorkers) dialogs(tb testing.TB) map[string]int { return c.up.dialogs(tb) }
 
 // settled reports whether every agent is held active by one of holders and
 // has exactly one live dialog; it fails tb when one has two.
@@ -178,7 +231,7 @@ func (c *sipWorkers) settled(tb testing.TB, agents []string, holders map[string]
 	ok := true
 	for _, a := range agents {
 		if d[a] > 1 && !c.overlap {
-			tb.Fatalf("Kamailio holds %d provider dialogs for %s", d[a], a)
+			tb.Fatalf("the server holds %d provider dialogs for %s", d[a], a)
 		}
 		ok = ok && (d[a] == 1 || c.overlap && d[a] > 1)
 	}
@@ -209,18 +262,14 @@ func waitFor(tb testing.TB, what string, within time.Duration, cond func() bool)
 	}
 }
 
-// publish makes each agent's presence Busy at Kamailio, as its phone would.
+// publish makes each agent's presence Busy upstream, as its phone would.
 func (c *sipWorkers) publish(tb testing.TB, agents []string) {
 	tb.Helper()
-	for _, a := range agents {
-		if _, err := siptest.Publish(c.k.Addr(), a, "", siptest.PIDF(a, "open", "on-the-phone", ""), 300); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	c.up.publish(tb, agents)
 }
 
 // delivered waits until every agent's Busy event came and returns the time
-// from since to the last one; it fails tb if Kamailio holds two live
+// from since to the last one; it fails tb if the server holds two live
 // dialogs for one agent meanwhile.
 func (c *sipWorkers) delivered(tb testing.TB, agents []string, since time.Time, within time.Duration) time.Duration {
 	tb.Helper()
@@ -228,7 +277,7 @@ func (c *sipWorkers) delivered(tb testing.TB, agents []string, since time.Time, 
 	waitFor(tb, fmt.Sprintf("a change of each of %d agents reaches the UCCs", len(agents)), within, func() bool {
 		for a, n := range c.dialogs(tb) {
 			if n > 1 && !c.overlap {
-				tb.Fatalf("%s after the start: Kamailio holds %d provider dialogs for %s", time.Since(since), n, a)
+				tb.Fatalf("%s after the start: the server holds %d provider dialogs for %s", time.Since(since), n, a)
 			}
 		}
 		c.mu.Lock()
@@ -253,10 +302,10 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// initialSince counts the initial SUBSCRIBEs (no To tag) Kamailio received
-// for the agents since the counts before.
+// initialSince counts the subscriptions that took the agents anew (at
+// Kamailio: initial SUBSCRIBEs, no To tag) since the counts before.
 func (c *sipWorkers) initialSince(before map[string]int, agents []string) int {
-	now := c.k.InitialSubscribes()
+	now := c.up.initialSubscribes()
 	n := 0
 	for _, a := range agents {
 		n += now[a] - before[a]
@@ -295,7 +344,7 @@ func failover(tb testing.TB, c *sipWorkers, agents []string, within time.Duratio
 	if len(victims) == 0 {
 		tb.Fatal("worker w2 holds no agent")
 	}
-	before := c.k.InitialSubscribes()
+	before := c.up.initialSubscribes()
 	if err := c.procs[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		tb.Fatal(err)
 	}
@@ -314,7 +363,7 @@ func failover(tb testing.TB, c *sipWorkers, agents []string, within time.Duratio
 // Kamailio received after the stop, and the time the PUBLISHes took.
 func restartAlone(tb testing.TB, c *sipWorkers, agents []string, within time.Duration) (took time.Duration, initial int, publishing time.Duration) {
 	tb.Helper()
-	before := c.k.InitialSubscribes()
+	before := c.up.initialSubscribes()
 	c.procs[0].stop(tb)
 	ready := c.restart(tb, 0)
 	c.publish(tb, agents)
@@ -424,14 +473,27 @@ func TestServerRestartDuringResume(t *testing.T) {
 	c.delivered(t, agents, published, time.Minute)
 }
 
+// benchAgents is the number of agents of the resume benchmarks: 2,000, or
+// PRESENCE_BENCH_AGENTS.
+func benchAgents(b *testing.B) int {
+	n := 2000
+	if s := os.Getenv("PRESENCE_BENCH_AGENTS"); s != "" {
+		if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+			b.Fatalf("PRESENCE_BENCH_AGENTS=%q: not a positive number of agents", s)
+		}
+	}
+	return n
+}
+
 // BenchmarkSIPResume measures failover and restart with 2,000 SIP agents
+// (or PRESENCE_BENCH_AGENTS)
 // against Kamailio at the product's defaults (throttle 15/s, subscriptions
 // of 600 s), with resume and with PRESENCE_RESUME=false, in one run (go
 // test -run XXX -bench SIPResume -benchtime 1x). Without resume a failover
 // leaves the dead worker's dialogs live beside the new ones until they
 // expire: the benchmark tolerates that, the tests do not.
 func BenchmarkSIPResume(b *testing.B) {
-	const n = 2000
+	n := benchAgents(b)
 	for _, resume := range []bool{true, false} {
 		b.Run(fmt.Sprintf("resume=%v", resume), func(b *testing.B) {
 			env := fmt.Sprintf("PRESENCE_RESUME=%v", resume)
@@ -442,10 +504,11 @@ func BenchmarkSIPResume(b *testing.B) {
 				c.overlap = !resume
 				agents := sipAgents("fo"+prefix, n)
 				c.subscribe(b, agents, 1)
-				waitFor(b, "agents held", 10*time.Minute, func() bool {
+				waitFor(b, "agents held", 30*time.Minute, func() bool {
 					return c.settled(b, agents, map[string]bool{"w0": true, "w1": true, "w2": true})
 				})
-				f := failover(b, c, agents, 10*time.Minute)
+				f := failover(b, c, agents, 30*time.Minute)
+				b.ReportMetric(float64(n), "agents")
 				b.ReportMetric(f.took.Seconds(), "failover-s")
 				b.ReportMetric(float64(f.victims), "failover-agents")
 				b.ReportMetric(float64(c.initialSince(f.before, agents)), "failover-initial-SUBSCRIBEs")
@@ -455,10 +518,10 @@ func BenchmarkSIPResume(b *testing.B) {
 				alone.overlap = !resume
 				agents = sipAgents("rs"+prefix, n)
 				alone.subscribe(b, agents, 1)
-				waitFor(b, "agents held", 10*time.Minute, func() bool {
+				waitFor(b, "agents held", 30*time.Minute, func() bool {
 					return alone.settled(b, agents, map[string]bool{"w0": true})
 				})
-				took, initial, publishing := restartAlone(b, alone, agents, 10*time.Minute)
+				took, initial, publishing := restartAlone(b, alone, agents, 30*time.Minute)
 				b.ReportMetric(took.Seconds(), "restart-s")
 				b.ReportMetric(publishing.Seconds(), "restart-publishing-s")
 				b.ReportMetric(float64(initial), "restart-initial-SUBSCRIBEs")
