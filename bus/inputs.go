@@ -235,6 +235,9 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 		close(work)
 		appliers.Wait()
 	}()
+	// refusals are the answers refuseLost sends once the stream says why.
+	var refusals sync.WaitGroup
+	defer refusals.Wait()
 
 	type inflight struct {
 		seq  uint64
@@ -311,7 +314,7 @@ func (q *inputQueue) run(ctx, stop context.Context) {
 			var lost []*ticket
 			in.t, lost = q.replies.take(in.subject, in.data)
 			in.refused = in.t.refused
-			q.refuseLost(ctx, lost)
+			q.refuseLost(ctx, &refusals, lost)
 			pending = append(pending, inflight{seq: in.seq, msg: m, size: len(in.data)})
 			pendingBytes += len(in.data)
 			if len(waiting[in.subject]) == 0 && !out[in.subject] {
@@ -373,11 +376,12 @@ func (q *inputQueue) read(ctx context.Context, out chan<- jetstream.Msg) {
 }
 
 // refuseLost answers the inputs that were never stored, when this worker
-// serves their agent, on a goroutine of its own: it asks the stream why.
+// serves their agent, on a goroutine of its own that owner waits for: it
+// asks the stream why.
 // An input that came before the stream's leader was elected (or while it
 // has none) found no leader and is refused unavailable; a later one found
 // the stream full and is refused overloaded.
-func (q *inputQueue) refuseLost(ctx context.Context, lost []*ticket) {
+func (q *inputQueue) refuseLost(ctx context.Context, owner *sync.WaitGroup, lost []*ticket) {
 	var mine []*ticket
 	for _, t := range lost {
 		if q.servesSubject(t.subject) {
@@ -387,7 +391,9 @@ func (q *inputQueue) refuseLost(ctx context.Context, lost []*ticket) {
 	if len(mine) == 0 {
 		return
 	}
+	owner.Add(1)
 	go func() {
+		defer owner.Done()
 		ask, cancel := context.WithTimeout(ctx, leaderAttempt)
 		info, err := q.stream.Info(ask)
 		cancel()
